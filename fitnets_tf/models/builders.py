@@ -1,0 +1,152 @@
+"""Functional Keras models from a `NetSpec`, with every hidden layer reachable by a stable name.
+
+Naming, identical for every net so that a hint is addressed the same way on a teacher and a FitNet:
+  conv{i}        output of the i-th convolution after its non-linearity (i counts over all blocks, from 1);
+  conv{i}_linear the linear convolution under it (units * pieces channels for maxout);
+  pool{b}        the pool after block b;  flatten;
+  fc{j}          output of the j-th hidden fully connected layer after its non-linearity;
+  logits         the classifier's pre-softmax output (the model's output).
+The paper's 1-based layer index ("hint 11 <- 2": student layer 11 guided by teacher layer 2) counts conv layers,
+then hidden FC layers, then the classifier: index i is `tap_names(model)[i - 1]`.
+"""
+
+import re
+
+import keras
+
+from fitnets_tf.layers import Maxout
+from fitnets_tf.models.spec import NetSpec
+
+PAPER_INIT_LIMIT = 0.005
+CONV_MAX_NORM = 0.9
+FC_MAX_NORM = 1.9
+SOFTMAX_MAX_NORM = 1.9365
+
+_TAP = re.compile(r"^(conv|fc)(\d+)$")
+
+
+def _initializer(spec, seed, index):
+    layer_seed = None if seed is None else seed * 1000 + index
+    if spec.initializer == "paper":
+        return keras.initializers.RandomUniform(-PAPER_INIT_LIMIT, PAPER_INIT_LIMIT, seed=layer_seed)
+    return keras.initializers.get({"class_name": spec.initializer, "config": {"seed": layer_seed}})
+
+
+def _max_norm(spec, value, axis):
+    return keras.constraints.MaxNorm(max_value=value, axis=axis) if spec.max_norm else None
+
+
+def _nonlinearity(spec, pieces, name):
+    if spec.activation == "maxout":
+        return Maxout(pieces, name=name)
+    return keras.layers.Activation(spec.activation, name=name)
+
+
+def build_network(spec: NetSpec, seed=None) -> keras.Model:
+    """Builds the teacher or FitNet described by `spec`; the model maps images to logits.
+
+    Args:
+        spec: the architecture.
+        seed: makes the initial weights reproducible (each layer draws from its own derived seed).
+    Returns:
+        A functional `keras.Model` named `spec.name`, output `logits` of shape (batch, num_classes).
+    """
+    pieces = spec.num_pieces if spec.activation == "maxout" else 1
+    fc_pieces = spec.fc_pieces if spec.activation == "maxout" else 1
+    inputs = keras.Input(spec.input_shape, name="images")
+    x = inputs
+    index = 0
+    for b, block in enumerate(spec.blocks, start=1):
+        for width, kernel, padding in zip(block.widths, block.kernel_sizes(), block.paddings()):
+            index += 1
+            if isinstance(padding, int):
+                x = keras.layers.ZeroPadding2D(padding, name=f"conv{index}_pad")(x)
+                padding = "valid"
+            x = keras.layers.Conv2D(
+                width * pieces,
+                kernel,
+                padding=padding,
+                kernel_initializer=_initializer(spec, seed, index),
+                kernel_constraint=_max_norm(spec, CONV_MAX_NORM, [0, 1, 2]),
+                name=f"conv{index}_linear",
+            )(x)
+            x = _nonlinearity(spec, pieces, f"conv{index}")(x)
+        if block.pool is not None:
+            if block.pool.size is None:
+                x = keras.layers.GlobalMaxPooling2D(name=f"pool{b}")(x)
+            else:
+                x = keras.layers.MaxPooling2D(
+                    block.pool.size, block.pool.stride, padding=block.pool.padding, name=f"pool{b}"
+                )(x)
+    if len(x.shape) == 4:
+        x = keras.layers.Flatten(name="flatten")(x)
+    for j, units in enumerate(spec.fc_units, start=1):
+        index += 1
+        if spec.dropout:
+            x = keras.layers.Dropout(spec.dropout, name=f"fc{j}_dropout")(x)
+        x = keras.layers.Dense(
+            units * fc_pieces,
+            kernel_initializer=_initializer(spec, seed, index),
+            kernel_constraint=_max_norm(spec, FC_MAX_NORM, 0),
+            name=f"fc{j}_linear",
+        )(x)
+        x = _nonlinearity(spec, fc_pieces, f"fc{j}")(x)
+    if spec.dropout:
+        x = keras.layers.Dropout(spec.dropout, name="logits_dropout")(x)
+    logits = keras.layers.Dense(
+        spec.num_classes,
+        kernel_initializer=_initializer(spec, seed, index + 1),
+        kernel_constraint=_max_norm(spec, SOFTMAX_MAX_NORM, 0),
+        name="logits",
+        dtype="float32" if keras.mixed_precision.global_policy().compute_dtype != "float32" else None,
+    )(x)
+    return keras.Model(inputs, logits, name=spec.name)
+
+
+def tap_names(model: keras.Model):
+    """The names of the layers the paper numbers, in order: conv1..convN, fc1..fcM, logits."""
+    convs, fcs = [], []
+    for layer in model.layers:
+        match = _TAP.match(layer.name)
+        if match:
+            (convs if match.group(1) == "conv" else fcs).append((int(match.group(2)), layer.name))
+    return [name for _, name in sorted(convs)] + [name for _, name in sorted(fcs)] + ["logits"]
+
+
+def resolve_layer(model: keras.Model, layer, role="layer"):
+    """Returns the name of `layer`, given as a 1-based paper index (int or digit string) or a layer name.
+
+    Args:
+        model: a model from `build_network`.
+        layer: e.g. 11, "11" or "conv11".
+        role: how the error message calls the layer ("hint layer", "guided layer").
+    Raises:
+        ValueError naming the model, what was asked and what exists.
+    """
+    names = tap_names(model)
+    if isinstance(layer, str) and layer.strip().isdigit():
+        layer = int(layer)
+    if isinstance(layer, int) and not isinstance(layer, bool):
+        if not 1 <= layer <= len(names):
+            raise ValueError(
+                f"{role} index {layer} does not exist in model '{model.name}': its layers are numbered 1.."
+                f"{len(names)} ({', '.join(names)})."
+            )
+        return names[layer - 1]
+    if layer not in names:
+        raise ValueError(
+            f"{role} {layer!r} does not exist in model '{model.name}'. Choose an index 1..{len(names)} or one of: "
+            f"{', '.join(names)}."
+        )
+    return layer
+
+
+def truncated_model(model: keras.Model, layer, role="layer") -> keras.Model:
+    """The sub-model from the input to `layer` (index or name). It SHARES its variables with `model`."""
+    name = resolve_layer(model, layer, role)
+    return keras.Model(model.inputs, model.get_layer(name).output, name=f"{model.name}_to_{name}")
+
+
+def layer_index(model: keras.Model, layer) -> int:
+    """The paper's 1-based index of `layer` (index or name)."""
+    return tap_names(model).index(resolve_layer(model, layer)) + 1
