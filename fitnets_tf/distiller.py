@@ -1,0 +1,261 @@
+"""The FitNets trainer: stage 1 (hints), stage 2 (knowledge distillation), and the plain-CE baseline.
+
+    distiller = Distiller(student, teacher, hint_pairs=[HintPair(guided=11, hint=2)], temperature=3.0,
+                          kd_lambda=KDLambdaSchedule(4.0, 1.0, 0, 150))
+    distiller.compile(keras.optimizers.RMSprop(5e-3), stage="hint")   # stage 1, Algorithm 1 line 2
+    distiller.fit(train_ds, epochs=...)
+    distiller.compile(keras.optimizers.RMSprop(5e-3), stage="kd")     # stage 2: the regressors are discarded
+    distiller.fit(train_ds, epochs=...)
+
+Stage 1 differentiates ONLY the student truncated at its guided layer(s) and the regressor(s), against the frozen
+teacher truncated at its hint layer(s); the truncated student shares its variables with the full one, so W*_Guided
+is in the student when stage 2 starts (Algorithm 1, line 3) without any copy. The teacher is never trained.
+"""
+
+import dataclasses
+from typing import Union
+
+import keras
+import tensorflow as tf
+
+from fitnets_tf import losses
+from fitnets_tf.models.builders import resolve_layer, truncated_model
+from fitnets_tf.regressor import build_regressor, hint_nonlinearity
+from fitnets_tf.schedules import KDLambdaSchedule
+
+STAGES = ("hint", "kd", "ce")
+HINT_MODES = ("sequential", "joint")
+
+
+@dataclasses.dataclass(frozen=True)
+class HintPair:
+    """One hint: student layer `guided` is taught teacher layer `hint` (paper notation "guided <- hint").
+
+    Layers are 1-based paper indices or layer names (see `fitnets_tf.models.builders`).
+    """
+
+    guided: Union[int, str]
+    hint: Union[int, str]
+    regressor: str = "conv"
+
+
+class Distiller(keras.Model):
+    """A `keras.Model` whose `train_step` runs one FitNets stage; `call` is the student's forward pass.
+
+    Args:
+        student: the FitNet, a functional model from `build_network` (images -> logits).
+        teacher: the trained teacher (images -> logits); frozen here. Needed by stages "hint" and "kd".
+        hint_pairs: `HintPair`s for stage 1.
+        temperature: tau of the softened outputs (paper: 3).
+        kd_lambda: a float or a `KDLambdaSchedule` (paper: 4 -> 1 linear); read at the start of each epoch.
+        tau_squared: multiply the soft KD term by tau^2 (Hinton et al.); off in the paper and its code.
+        hint_spatial_mean: the original code's hint reduction (see `losses.hint_loss`).
+        regressor_initializer: initializer (name) of the regressors' weights.
+        seed: makes the regressors' initial weights reproducible.
+    """
+
+    def __init__(
+        self,
+        student,
+        teacher=None,
+        hint_pairs=(),
+        temperature=3.0,
+        kd_lambda=KDLambdaSchedule(4.0, 1.0, 0, 150),
+        tau_squared=False,
+        hint_spatial_mean=False,
+        regressor_initializer="glorot_uniform",
+        seed=None,
+        name="distiller",
+        **kwargs,
+    ):
+        super().__init__(name=name, **kwargs)
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0. Received: temperature={temperature}")
+        self.student = student
+        self.teacher = teacher
+        if teacher is not None:
+            teacher.trainable = False
+        self.temperature = float(temperature)
+        self.kd_lambda_schedule = (
+            kd_lambda if isinstance(kd_lambda, KDLambdaSchedule) else KDLambdaSchedule.constant(kd_lambda)
+        )
+        self.tau_squared = tau_squared
+        self.hint_spatial_mean = hint_spatial_mean
+        self.kd_lambda = self.add_weight(
+            name="kd_lambda", shape=(), initializer=keras.initializers.Constant(self.kd_lambda_schedule(0)),
+            trainable=False,
+        )
+        self.hint_pairs = []
+        self.regressors = []
+        for i, pair in enumerate(hint_pairs):
+            if teacher is None:
+                raise ValueError("Hint pairs need a teacher. Received: teacher=None")
+            guided = resolve_layer(student, pair.guided, "guided layer")
+            hint = resolve_layer(teacher, pair.hint, "hint layer")
+            self.hint_pairs.append(HintPair(guided, hint, pair.regressor))
+            self.regressors.append(
+                build_regressor(
+                    student.get_layer(guided).output.shape,
+                    teacher.get_layer(hint).output.shape,
+                    kind=pair.regressor,
+                    nonlinearity=hint_nonlinearity(teacher.get_layer(hint)),
+                    guided_name=f"{student.name}/{guided}",
+                    hint_name=f"{teacher.name}/{hint}",
+                    initializer=keras.initializers.get({
+                        "class_name": regressor_initializer,
+                        "config": {"seed": None if seed is None else seed * 1000 + 900 + i},
+                    }),
+                    name=f"regressor{i + 1}" if len(hint_pairs) > 1 else "regressor",
+                )
+            )
+        self.stage = None
+        self.active_pairs = ()
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.hint_loss_tracker = keras.metrics.Mean(name="hint_loss")
+        self.ce_loss_tracker = keras.metrics.Mean(name="ce_loss")
+        self.kd_loss_tracker = keras.metrics.Mean(name="kd_loss")
+        self.kd_lambda_tracker = keras.metrics.Mean(name="kd_lambda")
+        self.accuracy_metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+    # ----------------------------------------------------------------------------------------------- set-up
+    def compile(self, optimizer="rmsprop", stage="kd", pairs=None, jit_compile="auto", **kwargs):
+        """Prepares one stage; call again (with a fresh optimizer) to move to the next stage.
+
+        Args:
+            optimizer: a Keras optimizer (under `mixed_float16` Keras wraps it in a `LossScaleOptimizer`).
+            stage: "hint" (stage 1), "kd" (stage 2) or "ce" (the student alone on cross-entropy).
+            pairs: stage "hint" only: indices into `hint_pairs` trained together (their hint losses summed).
+                None trains all pairs jointly; the original code trains them in sequence, one stage per pair:
+                `for i in range(n): compile(stage="hint", pairs=[i]); fit(...)`.
+            jit_compile: XLA for the train step: True, False or "auto" (Keras: on for GPU, off on CPU).
+        """
+        if stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}. Received: stage={stage!r}")
+        if stage in ("hint", "kd") and self.teacher is None:
+            raise ValueError(f"Stage '{stage}' needs a teacher. Construct the Distiller with teacher=...")
+        if stage == "hint":
+            if not self.hint_pairs:
+                raise ValueError("Stage 'hint' needs hint_pairs. Received: hint_pairs=()")
+            pairs = tuple(range(len(self.hint_pairs))) if pairs is None else tuple(pairs)
+            if not pairs or any(not 0 <= i < len(self.hint_pairs) for i in pairs):
+                raise ValueError(
+                    f"pairs must index hint_pairs (0..{len(self.hint_pairs) - 1}). Received: pairs={pairs}"
+                )
+        elif self.regressors:
+            self.discard_regressors()
+        super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
+        self.stage = stage
+        self.active_pairs = pairs if stage == "hint" else ()
+        if stage == "hint":
+            guided = [self.hint_pairs[i].guided for i in pairs]
+            hints = [self.hint_pairs[i].hint for i in pairs]
+            # One multi-output sub-model per side: the shared prefix of several pairs is computed once.
+            self.guided_model = keras.Model(
+                self.student.inputs, [self.student.get_layer(g).output for g in guided], name="student_guided"
+            )
+            self.hint_model = keras.Model(
+                self.teacher.inputs, [self.teacher.get_layer(h).output for h in hints], name="teacher_hints"
+            )
+        self.optimizer.build(self.stage_variables)
+
+    def discard_regressors(self):
+        """Algorithm 1, line 3: after stage 1 only W*_Guided is kept; the regressors are dropped."""
+        self.regressors = []
+        self.hint_pairs = []
+        self.active_pairs = ()
+
+    @property
+    def stage_variables(self):
+        """The variables the current stage trains (stage 1: student up to the guided layer(s) + regressor(s))."""
+        if self.stage == "hint":
+            variables = list(self.guided_model.trainable_variables)
+            for i in self.active_pairs:
+                variables += self.regressors[i].trainable_variables
+            return variables
+        return list(self.student.trainable_variables)
+
+    @property
+    def metrics(self):
+        if self.stage == "hint":
+            return [self.loss_tracker, self.hint_loss_tracker]
+        if self.stage == "kd":
+            return [self.loss_tracker, self.ce_loss_tracker, self.kd_loss_tracker, self.kd_lambda_tracker,
+                    self.accuracy_metric]
+        return [self.loss_tracker, self.ce_loss_tracker, self.accuracy_metric]
+
+    def call(self, inputs, training=False):
+        return self.student(inputs, training=training)
+
+    # ------------------------------------------------------------------------------------------- the steps
+    def _per_example_losses(self, x, y, training):
+        """Returns (per-example total loss, dict of per-example terms, student logits or None)."""
+        if self.stage == "hint":
+            guided = self.guided_model(x, training=training)
+            hints = self.hint_model(x, training=False)
+            guided = guided if isinstance(guided, (list, tuple)) else [guided]
+            hints = hints if isinstance(hints, (list, tuple)) else [hints]
+            total = 0.0
+            for i, g, h in zip(self.active_pairs, guided, hints):
+                total += losses.hint_loss(
+                    tf.stop_gradient(h), self.regressors[i](g, training=training), self.hint_spatial_mean
+                )
+            return total, {"hint_loss": total}, None
+        logits = self.student(x, training=training)
+        if self.stage == "ce":
+            ce = losses.cross_entropy(y, logits)
+            return ce, {"ce_loss": ce}, logits
+        teacher_logits = tf.stop_gradient(self.teacher(x, training=False))
+        total, ce, soft = losses.kd_loss(
+            y, logits, teacher_logits, self.temperature, self.kd_lambda, self.tau_squared
+        )
+        return total, {"ce_loss": ce, "kd_loss": soft}, logits
+
+    def _update_metrics(self, total, terms, y, logits):
+        self.loss_tracker.update_state(total)
+        trackers = {"hint_loss": self.hint_loss_tracker, "ce_loss": self.ce_loss_tracker,
+                    "kd_loss": self.kd_loss_tracker}
+        for key, value in terms.items():
+            trackers[key].update_state(value)
+        if self.stage == "kd":
+            self.kd_lambda_tracker.update_state(self.kd_lambda)
+        if logits is not None:
+            self.accuracy_metric.update_state(y, logits)
+        return {m.name: m.result() for m in self.metrics}
+
+    def train_step(self, data):
+        x, y = data[0], data[1]
+        variables = self.stage_variables
+        with tf.GradientTape() as tape:
+            per_example, terms, logits = self._per_example_losses(x, y, training=True)
+            # Mean over the GLOBAL batch: under tf.distribute each replica holds 1/N of it and the optimizer
+            # sums the replicas' gradients, so one and N replicas make the same update.
+            loss = tf.nn.compute_average_loss(per_example)
+            scaled_loss = self.optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled_loss, variables)
+        self.optimizer.apply(gradients, variables)
+        return self._update_metrics(per_example, terms, y, logits)
+
+    def test_step(self, data):
+        x, y = data[0], data[1]
+        per_example, terms, logits = self._per_example_losses(x, y, training=False)
+        return self._update_metrics(per_example, terms, y, logits)
+
+    def fit(self, *args, callbacks=None, **kwargs):
+        """`keras.Model.fit`, with lambda set from the schedule at the start of every epoch of stage "kd"."""
+        if self.stage is None:
+            raise RuntimeError("Call compile(optimizer, stage=...) before fit().")
+        callbacks = list(callbacks or [])
+        if self.stage == "kd":
+            callbacks.insert(0, KDLambdaCallback(self))
+        return super().fit(*args, callbacks=callbacks, **kwargs)
+
+
+class KDLambdaCallback(keras.callbacks.Callback):
+    """Sets `distiller.kd_lambda` from its schedule at the beginning of each (absolute, 0-based) epoch."""
+
+    def __init__(self, distiller):
+        super().__init__()
+        self.distiller = distiller
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.distiller.kd_lambda.assign(self.distiller.kd_lambda_schedule(epoch))

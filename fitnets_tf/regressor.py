@@ -1,0 +1,113 @@
+"""The regressor r(v_g; W_r) that maps the student's guided-layer output onto the teacher's hint (paper Sec. 2.2).
+
+A fully connected regressor would need N_h1*N_h2*O_h*N_g1*N_g2*O_g weights; FitNets use a CONVOLUTIONAL one whose
+"valid" kernel k_i = N_g,i - N_h,i + 1 turns the guided map (N_g) into the hint's spatial size (N_h), with
+k1*k2*O_h*O_g weights. The regressor ends in the hint layer's own non-linearity (a maxout conv when the hint is
+maxout), so that u_h and r(v_g) live in the same space.
+"""
+
+import math
+
+import keras
+
+from fitnets_tf.layers import Maxout
+
+REGRESSOR_KINDS = ("conv", "conv1x1", "dense")
+
+
+def hint_nonlinearity(layer):
+    """The non-linearity of a teacher's hint layer: ("maxout", pieces), (activation name, 1), or ("linear", 1)."""
+    if isinstance(layer, Maxout):
+        return "maxout", layer.num_pieces
+    if isinstance(layer, keras.layers.Activation):
+        return keras.activations.serialize(layer.activation), 1
+    activation = getattr(layer, "activation", None)
+    if activation is not None:
+        name = keras.activations.serialize(activation)
+        return ("linear" if name in ("linear", None) else name), 1
+    return "linear", 1
+
+
+def regressor_kernel(guided_shape, hint_shape):
+    """The paper's kernel rule: k_i = N_g,i - N_h,i + 1 for the two spatial axes of (batch, H, W, C) shapes."""
+    return tuple(int(g) - int(h) + 1 for g, h in zip(guided_shape[1:3], hint_shape[1:3]))
+
+
+def _refuse(reason, guided, hint, choose):
+    raise ValueError(
+        f"No '{reason[0]}' regressor can map guided layer '{guided[0]}' {tuple(guided[1])} onto hint layer "
+        f"'{hint[0]}' {tuple(hint[1])}: {reason[1]}. {choose}"
+    )
+
+
+def build_regressor(
+    guided_shape,
+    hint_shape,
+    kind="conv",
+    nonlinearity=("linear", 1),
+    guided_name="guided",
+    hint_name="hint",
+    initializer="glorot_uniform",
+    name="regressor",
+):
+    """Builds the regressor from the guided layer's output shape to the hint layer's.
+
+    Args:
+        guided_shape, hint_shape: full shapes with a batch axis, e.g. (None, 16, 16, 80) and (None, 15, 15, 192).
+        kind: "conv" (the paper's valid conv, kernel N_g - N_h + 1), "conv1x1" (equal spatial sizes only), or
+            "dense" (flatten, fully connected, reshape: maps any pair, at the cost of many weights).
+        nonlinearity: the hint layer's, from `hint_nonlinearity`: ("maxout", pieces), ("relu", 1), ("linear", 1).
+        guided_name, hint_name: named in the error when the pair cannot be mapped.
+    Returns:
+        A functional `keras.Model` from the guided output to a tensor of the hint's shape.
+    Raises:
+        ValueError naming both layers, their shapes and what to choose instead.
+    """
+    if kind not in REGRESSOR_KINDS:
+        raise ValueError(f"regressor must be one of {REGRESSOR_KINDS}. Received: regressor={kind!r}")
+    guided, hint = (guided_name, guided_shape), (hint_name, hint_shape)
+    activation, pieces = nonlinearity
+    out_units = int(hint_shape[-1])
+
+    inputs = keras.Input(tuple(guided_shape[1:]), name=f"{name}_input")
+    if kind in ("conv", "conv1x1"):
+        if len(guided_shape) != 4 or len(hint_shape) != 4:
+            _refuse(
+                (kind, "a convolutional regressor needs a 4-D (batch, H, W, C) map on both sides"),
+                guided, hint,
+                "Choose conv layers for both the hint and the guided layer, or regressor='dense'.",
+            )
+        kernel = regressor_kernel(guided_shape, hint_shape)
+        if min(kernel) < 1:
+            _refuse(
+                (kind, "the hint map is larger than the guided map, so the kernel N_g - N_h + 1 would be "
+                       f"{kernel} (the original code refuses this too: it 'needs zero-padding')"),
+                guided, hint,
+                "Choose an earlier guided layer (a larger map) or a deeper hint layer (a smaller map), "
+                "or regressor='dense'.",
+            )
+        if kind == "conv1x1" and kernel != (1, 1):
+            _refuse(
+                (kind, "a 1x1 regressor keeps the spatial size, and the two maps differ"),
+                guided, hint,
+                "Choose regressor='conv' (kernel N_g - N_h + 1) or layers whose maps have the same size.",
+            )
+        x = keras.layers.Conv2D(
+            out_units * pieces, kernel, padding="valid", kernel_initializer=initializer, name=f"{name}_conv"
+        )(inputs)
+    else:
+        x = keras.layers.Flatten(name=f"{name}_flatten")(inputs) if len(guided_shape) > 2 else inputs
+        x = keras.layers.Dense(
+            math.prod(int(d) for d in hint_shape[1:]) * pieces, kernel_initializer=initializer,
+            name=f"{name}_dense",
+        )(x)
+        if pieces > 1:
+            x = keras.layers.Reshape((*tuple(int(d) for d in hint_shape[1:-1]), out_units * pieces),
+                                     name=f"{name}_reshape")(x)
+    if activation == "maxout":
+        x = Maxout(pieces, name=f"{name}_maxout")(x)
+    elif activation != "linear":
+        x = keras.layers.Activation(activation, name=f"{name}_{activation}")(x)
+    if kind == "dense":
+        x = keras.layers.Reshape(tuple(int(d) for d in hint_shape[1:]), name=f"{name}_to_hint")(x)
+    return keras.Model(inputs, x, name=name)

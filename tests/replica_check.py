@@ -1,0 +1,51 @@
+"""Run one step of a stage on 1 device and on 2 replicas (MirroredStrategy over 2 logical CPUs); print the
+largest weight difference as JSON. A subprocess, because logical devices must be split before any op runs."""
+
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import tensorflow as tf  # noqa: E402
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from fitnets_tf import Distiller, HintPair  # noqa: E402
+from fitnets_tf.models import BlockSpec, NetSpec, PoolSpec, build_network  # noqa: E402
+
+
+def one_step(strategy, stage):
+    with strategy.scope():
+        teacher = build_network(NetSpec("teacher", (8, 8, 1), 5, (BlockSpec((8, 8)), BlockSpec((8,), pool=PoolSpec(None))),
+                                        initializer="glorot_uniform"), seed=0)
+        student = build_network(NetSpec("student", (8, 8, 1), 5, (BlockSpec((4, 4, 4)), BlockSpec((6,), pool=PoolSpec(None))),
+                                        initializer="glorot_uniform"), seed=1)
+        distiller = Distiller(student, teacher, hint_pairs=[HintPair(3, 2)], kd_lambda=2.0, seed=3)
+        distiller.compile(keras.optimizers.SGD(0.5), stage=stage)
+    one_step.initial = [v.numpy() for v in student.weights] + [
+        v.numpy() for r in distiller.regressors for v in r.weights]
+    rng = np.random.default_rng(0)
+    x, y = rng.random((16, 8, 8, 1)).astype("float32"), rng.integers(0, 5, 16)
+    logs = distiller.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0).history
+    weights = [v.numpy() for v in student.weights] + [v.numpy() for r in distiller.regressors for v in r.weights]
+    return weights, {k: float(v[0]) for k, v in logs.items()}
+
+
+if __name__ == "__main__":
+    report = {}
+    for stage in sys.argv[1:]:
+        single, single_logs = one_step(tf.distribute.get_strategy(), stage)
+        mirrored, mirrored_logs = one_step(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), stage)
+        report[stage] = {
+            "max_weight_difference": max(float(np.abs(a - b).max()) for a, b in zip(single, mirrored)),
+            "max_weight_change": max(float(np.abs(a - b).max()) for a, b in zip(single, one_step.initial)),
+            "single_logs": single_logs,
+            "mirrored_logs": mirrored_logs,
+        }
+    print(json.dumps(report))

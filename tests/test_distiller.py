@@ -1,0 +1,182 @@
+"""The two FitNets stages against their invariants: what moves, what must not, and that the losses fall."""
+
+import numpy as np
+import keras
+import pytest
+
+from fitnets_tf import Distiller, HintPair, KDLambdaSchedule
+from fitnets_tf.models import BlockSpec, NetSpec, PoolSpec, build_network
+
+CLASSES = 5
+
+
+def teacher_and_student(seed=0):
+    teacher = build_network(NetSpec(
+        "teacher", (8, 8, 1), CLASSES, (BlockSpec((12, 12)), BlockSpec((12,), pool=PoolSpec(None))),
+        initializer="glorot_uniform"), seed=seed)
+    student = build_network(NetSpec(
+        "student", (8, 8, 1), CLASSES, (BlockSpec((4, 4, 4, 4)), BlockSpec((6, 6), pool=PoolSpec(None))),
+        fc_units=(6,), initializer="glorot_uniform"), seed=seed + 1)
+    return teacher, student
+
+
+def data(n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 8, 8, 1)).astype("float32"), rng.integers(0, CLASSES, n)
+
+
+def snapshot(model):
+    return {v.path: v.numpy().copy() for v in model.weights}
+
+
+def changed(before, model):
+    return {v.path for v in model.weights if not np.array_equal(before[v.path], v.numpy())}
+
+
+def layer_of(path):
+    return path.split("/")[0]
+
+
+def test_stage_hint_moves_only_the_student_up_to_the_guided_layer_and_the_regressor():
+    teacher, student = teacher_and_student()
+    distiller = Distiller(student, teacher, hint_pairs=[HintPair(guided=4, hint=2)])
+    distiller.compile(keras.optimizers.Adam(1e-2), stage="hint")
+    t0, s0 = snapshot(teacher), snapshot(student)
+    r0 = snapshot(distiller.regressors[0])
+    x, y = data()
+    history = distiller.fit(x, y, batch_size=16, epochs=4, verbose=0, shuffle=False)
+
+    assert changed(t0, teacher) == set()
+    moved = {layer_of(p) for p in changed(s0, student)}
+    assert moved == {"conv1_linear", "conv2_linear", "conv3_linear", "conv4_linear"}
+    assert changed(r0, distiller.regressors[0]) == set(r0)  # every regressor weight moved
+    hint_losses = history.history["hint_loss"]
+    assert hint_losses[-1] < 0.5 * hint_losses[0]
+    assert history.history["loss"] == hint_losses
+
+
+def test_stage_hint_sequential_pairs_train_one_pair_at_a_time():
+    teacher, student = teacher_and_student()
+    distiller = Distiller(student, teacher, hint_pairs=[HintPair(2, 1), HintPair(5, 3, regressor="dense")])
+    x, y = data()
+    distiller.compile(keras.optimizers.Adam(1e-2), stage="hint", pairs=[0])
+    s0, r2 = snapshot(student), snapshot(distiller.regressors[1])
+    distiller.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    assert {layer_of(p) for p in changed(s0, student)} == {"conv1_linear", "conv2_linear"}
+    assert changed(r2, distiller.regressors[1]) == set()
+
+    distiller.compile(keras.optimizers.Adam(1e-2), stage="hint", pairs=[1])
+    s1 = snapshot(student)
+    distiller.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    assert {layer_of(p) for p in changed(s1, student)} == {f"conv{i}_linear" for i in range(1, 6)}
+    assert changed(r2, distiller.regressors[1]) == set(r2)
+
+
+def test_stage_hint_joint_pairs_sum_the_hint_losses():
+    teacher, student = teacher_and_student()
+    pairs = [HintPair(2, 1), HintPair(4, 2)]
+    joint = Distiller(student, teacher, hint_pairs=pairs)
+    joint.compile(keras.optimizers.SGD(0.0), stage="hint")
+    x, y = data(32)
+    total = joint.evaluate(x, y, batch_size=32, verbose=0, return_dict=True)["hint_loss"]
+    parts = []
+    for i in range(2):
+        joint.compile(keras.optimizers.SGD(0.0), stage="hint", pairs=[i])
+        parts.append(joint.evaluate(x, y, batch_size=32, verbose=0, return_dict=True)["hint_loss"])
+    np.testing.assert_allclose(total, sum(parts), rtol=1e-5)
+
+
+def test_stage_kd_moves_the_student_not_the_teacher_and_lambda_follows_the_schedule():
+    teacher, student = teacher_and_student()
+    schedule = KDLambdaSchedule(4.0, 1.0, 0, 3)
+    distiller = Distiller(student, teacher, hint_pairs=[HintPair(4, 2)], temperature=3.0, kd_lambda=schedule)
+    distiller.compile(keras.optimizers.Adam(1e-2), stage="kd")
+    assert distiller.regressors == []  # discarded when stage 2 starts
+    t0, s0 = snapshot(teacher), snapshot(student)
+    # A confident teacher (its softened outputs far from uniform, so the soft term has room to fall) and labels it
+    # agrees with, so that both terms pull the same way.
+    teacher.get_layer("logits").kernel.assign(teacher.get_layer("logits").kernel * 30.0)
+    t0 = snapshot(teacher)
+    x, _ = data()
+    y = np.argmax(np.asarray(teacher(x)), axis=-1)
+    history = distiller.fit(x, y, batch_size=16, epochs=5, verbose=0)
+    assert changed(t0, teacher) == set()
+    assert changed(s0, student) == set(s0)
+    np.testing.assert_allclose(history.history["kd_lambda"], [4.0, 3.0, 2.0, 1.0, 1.0], rtol=1e-6)
+    assert history.history["kd_loss"][-1] < history.history["kd_loss"][0]
+    # loss = ce + lambda * soft, epoch by epoch, in the logged metrics.
+    h = history.history
+    expected = np.array(h["ce_loss"]) + np.array(h["kd_lambda"]) * np.array(h["kd_loss"])
+    np.testing.assert_allclose(h["loss"], expected, rtol=1e-4)
+
+
+def test_stage_kd_resumed_at_a_later_epoch_reads_lambda_at_that_epoch():
+    teacher, student = teacher_and_student()
+    distiller = Distiller(student, teacher, kd_lambda=KDLambdaSchedule(4.0, 1.0, 0, 3))
+    distiller.compile(keras.optimizers.Adam(1e-3), stage="kd")
+    history = distiller.fit(*data(16), batch_size=16, epochs=4, initial_epoch=2, verbose=0)
+    np.testing.assert_allclose(history.history["kd_lambda"], [2.0, 1.0], rtol=1e-6)
+
+
+def test_stage_1_weights_carry_into_stage_2():
+    teacher, student = teacher_and_student()
+    distiller = Distiller(student, teacher, hint_pairs=[HintPair(4, 2)])
+    x, y = data()
+    distiller.compile(keras.optimizers.Adam(1e-2), stage="hint")
+    distiller.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    after_stage_1 = student.get_layer("conv2_linear").kernel.numpy().copy()
+    distiller.compile(keras.optimizers.SGD(0.0), stage="kd")
+    distiller.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    # lr 0: only the max-norm projection touches the weights (a relative change of ~1e-7).
+    np.testing.assert_allclose(student.get_layer("conv2_linear").kernel.numpy(), after_stage_1, rtol=1e-5)
+
+
+def test_stage_ce_trains_the_student_alone():
+    teacher, student = teacher_and_student()
+    distiller = Distiller(student)
+    distiller.compile(keras.optimizers.Adam(1e-2), stage="ce")
+    x, y = data()
+    history = distiller.fit(x, y, batch_size=16, epochs=6, verbose=0)
+    assert history.history["ce_loss"][-1] < history.history["ce_loss"][0]
+    assert set(history.history) == {"loss", "ce_loss", "accuracy"}
+
+
+def test_xla_step_matches_the_plain_step():
+    results = []
+    for jit in (False, True):
+        teacher, student = teacher_and_student(seed=3)
+        distiller = Distiller(student, teacher)
+        distiller.compile(keras.optimizers.SGD(0.1), stage="kd", jit_compile=jit)
+        distiller.fit(*data(32), batch_size=32, epochs=1, verbose=0, shuffle=False)
+        results.append(student.get_layer("logits").kernel.numpy())
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("stage", ["hint", "kd"])
+def test_one_step_under_mixed_float16_gives_finite_float32_losses(stage):
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    teacher, student = teacher_and_student()
+    assert student.get_layer("conv1_linear").compute_dtype == "float16"
+    distiller = Distiller(student, teacher, hint_pairs=[HintPair(4, 2)])
+    distiller.compile(keras.optimizers.Adam(1e-3), stage=stage)
+    assert isinstance(distiller.optimizer, keras.optimizers.LossScaleOptimizer)
+    logs = distiller.train_on_batch(*data(4), return_dict=True)
+    assert logs and all(np.isfinite(v) for v in logs.values())
+    assert distiller.loss_tracker.result().dtype == "float32"
+    assert student.get_layer("conv1_linear").kernel.dtype == "float32"
+
+
+def test_bad_configurations():
+    teacher, student = teacher_and_student()
+    with pytest.raises(ValueError, match="guided layer index 20 does not exist in model 'student'"):
+        Distiller(student, teacher, hint_pairs=[HintPair(20, 2)])
+    with pytest.raises(ValueError, match="No 'conv' regressor can map"):
+        Distiller(student, teacher, hint_pairs=[HintPair(6, 1)])  # student conv6 is 4x4, teacher conv1 8x8
+    with pytest.raises(ValueError, match="needs a teacher"):
+        Distiller(student).compile("sgd", stage="kd")
+    with pytest.raises(ValueError, match="stage must be one of"):
+        Distiller(student, teacher).compile("sgd", stage="hints")
+    with pytest.raises(ValueError, match="needs hint_pairs"):
+        Distiller(student, teacher).compile("sgd", stage="hint")
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        Distiller(student, teacher, temperature=0)

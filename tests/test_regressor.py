@@ -1,0 +1,78 @@
+import numpy as np
+import keras
+import pytest
+
+from fitnets_tf.layers import Maxout
+from fitnets_tf.regressor import build_regressor, hint_nonlinearity, regressor_kernel
+
+
+@pytest.mark.parametrize("guided,hint,kernel", [
+    ((None, 16, 16, 80), (None, 15, 15, 192), (2, 2)),   # FitNet 4 conv11 <- CIFAR teacher conv2 (pylearn2 maps)
+    ((None, 8, 8, 32), (None, 8, 8, 64), (1, 1)),
+    ((None, 32, 32, 16), (None, 8, 8, 96), (25, 25)),
+    ((None, 12, 10, 4), (None, 5, 7, 6), (8, 4)),
+])
+def test_kernel_rule_n_g_minus_n_h_plus_one(guided, hint, kernel):
+    assert regressor_kernel(guided, hint) == kernel
+    regressor = build_regressor(guided, hint)
+    assert regressor.get_layer("regressor_conv").kernel.shape[:2] == kernel
+    out = regressor(np.zeros((2, *guided[1:]), "float32"))
+    assert tuple(out.shape) == (2, *hint[1:])
+
+
+def test_maxout_hint_gives_maxout_regressor_with_same_pieces():
+    regressor = build_regressor((None, 8, 8, 4), (None, 6, 6, 10), nonlinearity=("maxout", 3))
+    assert regressor.get_layer("regressor_conv").filters == 30
+    assert regressor.get_layer("regressor_maxout").num_pieces == 3
+    # weights k1*k2*O_h*O_g (times pieces for maxout) + biases
+    assert regressor.count_params() == 3 * 3 * 4 * 30 + 30
+
+
+def test_relu_hint_gives_relu_regressor():
+    regressor = build_regressor((None, 8, 8, 4), (None, 8, 8, 5), nonlinearity=("relu", 1))
+    out = regressor(np.random.default_rng(0).normal(size=(3, 8, 8, 4)).astype("float32"))
+    assert float(np.min(out)) >= 0.0
+
+
+def test_hint_nonlinearity_read_from_layers():
+    assert hint_nonlinearity(Maxout(2)) == ("maxout", 2)
+    assert hint_nonlinearity(keras.layers.Activation("relu")) == ("relu", 1)
+    assert hint_nonlinearity(keras.layers.Dense(3)) == ("linear", 1)
+
+
+def test_refuses_hint_map_larger_than_guided_map_naming_both_layers():
+    with pytest.raises(ValueError) as error:
+        build_regressor((None, 8, 8, 64), (None, 16, 16, 96), guided_name="fitnet/conv9", hint_name="teacher/conv2")
+    message = str(error.value)
+    for part in ("fitnet/conv9", "teacher/conv2", "(None, 8, 8, 64)", "(None, 16, 16, 96)", "regressor='dense'"):
+        assert part in message
+
+
+def test_refuses_conv_regressor_between_conv_and_dense_layers():
+    with pytest.raises(ValueError, match=r"4-D.*regressor='dense'"):
+        build_regressor((None, 500), (None, 8, 8, 96), guided_name="s/fc1", hint_name="t/conv2")
+    with pytest.raises(ValueError, match="s/conv3"):
+        build_regressor((None, 8, 8, 16), (None, 500), guided_name="s/conv3", hint_name="t/fc1")
+
+
+def test_conv1x1_needs_equal_maps():
+    assert build_regressor((None, 8, 8, 4), (None, 8, 8, 6), kind="conv1x1").count_params() == 4 * 6 + 6
+    with pytest.raises(ValueError, match="regressor='conv'"):
+        build_regressor((None, 8, 8, 4), (None, 6, 6, 6), kind="conv1x1")
+
+
+@pytest.mark.parametrize("guided,hint,pieces", [
+    ((None, 8, 8, 4), (None, 16, 16, 3), 2),   # the dense regressor also maps N_h > N_g
+    ((None, 20), (None, 4, 4, 2), 1),
+    ((None, 4, 4, 2), (None, 7), 5),
+])
+def test_dense_regressor_maps_any_pair(guided, hint, pieces):
+    nonlinearity = ("maxout", pieces) if pieces > 1 else ("linear", 1)
+    regressor = build_regressor(guided, hint, kind="dense", nonlinearity=nonlinearity)
+    out = regressor(np.ones((2, *guided[1:]), "float32"))
+    assert tuple(out.shape) == (2, *hint[1:])
+
+
+def test_unknown_kind():
+    with pytest.raises(ValueError, match="regressor='fc'"):
+        build_regressor((None, 8, 8, 4), (None, 8, 8, 4), kind="fc")
