@@ -1,0 +1,431 @@
+"""A whole FitNets experiment, from data to exported student: `run(RunConfig(...))`.
+
+Steps, each resumable (a finished step is restored, an interrupted one resumes from its last epoch):
+  1. data splits and preprocessing (fitted on train, saved as preprocessing.npz);
+  2. the teacher: loaded from `teacher_path`, or trained with cross-entropy;
+  3. the FitNet: stage 1 (hints; one stage per hint pair, or all pairs jointly), then stage 2 (KD);
+  4. baselines on the same student architecture and initial weights: "ce" (plain backprop), "kd" (KD alone);
+  5. test accuracy, parameters, multiplications and measured latency of every model -> results.json, results.md;
+  6. the FitNet exported as a SavedModel taking raw uint8 images (export/).
+
+Layout of `model_dir`:
+  flags.cfg (written by scripts/run.py), run_config.json, preprocessing.npz, checkpoints/<stage>/,
+  tensorboard/<stage>/{train,validation}, tensorboard/hparams, tensorboard/graphs/<model>,
+  teacher.keras, fitnet.keras, baseline_<name>.keras, results.json, results.md, export/.
+"""
+
+import dataclasses
+import datetime
+import json
+import os
+import time
+from typing import Optional, Tuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from fitnets_tf import data as data_lib
+from fitnets_tf.distiller import HINT_MODES, Distiller, HintPair
+from fitnets_tf.export import export_saved_model
+from fitnets_tf.io_utils import atomic_save, atomic_write_json, read_json
+from fitnets_tf.models import build_network, resolve_layer
+from fitnets_tf.models import zoo
+from fitnets_tf.regressor import REGRESSOR_KINDS
+from fitnets_tf.report import add_ratios, measure_latency, model_row, write_report
+from fitnets_tf.schedules import KDLambdaSchedule
+from fitnets_tf.training import accuracy, train_stage
+
+OPTIMIZERS = ("rmsprop", "adam", "sgd")
+BASELINES = ("ce", "kd")
+MIXED_PRECISION = ("float32", "mixed_float16", "mixed_bfloat16")
+# Keys that do not change what a run computes: a rerun may change them and still resume.
+_RUNTIME_KEYS = ("model_dir", "data_dir", "download", "verbose", "latency_runs", "export", "overwrite",
+                 "jit_compile", "experiment")
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the message names it and what to do instead."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything a run depends on. Defaults are the embedded digits experiment (see flags/digits.cfg)."""
+
+    model_dir: str
+    experiment: str = "digits"
+    # data
+    dataset: str = "digits"
+    data_dir: Optional[str] = None
+    download: bool = False
+    validation_size: float = 0.1
+    use_extra: bool = False
+    preprocessing: Optional[str] = None  # None: the dataset's default (scale; gcn_zca for CIFAR)
+    augment: bool = True
+    crop_padding: Optional[int] = None  # None: the dataset's default
+    flip: Optional[bool] = None  # None: the dataset's default (never for digits)
+    # networks
+    teacher: str = "digits_teacher"
+    student: str = "digits_fitnet"
+    teacher_path: Optional[str] = None
+    initializer: Optional[str] = None  # None: each architecture's own
+    # hints (stage 1)
+    hints: Optional[Tuple[Tuple[str, str], ...]] = None  # ((guided, hint), ...); None: the architectures' defaults
+    regressor: str = "conv"
+    hint_mode: str = "sequential"
+    hint_spatial_mean: bool = False
+    # KD (stage 2)
+    temperature: float = 3.0
+    kd_lambda: float = 4.0
+    kd_lambda_final: float = 1.0
+    kd_lambda_decay_start: int = 0
+    kd_lambda_decay_end: Optional[int] = None  # None: the last epoch of stage 2
+    tau_squared: bool = False
+    # training
+    teacher_epochs: int = 30
+    hint_epochs: int = 30
+    kd_epochs: int = 60
+    baseline_epochs: Optional[int] = None  # None: hint_epochs + kd_epochs, the FitNet's whole budget
+    baselines: Tuple[str, ...] = ("ce", "kd")
+    batch_size: int = 128
+    optimizer: str = "rmsprop"
+    learning_rate: float = 0.005
+    rmsprop_rho: float = 0.9
+    seed: int = 0
+    jit_compile: str = "auto"
+    mixed_precision: str = "float32"
+    # outputs
+    latency_runs: int = 30
+    export: bool = True
+    verbose: int = 2
+    overwrite: bool = False
+
+    def to_json(self):
+        return dataclasses.asdict(self)
+
+    def identity(self):
+        """The settings that define the experiment (a model_dir holding another identity is refused)."""
+        return {k: v for k, v in json.loads(json.dumps(self.to_json())).items() if k not in _RUNTIME_KEYS}
+
+
+def _check(condition, flag, message):
+    if not condition:
+        raise ConfigError(f"--{flag}: {message}")
+
+
+def validate(config: RunConfig):
+    """Checks every setting that can be checked without data; raises ConfigError naming the flag."""
+    _check(config.dataset in data_lib.DATASETS, "dataset",
+           f"unknown dataset {config.dataset!r}. Choose one of: {', '.join(data_lib.DATASETS)}.")
+    names = zoo.list_architectures()
+    for flag in ("teacher", "student"):
+        value = getattr(config, flag)
+        _check(value in names, flag, f"unknown architecture {value!r}. Choose one of: {', '.join(names)}.")
+    for flag in ("teacher_epochs", "hint_epochs", "kd_epochs", "baseline_epochs", "kd_lambda_decay_start"):
+        value = getattr(config, flag)
+        _check(value is None or (isinstance(value, int) and value >= 0), flag,
+               f"must be an integer >= 0. Received: {value!r}")
+    _check(config.batch_size >= 1, "batch_size", f"must be >= 1. Received: {config.batch_size}")
+    _check(config.learning_rate > 0, "learning_rate", f"must be > 0. Received: {config.learning_rate}")
+    _check(config.temperature > 0, "temperature", f"must be > 0. Received: {config.temperature}")
+    _check(config.kd_lambda >= 0 and config.kd_lambda_final >= 0, "kd_lambda", "lambda must be >= 0.")
+    _check(config.optimizer in OPTIMIZERS, "optimizer", f"choose one of {', '.join(OPTIMIZERS)}.")
+    _check(config.regressor in REGRESSOR_KINDS, "regressor", f"choose one of {', '.join(REGRESSOR_KINDS)}.")
+    _check(config.hint_mode in HINT_MODES, "hint_mode", f"choose one of {', '.join(HINT_MODES)}.")
+    _check(config.mixed_precision in MIXED_PRECISION, "mixed_precision",
+           f"choose one of {', '.join(MIXED_PRECISION)}.")
+    for b in config.baselines:
+        _check(b in BASELINES, "baselines", f"unknown baseline {b!r}. Choose from: {', '.join(BASELINES)}.")
+    if config.preprocessing is not None:
+        _check(config.preprocessing in data_lib.PREPROCESSING_KINDS, "preprocessing",
+               f"choose one of {', '.join(data_lib.PREPROCESSING_KINDS)}.")
+    if config.teacher_path is not None:
+        _check(os.path.isfile(config.teacher_path), "teacher_path",
+               f"no file at {config.teacher_path!r}. Give a teacher saved as .keras (e.g. a previous run's "
+               "<model_dir>/teacher.keras), or leave the flag empty to train the teacher.")
+    _check(config.jit_compile in ("auto", "true", "false"), "jit_compile", "choose auto, true or false.")
+
+
+def _spec(config, name, info):
+    spec = zoo.get_spec(name, input_shape=info.image_shape, num_classes=info.num_classes)
+    if config.initializer:
+        spec = dataclasses.replace(spec, initializer=config.initializer)
+    return spec
+
+
+def _hint_pairs(config, teacher_spec, student_spec):
+    if config.hints:
+        return [HintPair(g, h, config.regressor) for g, h in config.hints]
+    return [HintPair(student_spec.hint_layer, teacher_spec.hint_layer, config.regressor)]
+
+
+def _optimizer(config):
+    if config.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(config.learning_rate, rho=config.rmsprop_rho)
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(config.learning_rate)
+    return keras.optimizers.SGD(config.learning_rate, momentum=0.9)
+
+
+def _jit(config):
+    return {"auto": "auto", "true": True, "false": False}[config.jit_compile]
+
+
+def load_teacher(path, info):
+    """Loads a teacher .keras file and checks it fits the data; errors name the file and the mismatch."""
+    try:
+        teacher = keras.saving.load_model(path, compile=False)
+    except Exception as error:  # Keras raises several types for a bad file.
+        raise ConfigError(
+            f"--teacher_path: cannot load {path!r} as a Keras model ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''}). Give a .keras file saved by this project."
+        ) from None
+    shape, classes = tuple(teacher.input_shape[1:]), teacher.output_shape[-1]
+    if shape != tuple(info.image_shape) or classes != info.num_classes:
+        raise ConfigError(
+            f"--teacher_path: the teacher in {path!r} takes {shape} images and predicts {classes} classes, but "
+            f"dataset {info.name!r} has {tuple(info.image_shape)} images and {info.num_classes} classes."
+        )
+    return teacher
+
+
+def prepare_model_dir(config: RunConfig):
+    """Refuses a model_dir that holds a different experiment (unless overwrite, which moves it aside)."""
+    path = os.path.join(config.model_dir, "run_config.json")
+    previous = read_json(path)
+    if previous is not None:
+        old = {k: v for k, v in previous.items() if k not in _RUNTIME_KEYS}
+        if old != config.identity():
+            if not config.overwrite:
+                diff = sorted(k for k in set(old) | set(config.identity()) if old.get(k) != config.identity().get(k))
+                raise ConfigError(
+                    f"--model_dir: {config.model_dir!r} holds a different run (differs in: {', '.join(diff)}). "
+                    "Choose another --model_dir, or pass --overwrite to move the old run aside and start anew."
+                )
+            stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+            moved = f"{config.model_dir.rstrip(os.sep)}.replaced-{stamp}"
+            os.replace(config.model_dir, moved)
+            print(f"[fitnets] moved the previous run in {config.model_dir} to {moved}", flush=True)
+    os.makedirs(config.model_dir, exist_ok=True)
+    atomic_write_json(path, config.to_json())
+
+
+class Experiment:
+    """Builds and runs the steps of one `RunConfig` (see the module docstring)."""
+
+    def __init__(self, config: RunConfig, strategy=None, command=""):
+        validate(config)
+        self.config = config
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.command = command
+        self.info = data_lib.dataset_info(config.dataset)
+        self.teacher_spec = _spec(config, config.teacher, self.info)
+        self.student_spec = _spec(config, config.student, self.info)
+        self.dir = config.model_dir
+        self.timings = {}
+
+    def path(self, *parts):
+        return os.path.join(self.dir, *parts)
+
+    # ---------------------------------------------------------------------------------------------- models
+    def build_models(self):
+        """Builds (or loads) the teacher and the student, and checks the hint pairs before any training."""
+        c = self.config
+        with self.strategy.scope():
+            if c.teacher_path:
+                self.teacher = load_teacher(c.teacher_path, self.info)
+            else:
+                self.teacher = build_network(self.teacher_spec, seed=c.seed)
+            self.student = build_network(self.student_spec, seed=c.seed + 1)
+            self.pairs = _hint_pairs(c, self.teacher_spec, self.student_spec)
+            try:
+                for pair in self.pairs:
+                    resolve_layer(self.student, pair.guided, "guided layer")
+                    resolve_layer(self.teacher, pair.hint, "hint layer")
+                self.distiller = self._distiller(self.student, self.pairs)
+            except ValueError as error:
+                raise ConfigError(f"--hints: {error}") from None
+
+    def _distiller(self, student, pairs=()):
+        c = self.config
+        end = c.kd_lambda_decay_end if c.kd_lambda_decay_end is not None else max(c.kd_epochs - 1, 0)
+        schedule = KDLambdaSchedule(c.kd_lambda, c.kd_lambda_final, min(c.kd_lambda_decay_start, end), end)
+        return Distiller(
+            student, self.teacher, hint_pairs=pairs, temperature=c.temperature, kd_lambda=schedule,
+            tau_squared=c.tau_squared, hint_spatial_mean=c.hint_spatial_mean, seed=c.seed,
+        )
+
+    # ------------------------------------------------------------------------------------------------ data
+    def build_data(self):
+        c = self.config
+        splits = data_lib.load_splits(
+            c.dataset, data_dir=c.data_dir, download=c.download, validation_size=c.validation_size,
+            use_extra=c.use_extra, seed=c.seed,
+        )
+        pre_path = self.path("preprocessing.npz")
+        if os.path.exists(pre_path):
+            self.preprocessor = data_lib.Preprocessor.load(pre_path)
+        else:
+            kind = c.preprocessing or self.info.preprocessing
+            images = data_lib.images_to_numpy(splits.train) if kind != "scale" else None
+            self.preprocessor = data_lib.Preprocessor.fit(kind, images)
+            self.preprocessor.save(pre_path)
+        crop = self.info.crop_padding if c.crop_padding is None else c.crop_padding
+        flip = self.info.allow_flip if c.flip is None else c.flip
+        if not c.augment:
+            crop, flip = 0, False
+        self.splits = splits
+        self.train_ds = data_lib.build_input(
+            splits.train, c.batch_size, True, self.preprocessor, crop_padding=crop, flip=flip, seed=c.seed
+        )
+        self.val_ds = None if splits.validation is None else data_lib.build_input(
+            splits.validation, c.batch_size, False, self.preprocessor
+        )
+        self.test_ds = data_lib.build_input(splits.test, c.batch_size, False, self.preprocessor)
+
+    # ------------------------------------------------------------------------------------------- training
+    def _stage(self, name, distiller, stage, epochs, pairs=None):
+        start = time.perf_counter()
+        with self.strategy.scope():
+            optimizer = _optimizer(self.config)
+        result = train_stage(
+            name, distiller, stage, optimizer, self.train_ds, epochs,
+            stage_dir=self.path("checkpoints", name), validation_data=self.val_ds, pairs=pairs,
+            jit_compile=_jit(self.config), tensorboard_dir=self.path("tensorboard", name),
+            verbose=self.config.verbose,
+        )
+        if not result.get("skipped"):
+            self.timings[name] = time.perf_counter() - start
+        return result
+
+    def _save_model(self, model, name):
+        atomic_save(self.path(f"{name}.keras"), model.save)
+
+    def train_teacher(self):
+        if self.config.teacher_path:
+            return None
+        result = self._stage("teacher", self._teacher_trainer(), "ce", self.config.teacher_epochs)
+        self._save_model(self.teacher, "teacher")
+        return result
+
+    def _teacher_trainer(self):
+        with self.strategy.scope():
+            return Distiller(self.teacher)
+
+    def train_fitnet(self):
+        """Algorithm 1: stage 1 (hints) then stage 2 (KD) on the same student variables."""
+        c = self.config
+        results = {}
+        if c.hint_epochs > 0:
+            if c.hint_mode == "sequential":
+                for i in range(len(self.pairs)):
+                    name = "fitnet_stage1" if len(self.pairs) == 1 else f"fitnet_stage1_pair{i + 1}"
+                    results[name] = self._stage(name, self.distiller, "hint", c.hint_epochs, pairs=[i])
+            else:
+                results["fitnet_stage1"] = self._stage("fitnet_stage1", self.distiller, "hint", c.hint_epochs)
+        results["fitnet_stage2"] = self._stage("fitnet_stage2", self.distiller, "kd", c.kd_epochs)
+        self._save_model(self.student, "fitnet")
+        return results
+
+    def train_baselines(self):
+        c = self.config
+        epochs = c.baseline_epochs if c.baseline_epochs is not None else c.hint_epochs + c.kd_epochs
+        self.baseline_models = {}
+        results = {}
+        for name in c.baselines:
+            with self.strategy.scope():
+                # Same architecture AND the same initial weights as the FitNet: only the method differs.
+                student = build_network(self.student_spec, seed=c.seed + 1)
+                distiller = Distiller(student) if name == "ce" else self._distiller(student)
+            results[f"baseline_{name}"] = self._stage(f"baseline_{name}", distiller, name, epochs)
+            self._save_model(student, f"baseline_{name}")
+            self.baseline_models[name] = student
+        return results
+
+    # ---------------------------------------------------------------------------------------- reporting
+    def write_tensorboard_records(self, rows):
+        """HParams of the run with the test metrics, and each model's forward graph."""
+        from tensorboard.plugins.hparams import api as hparams_api
+
+        flat = {k: (v if isinstance(v, (bool, int, float, str)) else json.dumps(v))
+                for k, v in self.config.identity().items()}
+        writer = tf.summary.create_file_writer(self.path("tensorboard", "hparams"))
+        with writer.as_default():
+            hparams_api.hparams(flat, trial_id=os.path.basename(os.path.abspath(self.dir)))
+            for row in rows:
+                if row["test_accuracy"] is not None:
+                    tf.summary.scalar(f"test_accuracy/{row['model']}", row["test_accuracy"], step=0)
+        writer.close()
+        for name, model in self.models().items():
+            graph_writer = tf.summary.create_file_writer(self.path("tensorboard", "graphs", name))
+            forward = tf.function(lambda x, m=model: m(x, training=False))
+            tf.summary.trace_on(graph=True)
+            forward(tf.zeros((1, *self.info.image_shape)))
+            with graph_writer.as_default():
+                tf.summary.trace_export(name=f"{name}_forward", step=0)
+            graph_writer.close()
+
+    def models(self):
+        out = {"teacher": self.teacher, "fitnet": self.student}
+        out.update({f"baseline_{k}": m for k, m in getattr(self, "baseline_models", {}).items()})
+        return out
+
+    def report(self, histories):
+        c = self.config
+        models = self.models()
+        latency = measure_latency(models, self.info.image_shape, batch_sizes=(1, 128), runs=c.latency_runs)
+        methods = {"teacher": "teacher (CE)", "fitnet": "FitNet: hints (stage 1) + KD (stage 2)"
+                   if c.hint_epochs else "KD only (hint_epochs=0)",
+                   "baseline_ce": "student, plain backprop (CE)", "baseline_kd": "student, KD alone"}
+        rows = [model_row(name, m, accuracy(m, self.test_ds), latency[name], methods.get(name, ""))
+                for name, m in models.items()]
+        add_ratios(rows)
+        run_info = {
+            "experiment": c.experiment, "dataset": c.dataset, "command": self.command,
+            "test_examples": self.splits.num_examples.get("test"),
+            "train_examples": self.splits.num_examples.get("train"),
+            "validation_examples": self.splits.num_examples.get("validation"),
+            "hint_pairs": [dataclasses.asdict(p) for p in self.distiller_pairs_resolved()],
+            "config": c.to_json(), "stage_seconds": self.timings, "histories": histories,
+            "replicas": self.strategy.num_replicas_in_sync,
+        }
+        write_report(self.path("results.json"), self.path("results.md"), rows, run_info, batch_sizes=(1, 128))
+        return rows
+
+    def distiller_pairs_resolved(self):
+        return [HintPair(resolve_layer(self.student, p.guided), resolve_layer(self.teacher, p.hint), p.regressor)
+                for p in self.pairs]
+
+    def export(self):
+        export_saved_model(self.student, self.preprocessor, self.path("export"))
+
+
+def run(config: RunConfig, strategy=None, command="", on_ready=None):
+    """Runs (or resumes) the experiment in `config.model_dir`; returns the rows of results.json.
+
+    `on_ready()` is called once the model_dir has been accepted (e.g. to write flags.cfg there).
+    """
+    validate(config)
+    previous_policy = keras.mixed_precision.global_policy().name
+    keras.mixed_precision.set_global_policy(config.mixed_precision)
+    try:
+        keras.utils.set_random_seed(config.seed)
+        experiment = Experiment(config, strategy, command)
+        experiment.build_models()  # hint layers and regressors are checked before anything is written
+        prepare_model_dir(config)
+        if on_ready is not None:
+            on_ready()
+        experiment.build_data()
+        histories = {}
+        teacher_result = experiment.train_teacher()
+        if teacher_result:
+            histories["teacher"] = teacher_result["history"]
+        for name, result in {**experiment.train_fitnet(), **experiment.train_baselines()}.items():
+            histories[name] = result["history"]
+        rows = experiment.report(histories)
+        experiment.write_tensorboard_records(rows)
+        if config.export:
+            experiment.export()
+        return rows
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
