@@ -44,7 +44,7 @@ class Distiller(keras.Model):
 
     Args:
         student: the FitNet, a functional model from `build_network` (images -> logits).
-        teacher: the trained teacher (images -> logits); frozen here. Needed by stages "hint" and "kd".
+        teacher: the trained teacher (images -> logits), never updated here. Needed by stages "hint" and "kd".
         hint_pairs: `HintPair`s for stage 1.
         temperature: tau of the softened outputs (paper: 3).
         kd_lambda: a float or a `KDLambdaSchedule` (paper: 4 -> 1 linear); read at the start of each epoch.
@@ -72,9 +72,9 @@ class Distiller(keras.Model):
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0. Received: temperature={temperature}")
         self.student = student
+        # The teacher is never trained: no stage differentiates its variables and it always runs in inference
+        # mode. Its `trainable` flag is left alone, so the same model can be trained as a teacher elsewhere.
         self.teacher = teacher
-        if teacher is not None:
-            teacher.trainable = False
         self.temperature = float(temperature)
         self.kd_lambda_schedule = (
             kd_lambda if isinstance(kd_lambda, KDLambdaSchedule) else KDLambdaSchedule.constant(kd_lambda)
@@ -155,6 +155,11 @@ class Distiller(keras.Model):
             )
             self.hint_model = keras.Model(
                 self.teacher.inputs, [self.teacher.get_layer(h).output for h in hints], name="teacher_hints"
+            )
+        if not self.stage_variables:
+            raise ValueError(
+                f"Stage '{stage}' has no trainable variables: model '{self.student.name}' is frozen "
+                "(trainable=False). Set student.trainable = True before training it."
             )
         self.optimizer.build(self.stage_variables)
 

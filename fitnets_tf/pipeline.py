@@ -256,12 +256,16 @@ class Experiment:
         )
 
     # ------------------------------------------------------------------------------------------------ data
-    def build_data(self):
+    def load_splits(self):
         c = self.config
-        splits = data_lib.load_splits(
+        self.splits = data_lib.load_splits(
             c.dataset, data_dir=c.data_dir, download=c.download, validation_size=c.validation_size,
             use_extra=c.use_extra, seed=c.seed,
         )
+
+    def build_data(self):
+        c = self.config
+        splits = self.splits
         pre_path = self.path("preprocessing.npz")
         if os.path.exists(pre_path):
             self.preprocessor = data_lib.Preprocessor.load(pre_path)
@@ -274,7 +278,6 @@ class Experiment:
         flip = self.info.allow_flip if c.flip is None else c.flip
         if not c.augment:
             crop, flip = 0, False
-        self.splits = splits
         self.train_ds = data_lib.build_input(
             splits.train, c.batch_size, True, self.preprocessor, crop_padding=crop, flip=flip, seed=c.seed
         )
@@ -412,6 +415,7 @@ def run(config: RunConfig, strategy=None, command="", on_ready=None):
         keras.utils.set_random_seed(config.seed)
         experiment = Experiment(config, strategy, command)
         experiment.build_models()  # hint layers and regressors are checked before anything is written
+        experiment.load_splits()  # absent data fails here, before anything is written
         prepare_model_dir(config)
         if on_ready is not None:
             on_ready()

@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags  # noqa: E402
 
 from fitnets_tf import pipeline  # noqa: E402
-from fitnets_tf.data import DATASETS, PREPROCESSING_KINDS  # noqa: E402
+from fitnets_tf.data import DATASETS, PREPROCESSING_KINDS, DataNotFoundError  # noqa: E402
 from fitnets_tf.distiller import HINT_MODES  # noqa: E402
 from fitnets_tf.regressor import REGRESSOR_KINDS  # noqa: E402
 
@@ -26,14 +26,14 @@ flags.DEFINE_string("model_dir", None, "Directory that receives everything the r
 flags.DEFINE_string("experiment", _DEFAULT.experiment, "A name for the run, shown in the report.")
 flags.DEFINE_bool("overwrite", False, "If model_dir holds a different run, move it aside and start anew.")
 # data
-flags.DEFINE_enum("dataset", _DEFAULT.dataset, DATASETS, "The dataset; 'digits' is embedded and needs no network.")
+flags.DEFINE_string("dataset", _DEFAULT.dataset, f"The dataset, one of {', '.join(DATASETS)}; 'digits' is embedded and needs no network.")
 flags.DEFINE_string("data_dir", None, "TFDS data directory holding prepared data (see `tfds build`).")
 flags.DEFINE_bool("download", False, "Let TFDS download a missing dataset (needs internet).")
 flags.DEFINE_float("validation_size", _DEFAULT.validation_size,
                    "Fraction of the train split held out for validation (a value >= 1 is a count).")
 flags.DEFINE_bool("use_extra", False, "SVHN only: add the 531K-image 'extra' split to train, as the paper did.")
-flags.DEFINE_enum("preprocessing", None, PREPROCESSING_KINDS,
-                  "Input preprocessing; default is the dataset's (GCN + ZCA for CIFAR, scaling otherwise).")
+flags.DEFINE_string("preprocessing", None, f"Input preprocessing, one of {', '.join(PREPROCESSING_KINDS)}; "
+                    "default is the dataset's (GCN + ZCA for CIFAR, scaling otherwise).")
 flags.DEFINE_bool("augment", True, "Augment training images (random crops and, where allowed, flips).")
 flags.DEFINE_integer("crop_padding", None, "Padding of the random crops; default is the dataset's.")
 flags.DEFINE_bool("flip", None, "Random horizontal flips; default is the dataset's (never for digits).")
@@ -45,9 +45,9 @@ flags.DEFINE_string("initializer", None, "Override both nets' initializer: paper
 # hints
 flags.DEFINE_list("hints", None, "Hint pairs guided:hint, e.g. '11:2' or 'conv4:conv2,6:3'; default is the "
                   "architectures' own pair (paper index, 1-based).")
-flags.DEFINE_enum("regressor", _DEFAULT.regressor, REGRESSOR_KINDS, "The regressor of stage 1.")
-flags.DEFINE_enum("hint_mode", _DEFAULT.hint_mode, HINT_MODES,
-                  "Several hint pairs: one stage 1 per pair in order (the original code), or one joint stage.")
+flags.DEFINE_string("regressor", _DEFAULT.regressor, f"The regressor of stage 1: {', '.join(REGRESSOR_KINDS)}.")
+flags.DEFINE_string("hint_mode", _DEFAULT.hint_mode, f"{' or '.join(HINT_MODES)}: with several hint pairs, one "
+                    "stage 1 per pair in order (the original code), or one joint stage.")
 flags.DEFINE_bool("hint_spatial_mean", False, "Hint loss reduction of the original code (mean over positions).")
 # KD
 flags.DEFINE_float("temperature", _DEFAULT.temperature, "KD temperature tau.")
@@ -64,13 +64,14 @@ flags.DEFINE_integer("kd_epochs", _DEFAULT.kd_epochs, "Epochs of stage 2.")
 flags.DEFINE_integer("baseline_epochs", None, "Epochs of each baseline (default hint_epochs + kd_epochs).")
 flags.DEFINE_list("baselines", list(_DEFAULT.baselines), "Baselines on the student architecture: ce, kd.")
 flags.DEFINE_integer("batch_size", _DEFAULT.batch_size, "Global batch size.")
-flags.DEFINE_enum("optimizer", _DEFAULT.optimizer, pipeline.OPTIMIZERS, "Optimizer of every stage.")
+flags.DEFINE_string("optimizer", _DEFAULT.optimizer, f"Optimizer of every stage: {', '.join(pipeline.OPTIMIZERS)}.")
 flags.DEFINE_float("learning_rate", _DEFAULT.learning_rate, "Learning rate of every stage.")
 flags.DEFINE_float("rmsprop_rho", _DEFAULT.rmsprop_rho, "RMSProp decay (the paper: 0.9).")
 flags.DEFINE_integer("seed", _DEFAULT.seed, "Seed of weights, data split and shuffling.")
-flags.DEFINE_enum("jit_compile", _DEFAULT.jit_compile, ["auto", "true", "false"], "XLA for the train steps.")
-flags.DEFINE_enum("mixed_precision", _DEFAULT.mixed_precision, pipeline.MIXED_PRECISION,
-                  "Compute policy: mixed_float16 on GPU; on CPU mixed_float16 is ~100x slower, use bfloat16.")
+flags.DEFINE_string("jit_compile", _DEFAULT.jit_compile, "XLA for the train steps: auto, true or false.")
+flags.DEFINE_string("mixed_precision", _DEFAULT.mixed_precision, f"Compute policy, one of "
+                    f"{', '.join(pipeline.MIXED_PRECISION)}: mixed_float16 on GPU; on CPU it is ~100x slower, "
+                    "use mixed_bfloat16.")
 # outputs
 flags.DEFINE_integer("latency_runs", _DEFAULT.latency_runs, "Timed inference runs per model for the report.")
 flags.DEFINE_bool("export", True, "Export the FitNet as a SavedModel into model_dir/export.")
@@ -149,7 +150,7 @@ def main(argv):
 def entry():
     try:
         app.run(main)
-    except pipeline.ConfigError as error:
+    except (pipeline.ConfigError, DataNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
 

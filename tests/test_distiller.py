@@ -180,3 +180,17 @@ def test_bad_configurations():
         Distiller(student, teacher).compile("sgd", stage="hint")
     with pytest.raises(ValueError, match="temperature must be > 0"):
         Distiller(student, teacher, temperature=0)
+
+
+def test_the_teacher_is_left_trainable_for_its_own_training_and_a_frozen_student_is_refused():
+    teacher, student = teacher_and_student()
+    Distiller(student, teacher, hint_pairs=[HintPair(4, 2)])
+    assert teacher.trainable and teacher.trainable_variables
+    teacher_trainer = Distiller(teacher)
+    teacher_trainer.compile(keras.optimizers.Adam(1e-2), stage="ce")
+    t0 = snapshot(teacher)
+    teacher_trainer.fit(*data(16), batch_size=16, epochs=1, verbose=0)
+    assert changed(t0, teacher) == set(t0)
+    student.trainable = False
+    with pytest.raises(ValueError, match="has no trainable variables: model 'student' is frozen"):
+        Distiller(student).compile("sgd", stage="ce")

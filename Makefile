@@ -1,0 +1,28 @@
+# Two commands for a fresh machine:  make demo  (set up + run the embedded digits experiment)
+#                                    make test  (set up + run the test suite)
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+MODEL_DIR ?= runs/digits
+
+.PHONY: setup demo test tensorboard clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(PY) scripts/run.py --flagfile=flags/digits.cfg --model_dir=$(MODEL_DIR)
+
+test: setup
+	$(PY) -m pytest -q
+
+tensorboard: setup
+	$(VENV)/bin/tensorboard --logdir $(MODEL_DIR)/tensorboard --host 127.0.0.1
+
+clean:
+	rm -rf runs
