@@ -1,0 +1,178 @@
+"""Train / validation / test splits of every supported dataset, as unbatched (uint8 image, int64 label) datasets.
+
+TFDS datasets are read from a local `data_dir` with `download=False` first, because offline that fails in well under
+a second, while `download=True` spends minutes in retries. Validation images are always carved from the END of the
+train split (as the paper's pylearn2 runs did: CIFAR-10 train[40000:50000], MNIST train[50000:60000]), so the test
+split is never touched before the final evaluation.
+"""
+
+import dataclasses
+import math
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from fitnets_tf.data.dataset_info import DatasetInfo, dataset_info
+from fitnets_tf.data.digits import DIGITS_TEST_FRACTION, digits_arrays, split_digits
+
+
+class DataNotFoundError(FileNotFoundError):
+    """A TFDS dataset is not prepared in the data directory and downloading was not allowed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Splits:
+    """The three splits of one dataset.
+
+    Attributes:
+        train, validation, test: unbatched `tf.data.Dataset`s of (image uint8 [H, W, C], label int64 []) in a
+            fixed order; `validation` is None when no validation split was asked for.
+        info: the dataset's `DatasetInfo`.
+        num_examples: {"train", "validation", "test"} -> number of examples, or None when unknown
+            (0 for an absent validation split).
+    """
+
+    train: tf.data.Dataset
+    validation: tf.data.Dataset | None
+    test: tf.data.Dataset
+    info: DatasetInfo
+    num_examples: dict
+
+
+def validation_count(validation_size, num_train):
+    """How many training examples go to validation: an int count, or None if only a fraction is known.
+
+    `validation_size` is a fraction in [0, 1) of the `num_train` training examples (rounded up, like
+    scikit-learn), or a count >= 0: an int, or a whole float >= 1 (so a float command-line flag can say 10000).
+    When `num_train` is None (unknown), a fraction gives None.
+    """
+    if isinstance(validation_size, (bool, np.bool_)) or not isinstance(validation_size, (int, float, np.number)):
+        raise ValueError(
+            "validation_size must be a fraction in [0, 1) or a whole-number count >= 0. "
+            f"Received: validation_size={validation_size!r}"
+        )
+    if isinstance(validation_size, (float, np.floating)) and validation_size >= 1 and validation_size.is_integer():
+        validation_size = int(validation_size)
+    if isinstance(validation_size, (int, np.integer)):
+        count = int(validation_size)
+        if count < 0 or (num_train is not None and count >= num_train):
+            limit = "" if num_train is None else f" and < {num_train} (the training examples)"
+            raise ValueError(f"validation_size as a count must be >= 0{limit}. Received: validation_size={count}")
+        return count
+    if not 0.0 <= validation_size < 1.0:
+        raise ValueError(
+            "validation_size as a fraction must be in [0, 1); pass a whole number for a count. "
+            f"Received: validation_size={validation_size!r}"
+        )
+    if validation_size == 0.0:
+        return 0
+    if num_train is None:
+        return None
+    return min(math.ceil(validation_size * num_train), num_train - 1)
+
+
+def load_splits(name, data_dir=None, download=False, validation_size=0.1, use_extra=False, seed=0):
+    """Loads `name` as `Splits` of unbatched (image uint8 [H, W, C], label int64) datasets in a fixed order.
+
+    Args:
+        name: one of `DATASETS`.
+        data_dir: TFDS data directory (None: TFDS's default, `$TFDS_DATA_DIR` or ~/tensorflow_datasets).
+            Ignored for "digits".
+        download: let TFDS download and prepare a missing dataset (needs internet). When False, a missing dataset
+            raises `DataNotFoundError` at once.
+        validation_size: fraction in [0, 1) of the training examples, or a count (int or whole float), held out
+            for validation from the END of the train split (for digits: a stratified sample of the non-test
+            images); 0 for none.
+        use_extra: svhn_cropped only: append the 531,131-image `extra` split to train (the paper's SVHN setting;
+            the validation examples still come from `train` only).
+        seed: seed of the stratified digits split. TFDS splits are fixed and ignore it.
+
+    Returns:
+        `Splits`. For TFDS datasets `num_examples` comes from the datasets' cardinality (under
+        `tfds.testing.mock_data` that is the mock's example count, since the mock ignores slicing).
+    """
+    info = dataset_info(name)
+    if use_extra and not info.has_extra:
+        raise ValueError(
+            f"use_extra=True needs a dataset with an 'extra' split (svhn_cropped); got {name!r}. "
+            "Drop use_extra, or load svhn_cropped."
+        )
+    validation_count(validation_size, None)  # Refuse a bad value before any loading.
+    if name == "digits":
+        return _digits_splits(info, validation_size, seed)
+    return _tfds_splits(info, data_dir, download, validation_size, use_extra)
+
+
+def _digits_splits(info, validation_size, seed):
+    num_total = len(digits_arrays()[1])
+    num_rest = num_total - math.ceil(num_total * DIGITS_TEST_FRACTION)
+    count = validation_count(validation_size, num_rest)
+    parts = split_digits(count, seed=seed)
+    train, validation, test = (None if p is None else tf.data.Dataset.from_tensor_slices(p) for p in parts)
+    sizes = {key: (0 if p is None else len(p[1])) for key, p in zip(("train", "validation", "test"), parts)}
+    return Splits(train=train, validation=validation, test=test, info=info, num_examples=sizes)
+
+
+def _tfds_load(name, split, data_dir, download, with_info=False):
+    import tensorflow_datasets as tfds  # Imported here: digits-only runs need not pay for it.
+
+    return tfds.load(
+        name,
+        split=split,
+        data_dir=data_dir,
+        as_supervised=True,
+        shuffle_files=False,
+        download=download,
+        with_info=with_info,
+    )
+
+
+def _not_found_message(name, data_dir, error):
+    if data_dir is None:
+        searched = os.environ.get("TFDS_DATA_DIR") or os.path.join("~", "tensorflow_datasets")
+        searched = f"TFDS's default data directory ({searched}; set by $TFDS_DATA_DIR)"
+    else:
+        searched = f"data_dir {data_dir!r}"
+    return (
+        f"Dataset {name!r} is not prepared in {searched}, and download=False. To fix it, either run "
+        f"`tfds build {name} --data_dir DIR` on a machine with internet, copy DIR here and pass --data_dir DIR; "
+        f"or pass --download to let TFDS fetch it now (needs internet). TFDS said: {error}"
+    )
+
+
+def _cardinality(ds):
+    count = int(ds.cardinality())
+    return count if count >= 0 else None
+
+
+def _tfds_splits(info, data_dir, download, validation_size, use_extra):
+    name = info.name
+    try:
+        test, tfds_info = _tfds_load(name, "test", data_dir, download, with_info=True)
+    except AssertionError as error:  # TFDS's "could not find data in <dir>" when download=False.
+        if download:
+            raise
+        raise DataNotFoundError(_not_found_message(name, data_dir, error)) from error
+
+    splits = tfds_info.splits
+    num_train = splits["train"].num_examples if "train" in splits else None  # Unknown under tfds mock_data.
+    count = validation_count(validation_size, num_train)
+    if count == 0:
+        train_split, validation_split = "train", None
+    elif count is None:  # Fraction of an unknown count: whole percents.
+        percent = min(99, max(1, round(validation_size * 100)))
+        train_split, validation_split = f"train[:{100 - percent}%]", f"train[{100 - percent}%:]"
+    else:
+        train_split, validation_split = f"train[:-{count}]", f"train[-{count}:]"
+
+    train = _tfds_load(name, train_split, data_dir, download=False)
+    validation = None if validation_split is None else _tfds_load(name, validation_split, data_dir, download=False)
+    if use_extra:
+        train = train.concatenate(_tfds_load(name, "extra", data_dir, download=False))
+    num_examples = {
+        "train": _cardinality(train),
+        "validation": 0 if validation is None else _cardinality(validation),
+        "test": _cardinality(test),
+    }
+    return Splits(train=train, validation=validation, test=test, info=info, num_examples=num_examples)
