@@ -1,0 +1,198 @@
+"""End to end: scripts/run.py on the embedded digits data, every artifact, resume, export, TensorBoard, bad flags."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUN = os.path.join(ROOT, "scripts", "run.py")
+VENV_BIN = os.path.dirname(sys.executable)
+TINY = ["--teacher_epochs=2", "--hint_epochs=1", "--kd_epochs=2", "--baseline_epochs=2", "--latency_runs=2",
+        "--batch_size=64", "--verbose=0", "--optimizer=adam", "--learning_rate=0.003"]
+
+pytestmark = pytest.mark.slow
+
+
+def run_script(*args, timeout=600):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, RUN, *args], capture_output=True, text=True, timeout=timeout, env=env,
+                          cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    model_dir = str(tmp_path_factory.mktemp("run") / "digits")
+    result = run_script(f"--model_dir={model_dir}", *TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return model_dir, result
+
+
+def test_a_digits_run_produces_every_artifact(digits_run):
+    model_dir, result = digits_run
+    for name in ("flags.cfg", "run_config.json", "preprocessing.npz", "results.json", "results.md",
+                 "teacher.keras", "fitnet.keras", "baseline_ce.keras", "baseline_kd.keras",
+                 "export/saved_model.pb"):
+        assert os.path.exists(os.path.join(model_dir, name)), name
+    for stage in ("teacher", "fitnet_stage1", "fitnet_stage2", "baseline_ce", "baseline_kd"):
+        assert os.path.exists(os.path.join(model_dir, "checkpoints", stage, "done.json")), stage
+        assert os.listdir(os.path.join(model_dir, "tensorboard", stage, "train")), stage
+    results = json.load(open(os.path.join(model_dir, "results.json")))
+    rows = {r["model"]: r for r in results["models"]}
+    assert set(rows) == {"teacher", "fitnet", "baseline_ce", "baseline_kd"}
+    for row in rows.values():
+        assert 0.0 <= row["test_accuracy"] <= 1.0
+        assert row["test_error"] == pytest.approx(1.0 - row["test_accuracy"])
+        assert row["parameters"] > 0 and row["multiplications"] > 0
+        assert row["latency_ms_per_image"]["1"] > 0 and row["latency_ms_per_image"]["128"] > 0
+    assert rows["teacher"]["speedup_vs_teacher"] == 1.0
+    assert rows["fitnet"]["compression_vs_teacher"] == pytest.approx(
+        rows["teacher"]["parameters"] / rows["fitnet"]["parameters"])
+    assert rows["fitnet"]["parameters"] == rows["baseline_ce"]["parameters"]
+    assert results["hint_pairs"] == [{"guided": "conv4", "hint": "conv2", "regressor": "conv"}]
+    table = open(os.path.join(model_dir, "results.md")).read()
+    for name in rows:
+        assert f"| {name} |" in table
+    assert "fitnet" in result.stdout and "test accuracy" in result.stdout
+
+
+def test_flags_cfg_replays_the_run(digits_run, tmp_path):
+    model_dir, _ = digits_run
+    text = open(os.path.join(model_dir, "flags.cfg")).read()
+    assert "--kd_epochs=2" in text and f"--model_dir={model_dir}" in text
+    # Replaying the flagfile is the same experiment: everything is restored, nothing retrained.
+    again = run_script(f"--flagfile={os.path.join(model_dir, 'flags.cfg')}", "--verbose=2")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "stage '" not in again.stdout  # no stage ran
+
+
+def test_an_interrupted_stage_resumes_from_its_last_epoch(digits_run, tmp_path):
+    source, _ = digits_run
+    model_dir = str(tmp_path / "copy")
+    shutil.copytree(source, model_dir)
+    stage_dir = os.path.join(model_dir, "checkpoints", "fitnet_stage2")
+    # The state a kill during the last epoch of stage 2 leaves: no done.json, the checkpoint of epoch 1 only.
+    os.remove(os.path.join(stage_dir, "done.json"))
+    for name in os.listdir(stage_dir):
+        if name.startswith("ckpt-2"):
+            os.remove(os.path.join(stage_dir, name))
+    with open(os.path.join(stage_dir, "checkpoint"), "w") as f:
+        f.write('model_checkpoint_path: "ckpt-1"\nall_model_checkpoint_paths: "ckpt-1"\n')
+    result = run_script(f"--model_dir={model_dir}", *TINY[:-3], "--verbose=2", "--optimizer=adam",
+                        "--learning_rate=0.003")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "fitnet_stage2: stage 'kd', 2 epochs (resuming at epoch 1)" in result.stdout
+    for finished in ("teacher", "fitnet_stage1", "baseline_ce", "baseline_kd"):
+        assert f"{finished}: stage" not in result.stdout
+    history = json.load(open(os.path.join(stage_dir, "done.json")))["history"]
+    assert len(history["kd_loss"]) == 2 and json.load(open(os.path.join(stage_dir, "done.json")))["resumed_from"] == 1
+
+
+def test_export_serves_raw_uint8_images_in_a_fresh_process(digits_run):
+    model_dir, _ = digits_run
+    sys.path.insert(0, ROOT)
+    import keras
+
+    from fitnets_tf.data import load_splits
+
+    splits = load_splits("digits")
+    images = np.stack([x for x, _ in splits.test.take(20).as_numpy_iterator()])
+    student = keras.saving.load_model(os.path.join(model_dir, "fitnet.keras"))
+    logits = np.asarray(student(images.astype("float32") / 255.0))
+    expected = np.exp(logits - logits.max(-1, keepdims=True))
+    expected /= expected.sum(-1, keepdims=True)
+    np.save(os.path.join(model_dir, "probe.npy"), images)
+    code = (
+        "import sys, json, numpy as np, tensorflow as tf\n"
+        "m = tf.saved_model.load(sys.argv[1])\n"
+        "out = m.signatures['serving_default'](images=tf.constant(np.load(sys.argv[2])))\n"
+        "print(json.dumps({k: v.numpy().tolist() for k, v in out.items()}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, os.path.join(model_dir, "export"),
+                          os.path.join(model_dir, "probe.npy")], capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    served = json.loads(out.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(np.array(served["probabilities"]), expected, atol=1e-5)
+    np.testing.assert_array_equal(served["class_id"], expected.argmax(-1))
+
+
+def test_saved_model_cli_lists_the_serving_signature(digits_run):
+    model_dir, _ = digits_run
+    out = subprocess.run([os.path.join(VENV_BIN, "saved_model_cli"), "show", "--all", "--dir",
+                          os.path.join(model_dir, "export")], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for part in ("serving_default", "images", "uint8", "probabilities", "class_id"):
+        assert part in out.stdout
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_tensorboard_serves_the_scalars_of_every_stage(digits_run):
+    model_dir, _ = digits_run
+    port = _free_port()
+    server = subprocess.Popen([os.path.join(VENV_BIN, "tensorboard"), "--logdir", os.path.join(model_dir, "tensorboard"),
+                               "--host", "127.0.0.1", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        tags = None
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/plugin/scalars/tags", timeout=5) as r:
+                    tags = json.loads(r.read())
+                if "fitnet_stage2/train" in tags:
+                    break
+            except OSError:
+                pass
+            time.sleep(1)
+        assert tags, "TensorBoard did not answer"
+        assert {"epoch_hint_loss", "epoch_loss", "epoch_learning_rate"} <= set(tags["fitnet_stage1/train"])
+        assert {"epoch_kd_loss", "epoch_ce_loss", "epoch_kd_lambda", "epoch_accuracy"} <= set(
+            tags["fitnet_stage2/train"])
+        assert "epoch_accuracy" in tags["fitnet_stage2/validation"]
+        assert "epoch_accuracy" in tags["baseline_ce/train"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/plugins_listing", timeout=10) as r:
+            plugins = json.loads(r.read())
+        assert plugins["hparams"]["enabled"] and plugins["graphs"]["enabled"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.mark.parametrize("flag,message", [
+    ("--dataset=imagenet", "--dataset: unknown dataset 'imagenet'"),
+    ("--student=fitnet99", "--student: unknown architecture 'fitnet99'"),
+    ("--hints=20:2", "--hints: guided layer index 20 does not exist"),
+    ("--teacher_path=/nonexistent/teacher.keras", "--teacher_path: no file at"),
+    ("--kd_epochs=-1", "--kd_epochs: must be an integer >= 0"),
+])
+def test_bad_flags_exit_non_zero_with_one_line_and_never_touch_the_run(digits_run, flag, message):
+    model_dir, _ = digits_run
+    before = {name: open(os.path.join(model_dir, name), "rb").read()
+              for name in ("results.json", "results.md", "flags.cfg", "run_config.json")}
+    result = run_script(f"--model_dir={model_dir}", *TINY, flag)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
+    for name, content in before.items():
+        assert open(os.path.join(model_dir, name), "rb").read() == content, name
+
+
+def test_a_different_experiment_in_the_same_model_dir_is_refused(digits_run):
+    model_dir, _ = digits_run
+    result = run_script(f"--model_dir={model_dir}", *TINY, "--temperature=5")
+    assert result.returncode != 0
+    assert "holds a different run (differs in: temperature)" in result.stderr
+    assert "--overwrite" in result.stderr
