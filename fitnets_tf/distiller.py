@@ -228,7 +228,7 @@ class Distiller(keras.Model):
         return {m.name: m.result() for m in self.metrics}
 
     def train_step(self, data):
-        x, y = data[0], data[1]
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         variables = self.stage_variables
         with tf.GradientTape() as tape:
             per_example, terms, logits = self._per_example_losses(x, y, training=True)
@@ -241,7 +241,7 @@ class Distiller(keras.Model):
         return self._update_metrics(per_example, terms, y, logits)
 
     def test_step(self, data):
-        x, y = data[0], data[1]
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         per_example, terms, logits = self._per_example_losses(x, y, training=False)
         return self._update_metrics(per_example, terms, y, logits)
 

@@ -87,6 +87,7 @@ class RunConfig:
     kd_epochs: int = 60
     baseline_epochs: Optional[int] = None  # None: hint_epochs + kd_epochs, the FitNet's whole budget
     baselines: Tuple[str, ...] = ("ce", "kd")
+    patience: int = 0  # > 0: early stopping on validation (paper: 100 epochs), keeping the best epoch
     batch_size: int = 128
     optimizer: str = "rmsprop"
     learning_rate: float = 0.005
@@ -121,7 +122,8 @@ def validate(config: RunConfig):
     for flag in ("teacher", "student"):
         value = getattr(config, flag)
         _check(value in names, flag, f"unknown architecture {value!r}. Choose one of: {', '.join(names)}.")
-    for flag in ("teacher_epochs", "hint_epochs", "kd_epochs", "baseline_epochs", "kd_lambda_decay_start"):
+    for flag in ("teacher_epochs", "hint_epochs", "kd_epochs", "baseline_epochs", "kd_lambda_decay_start",
+                 "patience"):
         value = getattr(config, flag)
         _check(value is None or (isinstance(value, int) and value >= 0), flag,
                f"must be an integer >= 0. Received: {value!r}")
@@ -295,7 +297,7 @@ class Experiment:
             name, distiller, stage, optimizer, self.train_ds, epochs,
             stage_dir=self.path("checkpoints", name), validation_data=self.val_ds, pairs=pairs,
             jit_compile=_jit(self.config), tensorboard_dir=self.path("tensorboard", name),
-            verbose=self.config.verbose,
+            patience=self.config.patience, verbose=self.config.verbose,
         )
         if not result.get("skipped"):
             self.timings[name] = time.perf_counter() - start

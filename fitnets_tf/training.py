@@ -76,12 +76,18 @@ def train_stage(
     jit_compile="auto",
     tensorboard_dir=None,
     callbacks=(),
+    patience=0,
     verbose=1,
 ):
     """Runs `distiller` in `stage` for `epochs` epochs, resuming from `stage_dir` if a previous run was cut off.
 
+    `patience` > 0 turns on the paper's early stopping: the stage ends after `patience` epochs without improvement
+    of the validation metric (val_hint_loss in stage "hint", val_accuracy otherwise) and keeps the best epoch's
+    weights. (After a resume the patience count starts again from the resumed epoch.)
+
     Returns:
-        dict: {"history": per-epoch metrics, "epochs": epochs run in total, "resumed_from": first epoch of this run}.
+        dict: {"history": per-epoch metrics, "epochs": epochs run in total, "resumed_from": first epoch of this
+        run, "best_epoch": 1-based epoch whose weights were kept when early stopping was on}.
     Raises:
         NonFiniteLossError: a loss became NaN/Inf (the last good checkpoint stays in `stage_dir`).
     """
@@ -108,6 +114,14 @@ def train_stage(
     all_callbacks = [_StageCallback(name, manager, epoch_var, history, history_path), *callbacks]
     if tensorboard_dir:
         all_callbacks.append(keras.callbacks.TensorBoard(tensorboard_dir, write_graph=False))
+    stopper = None
+    if patience and validation_data is not None:
+        monitor = "val_hint_loss" if stage == "hint" else "val_accuracy"
+        stopper = keras.callbacks.EarlyStopping(
+            monitor=monitor, mode="min" if stage == "hint" else "max", patience=patience,
+            restore_best_weights=True,
+        )
+        all_callbacks.append(stopper)
     if initial_epoch < epochs:
         if verbose:
             resumed = f" (resuming at epoch {initial_epoch})" if initial_epoch else ""
@@ -120,11 +134,19 @@ def train_stage(
             steps_per_epoch=steps_per_epoch,
             validation_steps=validation_steps,
             callbacks=all_callbacks,
+            shuffle=False,  # the input pipeline shuffles (tf.data); Keras cannot shuffle a dataset
             verbose=verbose,
         )
-    if epochs == 0 and not manager.latest_checkpoint:
-        manager.save(checkpoint_number=0)
-    result = {"history": history, "epochs": epochs, "resumed_from": initial_epoch}
+    epochs_run = len(next(iter(history.values()), []))
+    best_epoch = None
+    if stopper is not None and stopper.best_weights is not None:
+        # Keras restores the best weights only when it stopped early; make it so in every case.
+        distiller.set_weights(stopper.best_weights)
+        best_epoch = stopper.best_epoch + 1  # Keras counts absolute, 0-based epochs
+    if (epochs == 0 and not manager.latest_checkpoint) or best_epoch is not None:
+        epoch_var.assign(epochs_run)
+        manager.save(checkpoint_number=epochs_run + 1 if best_epoch is not None else 0)
+    result = {"history": history, "epochs": epochs_run, "resumed_from": initial_epoch, "best_epoch": best_epoch}
     atomic_write_json(done_path, result)
     return result
 

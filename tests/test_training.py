@@ -1,0 +1,104 @@
+"""train_stage: resume from the last epoch, early stopping keeps the best epoch, NaN stops with the checkpoint kept."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from fitnets_tf import Distiller
+from fitnets_tf.models import BlockSpec, NetSpec, PoolSpec, build_network
+from fitnets_tf.training import NonFiniteLossError, restore_student, train_stage
+
+
+def student(seed=0):
+    return build_network(NetSpec("student", (8, 8, 1), 3, (BlockSpec((4, 4)), BlockSpec((4,), pool=PoolSpec(None))),
+                                 initializer="glorot_uniform"), seed=seed)
+
+
+def data(n=48, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 8, 8, 1)).astype("float32"), rng.integers(0, 3, n)
+
+
+def batches(x, y):
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+
+
+class StopAfter(keras.callbacks.Callback):
+    """Simulates a crash after `epochs` epochs (the stage's own callback has already saved the checkpoint)."""
+
+    def __init__(self, epochs):
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epochs:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_stage_resumes_at_its_last_epoch_with_the_optimizer_state(tmp_path):
+    x, y = data()
+    model = student()
+    with pytest.raises(KeyboardInterrupt):
+        train_stage("s", Distiller(model), "ce", keras.optimizers.Adam(1e-2), batches(x, y), 4, str(tmp_path),
+                    callbacks=[StopAfter(2)], verbose=0)
+    assert not os.path.exists(tmp_path / "done.json")
+    saved = {v.path: v.numpy() for v in model.weights}
+
+    fresh = student(seed=9)  # a new process: other initial weights, restored from the checkpoint
+    distiller = Distiller(fresh)
+    result = train_stage("s", distiller, "ce", keras.optimizers.Adam(1e-2), batches(x, y), 4, str(tmp_path), verbose=0)
+    assert result["resumed_from"] == 2 and result["epochs"] == 4
+    assert len(result["history"]["loss"]) == 4
+    # 4 epochs of 2 steps (batch 32 over 48 examples): the optimizer's step count came back with the checkpoint.
+    assert int(distiller.optimizer.iterations.numpy()) == 4 * 2
+    assert json.load(open(tmp_path / "done.json"))["resumed_from"] == 2
+    # A third call restores the finished stage instead of training it.
+    again = student(seed=5)
+    assert train_stage("s", Distiller(again), "ce", keras.optimizers.Adam(1e-2), batches(x, y), 4, str(tmp_path),
+                       verbose=0)["skipped"]
+    for a, b in zip(again.weights, fresh.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert any(not np.array_equal(saved[v.path], v.numpy()) for v in fresh.weights)
+
+
+def test_early_stopping_keeps_the_best_epoch(tmp_path):
+    x, y = data()
+    model = student()
+    distiller = Distiller(model)
+    # lr so high that validation accuracy cannot keep improving: the stage stops and keeps the best epoch.
+    result = train_stage("s", distiller, "ce", keras.optimizers.SGD(5.0), batches(x, y), 30, str(tmp_path),
+                         validation_data=batches(x, y), patience=2, verbose=0)
+    accuracies = result["history"]["val_accuracy"]
+    assert result["epochs"] == len(accuracies) < 30
+    assert accuracies[result["best_epoch"] - 1] == max(accuracies)
+    restored = student(seed=4)
+    restore_student(restored, str(tmp_path))
+    predictions = np.argmax(np.asarray(restored(x)), -1)
+    assert np.mean(predictions == y) == pytest.approx(max(accuracies), abs=1e-6)
+
+
+def test_a_non_finite_loss_stops_the_stage_and_keeps_the_last_good_checkpoint(tmp_path):
+    x, y = data()
+    x_bad = x.copy()
+    x_bad[5] = np.nan
+    model = student()
+    stage_dir = str(tmp_path / "b")
+    with pytest.raises(KeyboardInterrupt):  # one good epoch, then cut off
+        train_stage("b", Distiller(model), "ce", keras.optimizers.Adam(1e-2), batches(x, y), 3, stage_dir,
+                    callbacks=[StopAfter(1)], verbose=0)
+    good = {v.path: v.numpy() for v in model.weights}
+    with pytest.raises(NonFiniteLossError, match=r"Stage 'b' stopped: non-finite .*ckpt-1"):
+        train_stage("b", Distiller(model), "ce", keras.optimizers.Adam(1e-2), batches(x_bad, y), 3, stage_dir,
+                    verbose=0)
+    assert not os.path.exists(os.path.join(stage_dir, "done.json"))
+    assert tf.train.latest_checkpoint(stage_dir).endswith("ckpt-1")
+    restore_student(model, stage_dir)
+    for v in model.weights:
+        np.testing.assert_array_equal(v.numpy(), good[v.path])
+    with pytest.raises(NonFiniteLossError, match="none \\(no epoch finished\\)"):
+        train_stage("c", Distiller(student()), "ce", keras.optimizers.Adam(1e-2), batches(x_bad, y), 3,
+                    str(tmp_path / "c"), verbose=0)
