@@ -19,7 +19,7 @@ import keras
 import tensorflow as tf
 
 from fitnets_tf import losses
-from fitnets_tf.models.builders import resolve_layer, truncated_model
+from fitnets_tf.models.builders import resolve_tap
 from fitnets_tf.regressor import build_regressor, hint_nonlinearity
 from fitnets_tf.schedules import KDLambdaSchedule
 
@@ -31,7 +31,8 @@ HINT_MODES = ("sequential", "joint")
 class HintPair:
     """One hint: student layer `guided` is taught teacher layer `hint` (paper notation "guided <- hint").
 
-    Layers are 1-based paper indices or layer names (see `fitnets_tf.models.builders`).
+    Layers are 1-based paper indices (tapped after the max-pool that follows them, as in the paper's code) or
+    literal layer names such as "conv8" or "pool2" (see `fitnets_tf.models.builders.resolve_tap`).
     """
 
     guided: Union[int, str]
@@ -90,15 +91,15 @@ class Distiller(keras.Model):
         for i, pair in enumerate(hint_pairs):
             if teacher is None:
                 raise ValueError("Hint pairs need a teacher. Received: teacher=None")
-            guided = resolve_layer(student, pair.guided, "guided layer")
-            hint = resolve_layer(teacher, pair.hint, "hint layer")
-            self.hint_pairs.append(HintPair(guided, hint, pair.regressor))
+            _, guided = resolve_tap(student, pair.guided, "guided layer")
+            hint_layer, hint = resolve_tap(teacher, pair.hint, "hint layer")
+            self.hint_pairs.append(HintPair(guided, hint, pair.regressor))  # the taps' layer names
             self.regressors.append(
                 build_regressor(
                     student.get_layer(guided).output.shape,
                     teacher.get_layer(hint).output.shape,
                     kind=pair.regressor,
-                    nonlinearity=hint_nonlinearity(teacher.get_layer(hint)),
+                    nonlinearity=hint_nonlinearity(teacher.get_layer(hint_layer)),
                     guided_name=f"{student.name}/{guided}",
                     hint_name=f"{teacher.name}/{hint}",
                     initializer=keras.initializers.get({
@@ -136,6 +137,11 @@ class Distiller(keras.Model):
         if stage == "hint":
             if not self.hint_pairs:
                 raise ValueError("Stage 'hint' needs hint_pairs. Received: hint_pairs=()")
+            if not self.regressors:
+                raise ValueError(
+                    "Stage 'hint' cannot run again: the regressors were discarded when stage 2 started "
+                    "(Algorithm 1). Build a new Distiller to repeat stage 1."
+                )
             pairs = tuple(range(len(self.hint_pairs))) if pairs is None else tuple(pairs)
             if not pairs or any(not 0 <= i < len(self.hint_pairs) for i in pairs):
                 raise ValueError(
@@ -166,7 +172,6 @@ class Distiller(keras.Model):
     def discard_regressors(self):
         """Algorithm 1, line 3: after stage 1 only W*_Guided is kept; the regressors are dropped."""
         self.regressors = []
-        self.hint_pairs = []
         self.active_pairs = ()
 
     @property

@@ -29,7 +29,7 @@ from fitnets_tf import data as data_lib
 from fitnets_tf.distiller import HINT_MODES, Distiller, HintPair
 from fitnets_tf.export import export_saved_model
 from fitnets_tf.io_utils import atomic_save, atomic_write_json, read_json
-from fitnets_tf.models import build_network, resolve_layer
+from fitnets_tf.models import build_network, resolve_tap
 from fitnets_tf.models import zoo
 from fitnets_tf.regressor import REGRESSOR_KINDS
 from fitnets_tf.report import add_ratios, measure_latency, model_row, write_report
@@ -241,9 +241,6 @@ class Experiment:
             self.student = build_network(self.student_spec, seed=c.seed + 1)
             self.pairs = _hint_pairs(c, self.teacher_spec, self.student_spec)
             try:
-                for pair in self.pairs:
-                    resolve_layer(self.student, pair.guided, "guided layer")
-                    resolve_layer(self.teacher, pair.hint, "hint layer")
                 self.distiller = self._distiller(self.student, self.pairs)
             except ValueError as error:
                 raise ConfigError(f"--hints: {error}") from None
@@ -390,16 +387,12 @@ class Experiment:
             "test_examples": self.splits.num_examples.get("test"),
             "train_examples": self.splits.num_examples.get("train"),
             "validation_examples": self.splits.num_examples.get("validation"),
-            "hint_pairs": [dataclasses.asdict(p) for p in self.distiller_pairs_resolved()],
+            "hint_pairs": [dataclasses.asdict(p) for p in self.distiller.hint_pairs],
             "config": c.to_json(), "stage_seconds": self.timings, "histories": histories,
             "replicas": self.strategy.num_replicas_in_sync,
         }
         write_report(self.path("results.json"), self.path("results.md"), rows, run_info, batch_sizes=(1, 128))
         return rows
-
-    def distiller_pairs_resolved(self):
-        return [HintPair(resolve_layer(self.student, p.guided), resolve_layer(self.teacher, p.hint), p.regressor)
-                for p in self.pairs]
 
     def export(self):
         export_saved_model(self.student, self.preprocessor, self.path("export"))

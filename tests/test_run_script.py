@@ -56,7 +56,8 @@ def test_a_digits_run_produces_every_artifact(digits_run):
     assert rows["fitnet"]["compression_vs_teacher"] == pytest.approx(
         rows["teacher"]["parameters"] / rows["fitnet"]["parameters"])
     assert rows["fitnet"]["parameters"] == rows["baseline_ce"]["parameters"]
-    assert results["hint_pairs"] == [{"guided": "conv4", "hint": "conv2", "regressor": "conv"}]
+    # Paper indices 4 <- 2 are tapped after the max-pool that follows each layer (pylearn2's conv layers).
+    assert results["hint_pairs"] == [{"guided": "pool1", "hint": "pool1", "regressor": "conv"}]
     table = open(os.path.join(model_dir, "results.md")).read()
     for name in rows:
         assert f"| {name} |" in table
@@ -196,3 +197,18 @@ def test_a_different_experiment_in_the_same_model_dir_is_refused(digits_run):
     assert result.returncode != 0
     assert "holds a different run (differs in: temperature)" in result.stderr
     assert "--overwrite" in result.stderr
+
+
+@pytest.mark.parametrize("flagfile,dataset", [
+    ("mnist.cfg", "mnist"), ("svhn.cfg", "svhn_cropped"), ("cifar10.cfg", "cifar10"), ("cifar100.cfg", "cifar100"),
+])
+def test_paper_flagfiles_parse_and_fail_fast_without_data(flagfile, dataset, tmp_path):
+    start = time.time()
+    model_dir = tmp_path / "run"
+    result = run_script(f"--flagfile={os.path.join(ROOT, 'flags', flagfile)}", f"--model_dir={model_dir}",
+                        f"--data_dir={tmp_path / 'empty'}")
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"tfds build {dataset}" in errors[0], result.stderr[-2000:]
+    assert time.time() - start < 60  # TFDS's offline retries take minutes; this must not
+    assert not model_dir.exists()  # nothing written for a run that cannot start

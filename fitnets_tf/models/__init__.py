@@ -1,9 +1,11 @@
 """Teachers and FitNets as functional Keras models built from specs."""
 
-from fitnets_tf.models.builders import build_network, layer_index, resolve_layer, tap_names, truncated_model
+from fitnets_tf.models.builders import (
+    build_network, layer_index, resolve_layer, resolve_tap, tap_names, truncated_model,
+)
 from fitnets_tf.models.spec import BlockSpec, NetSpec, PoolSpec
 
 __all__ = [
-    "BlockSpec", "NetSpec", "PoolSpec", "build_network", "layer_index", "resolve_layer", "tap_names",
+    "BlockSpec", "NetSpec", "PoolSpec", "build_network", "layer_index", "resolve_layer", "resolve_tap", "tap_names",
     "truncated_model",
 ]

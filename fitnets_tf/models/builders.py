@@ -8,6 +8,10 @@ Naming, identical for every net so that a hint is addressed the same way on a te
   logits         the classifier's pre-softmax output (the model's output).
 The paper's 1-based layer index ("hint 11 <- 2": student layer 11 guided by teacher layer 2) counts conv layers,
 then hidden FC layers, then the classifier: index i is `tap_names(model)[i - 1]`.
+
+Hint and guided taps (`resolve_tap`): in the paper's code (pylearn2) a conv layer includes the max-pool after it, so
+a layer given by its paper INDEX is tapped after that pool (FitNet 4's guided layer 11 is 8x8, not 16x16). A layer
+given by NAME is taken literally: "conv11" is the map before the pool, "pool2" the map after it.
 """
 
 import re
@@ -23,6 +27,7 @@ FC_MAX_NORM = 1.9
 SOFTMAX_MAX_NORM = 1.9365
 
 _TAP = re.compile(r"^(conv|fc)(\d+)$")
+_POOL = re.compile(r"^pool\d+$")
 
 
 def _initializer(spec, seed, index):
@@ -141,10 +146,36 @@ def resolve_layer(model: keras.Model, layer, role="layer"):
     return layer
 
 
-def truncated_model(model: keras.Model, layer, role="layer") -> keras.Model:
-    """The sub-model from the input to `layer` (index or name). It SHARES its variables with `model`."""
+def resolve_tap(model: keras.Model, layer, role="layer"):
+    """The hint/guided tap of `layer`: (name of the conv/fc layer, name of the layer whose output is the tap).
+
+    An index (int or digit string) follows the paper: the tap includes the spatial max-pool that directly follows
+    the layer, if any. A name is literal ("conv8": before its pool; "pool2": after it, with conv layer the one the
+    pool follows). The non-linearity of the tap is the conv/fc layer's.
+    """
+    layers = model.layers
+    names = [l.name for l in layers]
+    if isinstance(layer, str) and _POOL.match(layer):
+        if layer not in names:
+            pools = [n for n in names if _POOL.match(n)]
+            raise ValueError(f"{role} {layer!r} does not exist in model '{model.name}'. Pools: {', '.join(pools)}.")
+        before = [n for n in names[: names.index(layer)] if _TAP.match(n)]
+        if not before:
+            raise ValueError(f"{role} {layer!r} of model '{model.name}' follows no conv layer.")
+        return before[-1], layer
+    by_index = (isinstance(layer, int) and not isinstance(layer, bool)) or (
+        isinstance(layer, str) and layer.strip().isdigit())
     name = resolve_layer(model, layer, role)
-    return keras.Model(model.inputs, model.get_layer(name).output, name=f"{model.name}_to_{name}")
+    position = names.index(name)
+    if by_index and position + 1 < len(layers) and isinstance(layers[position + 1], keras.layers.MaxPooling2D):
+        return name, names[position + 1]
+    return name, name
+
+
+def truncated_model(model: keras.Model, layer, role="layer") -> keras.Model:
+    """The sub-model from the input to the tap of `layer` (see `resolve_tap`). It SHARES variables with `model`."""
+    _, output = resolve_tap(model, layer, role)
+    return keras.Model(model.inputs, model.get_layer(output).output, name=f"{model.name}_to_{output}")
 
 
 def layer_index(model: keras.Model, layer) -> int:

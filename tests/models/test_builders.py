@@ -3,7 +3,9 @@ import keras
 import pytest
 
 from fitnets_tf.layers import Maxout
-from fitnets_tf.models import BlockSpec, NetSpec, PoolSpec, build_network, resolve_layer, tap_names, truncated_model
+from fitnets_tf.models import (
+    BlockSpec, NetSpec, PoolSpec, build_network, resolve_layer, resolve_tap, tap_names, truncated_model,
+)
 
 
 def tiny_spec(**overrides):
@@ -35,7 +37,7 @@ def test_resolve_layer_errors_name_the_model_and_the_range():
 
 def test_truncated_model_shares_variables_with_the_full_model():
     model = build_network(tiny_spec(initializer="glorot_uniform"), seed=0)
-    sub = truncated_model(model, 3)
+    sub = truncated_model(model, "conv3")
     assert tuple(sub.output.shape) == (None, 8, 8, 4)
     kernel = model.get_layer("conv2_linear").kernel
     assert any(v is kernel for v in sub.trainable_variables)
@@ -45,6 +47,18 @@ def test_truncated_model_shares_variables_with_the_full_model():
     sub.get_layer("conv1_linear").kernel.assign(sub.get_layer("conv1_linear").kernel * 3.0 + 0.1)
     assert not np.allclose(np.asarray(model(x)), before, rtol=1e-3, atol=0)
     assert len(sub.trainable_variables) == 6  # 3 convs x (kernel, bias): nothing after the guided layer
+
+
+def test_taps_by_index_include_the_following_pool_and_names_are_literal():
+    model = build_network(tiny_spec(), seed=0)
+    assert resolve_tap(model, 3) == ("conv3", "pool1")  # conv3 ends block 1: pylearn2 pools inside the layer
+    assert resolve_tap(model, "conv3") == ("conv3", "conv3")
+    assert resolve_tap(model, "pool1") == ("conv3", "pool1")
+    assert resolve_tap(model, 2) == ("conv2", "conv2")
+    assert resolve_tap(model, 5) == ("conv5", "conv5")  # a global pool is not part of the tap
+    assert tuple(truncated_model(model, 3).output.shape) == (None, 4, 4, 4)
+    with pytest.raises(ValueError, match="'pool7' does not exist in model 'tiny'. Pools: pool1, pool2"):
+        resolve_tap(model, "pool7", "hint layer")
 
 
 def test_paper_init_and_max_norm():
