@@ -88,6 +88,7 @@ class RunConfig:
     baseline_epochs: Optional[int] = None  # None: hint_epochs + kd_epochs, the FitNet's whole budget
     baselines: Tuple[str, ...] = ("ce", "kd")
     patience: int = 0  # > 0: early stopping on validation (paper: 100 epochs), keeping the best epoch
+    cache_teacher_outputs: str = "auto"  # "auto": on when training images are not augmented; "true"; "false"
     batch_size: int = 128
     optimizer: str = "rmsprop"
     learning_rate: float = 0.005
@@ -146,6 +147,8 @@ def validate(config: RunConfig):
                f"no file at {config.teacher_path!r}. Give a teacher saved as .keras (e.g. a previous run's "
                "<model_dir>/teacher.keras), or leave the flag empty to train the teacher.")
     _check(config.jit_compile in ("auto", "true", "false"), "jit_compile", "choose auto, true or false.")
+    _check(config.cache_teacher_outputs in ("auto", "true", "false"), "cache_teacher_outputs",
+           "choose auto, true or false.")
 
 
 def _spec(config, name, info):
@@ -277,6 +280,13 @@ class Experiment:
         flip = self.info.allow_flip if c.flip is None else c.flip
         if not c.augment:
             crop, flip = 0, False
+        augmented = bool(crop or flip)
+        if c.cache_teacher_outputs == "true" and augmented:
+            raise ConfigError("--cache_teacher_outputs: the training images are augmented (crops/flips), so the "
+                              "teacher's outputs change every epoch. Pass --noaugment or --cache_teacher_outputs=auto.")
+        self.cache_teacher = c.cache_teacher_outputs == "true" or (c.cache_teacher_outputs == "auto" and not augmented)
+        # Preprocessed, ordered train batches: the input of the teacher-output cache.
+        self.train_ordered_ds = data_lib.build_input(splits.train, c.batch_size, False, self.preprocessor)
         self.train_ds = data_lib.build_input(
             splits.train, c.batch_size, True, self.preprocessor, crop_padding=crop, flip=flip, seed=c.seed
         )
@@ -290,8 +300,13 @@ class Experiment:
         start = time.perf_counter()
         with self.strategy.scope():
             optimizer = _optimizer(self.config)
+        train_data = self.train_ds
+        if stage in ("hint", "kd") and self.cache_teacher:
+            def train_data():
+                return distiller.cache_teacher_outputs(self.train_ordered_ds, self.config.batch_size,
+                                                       shuffle_seed=self.config.seed)
         result = train_stage(
-            name, distiller, stage, optimizer, self.train_ds, epochs,
+            name, distiller, stage, optimizer, train_data, epochs,
             stage_dir=self.path("checkpoints", name), validation_data=self.val_ds, pairs=pairs,
             jit_compile=_jit(self.config), tensorboard_dir=self.path("tensorboard", name),
             patience=self.config.patience, verbose=self.config.verbose,

@@ -85,6 +85,9 @@ def train_stage(
     of the validation metric (val_hint_loss in stage "hint", val_accuracy otherwise) and keeps the best epoch's
     weights. (After a resume the patience count starts again from the resumed epoch.)
 
+    `train_data` may be a callable returning the dataset; it is called after `compile` and only if the stage
+    trains (so a cache of the stage's teacher outputs is built only when needed).
+
     Returns:
         dict: {"history": per-epoch metrics, "epochs": epochs run in total, "resumed_from": first epoch of this
         run, "best_epoch": 1-based epoch whose weights were kept when early stopping was on}.
@@ -123,6 +126,8 @@ def train_stage(
         )
         all_callbacks.append(stopper)
     if initial_epoch < epochs:
+        if callable(train_data):  # built after compile: e.g. teacher outputs cached for this stage
+            train_data = train_data()
         if verbose:
             resumed = f" (resuming at epoch {initial_epoch})" if initial_epoch else ""
             print(f"[fitnets] {name}: stage '{stage}', {epochs} epochs{resumed}", flush=True)

@@ -65,6 +65,8 @@ flags.DEFINE_integer("baseline_epochs", None, "Epochs of each baseline (default 
 flags.DEFINE_list("baselines", list(_DEFAULT.baselines), "Baselines on the student architecture: ce, kd.")
 flags.DEFINE_integer("patience", 0, "Early stopping: end a stage after this many epochs without validation "
                      "improvement and keep its best epoch (the paper: 100). 0 trains every epoch.")
+flags.DEFINE_string("cache_teacher_outputs", "auto", "Compute the teacher's logits/hints once and reuse them every "
+                    "epoch: auto (when the training images are not augmented), true or false.")
 flags.DEFINE_integer("batch_size", _DEFAULT.batch_size, "Global batch size.")
 flags.DEFINE_string("optimizer", _DEFAULT.optimizer, f"Optimizer of every stage: {', '.join(pipeline.OPTIMIZERS)}.")
 flags.DEFINE_float("learning_rate", _DEFAULT.learning_rate, "Learning rate of every stage.")
@@ -108,7 +110,7 @@ def config_from_flags():
         kd_lambda_decay_start=FLAGS.kd_lambda_decay_start, kd_lambda_decay_end=FLAGS.kd_lambda_decay_end,
         tau_squared=FLAGS.tau_squared, teacher_epochs=FLAGS.teacher_epochs, hint_epochs=FLAGS.hint_epochs,
         kd_epochs=FLAGS.kd_epochs, baseline_epochs=FLAGS.baseline_epochs, baselines=tuple(FLAGS.baselines),
-        patience=FLAGS.patience, batch_size=FLAGS.batch_size, optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate,
+        patience=FLAGS.patience, cache_teacher_outputs=FLAGS.cache_teacher_outputs, batch_size=FLAGS.batch_size, optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate,
         rmsprop_rho=FLAGS.rmsprop_rho, seed=FLAGS.seed, jit_compile=FLAGS.jit_compile,
         mixed_precision=FLAGS.mixed_precision, latency_runs=FLAGS.latency_runs, export=FLAGS.export,
         verbose=FLAGS.verbose,

@@ -194,3 +194,26 @@ def test_the_teacher_is_left_trainable_for_its_own_training_and_a_frozen_student
     student.trainable = False
     with pytest.raises(ValueError, match="has no trainable variables: model 'student' is frozen"):
         Distiller(student).compile("sgd", stage="ce")
+
+
+@pytest.mark.parametrize("stage", ["hint", "kd"])
+def test_cached_teacher_outputs_give_the_same_losses_and_updates(stage):
+    import tensorflow as tf
+
+    x, y = data(32)
+    batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    results = []
+    for cached in (False, True):
+        teacher, student = teacher_and_student(seed=4)
+        distiller = Distiller(student, teacher, hint_pairs=[HintPair(4, 2)], kd_lambda=2.0, seed=1)
+        distiller.compile(keras.optimizers.SGD(0.1), stage=stage)
+        train = distiller.cache_teacher_outputs(batches, 16) if cached else batches
+        logs = distiller.evaluate(train, verbose=0, return_dict=True)
+        distiller.fit(train, epochs=1, verbose=0)
+        results.append((logs, [v.numpy() for v in student.weights]))
+    (plain_logs, plain_weights), (cached_logs, cached_weights) = results
+    for key, value in plain_logs.items():
+        assert cached_logs[key] == pytest.approx(value, rel=1e-6), key
+    for a, b in zip(plain_weights, cached_weights):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    assert any(not np.allclose(a, b) for a, b in zip(plain_weights, [v.numpy() for v in teacher_and_student(4)[1].weights]))
