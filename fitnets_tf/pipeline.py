@@ -88,6 +88,7 @@ class RunConfig:
     baseline_epochs: Optional[int] = None  # None: hint_epochs + kd_epochs, the FitNet's whole budget
     baselines: Tuple[str, ...] = ("ce", "kd")
     patience: int = 0  # > 0: early stopping on validation (paper: 100 epochs), keeping the best epoch
+    retrain_from: Optional[str] = None  # a tuning run's model_dir: retrain on train+val for its chosen epochs
     cache_teacher_outputs: str = "auto"  # "auto": on when training images are not augmented; "true"; "false"
     batch_size: int = 128
     optimizer: str = "rmsprop"
@@ -146,7 +147,20 @@ def validate(config: RunConfig):
         _check(os.path.isfile(config.teacher_path), "teacher_path",
                f"no file at {config.teacher_path!r}. Give a teacher saved as .keras (e.g. a previous run's "
                "<model_dir>/teacher.keras), or leave the flag empty to train the teacher.")
-    _check(config.jit_compile in ("auto", "true", "false"), "jit_compile", "choose auto, true or false.")
+    if config.cache_teacher_outputs == "true" and config.augment:
+        info = data_lib.dataset_info(config.dataset)
+        crop = info.crop_padding if config.crop_padding is None else config.crop_padding
+        flip = info.allow_flip if config.flip is None else config.flip
+        _check(not (crop or flip), "cache_teacher_outputs",
+               "the training images are augmented (crops/flips), so the teacher's outputs change every epoch. "
+               "Pass --noaugment, or --cache_teacher_outputs=auto.")
+    if config.retrain_from is not None:
+        _check(os.path.isdir(os.path.join(config.retrain_from, "checkpoints")), "retrain_from",
+               f"{config.retrain_from!r} holds no finished run (no checkpoints/). Give the model_dir of the run "
+               "tuned on the validation split.")
+        _check(config.validation_size == 0, "retrain_from",
+               "the retrain uses train + validation: pass --validation_size=0 with it.")
+        _check(config.jit_compile in ("auto", "true", "false"), "jit_compile", "choose auto, true or false.")
     _check(config.cache_teacher_outputs in ("auto", "true", "false"), "cache_teacher_outputs",
            "choose auto, true or false.")
 
@@ -281,9 +295,6 @@ class Experiment:
         if not c.augment:
             crop, flip = 0, False
         augmented = bool(crop or flip)
-        if c.cache_teacher_outputs == "true" and augmented:
-            raise ConfigError("--cache_teacher_outputs: the training images are augmented (crops/flips), so the "
-                              "teacher's outputs change every epoch. Pass --noaugment or --cache_teacher_outputs=auto.")
         self.cache_teacher = c.cache_teacher_outputs == "true" or (c.cache_teacher_outputs == "auto" and not augmented)
         # Preprocessed, ordered train batches: the input of the teacher-output cache.
         self.train_ordered_ds = data_lib.build_input(splits.train, c.batch_size, False, self.preprocessor)
@@ -296,7 +307,18 @@ class Experiment:
         self.test_ds = data_lib.build_input(splits.test, c.batch_size, False, self.preprocessor)
 
     # ------------------------------------------------------------------------------------------- training
+    def chosen_epochs(self, name, epochs):
+        """With retrain_from: the epochs the tuning run chose for stage `name` (its best epoch under early
+        stopping, else the epochs it ran) -- the paper's CIFAR protocol: tune on 40K/10K, retrain on 50K."""
+        if self.config.retrain_from is None:
+            return epochs
+        done = read_json(os.path.join(self.config.retrain_from, "checkpoints", name, "done.json"))
+        if done is None:
+            raise ConfigError(f"--retrain_from: stage {name!r} did not finish in {self.config.retrain_from!r}.")
+        return int(done.get("best_epoch") or done["epochs"])
+
     def _stage(self, name, distiller, stage, epochs, pairs=None):
+        epochs = self.chosen_epochs(name, epochs)
         start = time.perf_counter()
         with self.strategy.scope():
             optimizer = _optimizer(self.config)
@@ -309,7 +331,7 @@ class Experiment:
             name, distiller, stage, optimizer, train_data, epochs,
             stage_dir=self.path("checkpoints", name), validation_data=self.val_ds, pairs=pairs,
             jit_compile=_jit(self.config), tensorboard_dir=self.path("tensorboard", name),
-            patience=self.config.patience, verbose=self.config.verbose,
+            patience=0 if self.config.retrain_from else self.config.patience, verbose=self.config.verbose,
         )
         if not result.get("skipped"):
             self.timings[name] = time.perf_counter() - start
