@@ -168,7 +168,8 @@ class Distiller(keras.Model):
                 f"Stage '{stage}' has no trainable variables: model '{self.student.name}' is frozen "
                 "(trainable=False). Set student.trainable = True before training it."
             )
-        self.optimizer.build(self.stage_variables)
+        with self.distribute_strategy.scope():  # optimizer slots live beside their (mirrored) variables
+            self.optimizer.build(self.stage_variables)
 
     def discard_regressors(self):
         """Algorithm 1, line 3: after stage 1 only W*_Guided is kept; the regressors are dropped."""

@@ -95,7 +95,8 @@ def train_stage(
         NonFiniteLossError: a loss became NaN/Inf (the last good checkpoint stays in `stage_dir`).
     """
     distiller.compile(optimizer=optimizer, stage=stage, pairs=pairs, jit_compile=jit_compile)
-    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    with distiller.distribute_strategy.scope():
+        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     checkpoint = tf.train.Checkpoint(
         student=distiller.student, regressors=list(distiller.regressors), optimizer=distiller.optimizer,
         epoch=epoch_var,

@@ -79,6 +79,13 @@ flags.DEFINE_string("jit_compile", _DEFAULT.jit_compile, "XLA for the train step
 flags.DEFINE_string("mixed_precision", _DEFAULT.mixed_precision, f"Compute policy, one of "
                     f"{', '.join(pipeline.MIXED_PRECISION)}: mixed_float16 on GPU; on CPU it is ~100x slower, "
                     "use mixed_bfloat16.")
+# scale-out
+flags.DEFINE_string("strategy", "default", "tf.distribute strategy: default (one device), mirrored (all local "
+                    "GPUs, or --num_cpu_devices logical CPUs), multi_worker (MultiWorkerMirroredStrategy from "
+                    "TF_CONFIG) or tpu (TPUStrategy; --tpu names the TPU).")
+flags.DEFINE_integer("num_cpu_devices", 0, "Split the CPU into this many logical devices first (testing "
+                     "--strategy=mirrored without GPUs); 0 leaves the CPU as it is.")
+flags.DEFINE_string("tpu", "", "TPU name or address for --strategy=tpu ('' for a local TPU VM).")
 # outputs
 flags.DEFINE_integer("latency_runs", _DEFAULT.latency_runs, "Timed inference runs per model for the report.")
 flags.DEFINE_bool("export", True, "Export the FitNet as a SavedModel into model_dir/export.")
@@ -95,6 +102,30 @@ def _hints(values):
             raise pipeline.ConfigError(f"--hints: {item!r} is not guided:hint (e.g. 11:2 or conv11:conv2).")
         pairs.append(tuple(int(p) if p.isdigit() else p for p in parts))
     return tuple(pairs)
+
+
+def make_strategy(name, num_cpu_devices=0, tpu=""):
+    """The tf.distribute strategy named by --strategy (created before any other TensorFlow op runs)."""
+    import tensorflow as tf
+
+    if num_cpu_devices:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * num_cpu_devices)
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    raise pipeline.ConfigError(f"--strategy: unknown strategy {name!r}. Choose default, mirrored, multi_worker "
+                               "or tpu.")
 
 
 def config_from_flags():
@@ -142,10 +173,11 @@ def main(argv):
     from fitnets_tf.io_utils import atomic_write_text
 
     config = config_from_flags()
+    strategy = make_strategy(FLAGS.strategy, FLAGS.num_cpu_devices, FLAGS.tpu)
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     pipeline.validate(config)
     # flags.cfg is written only once the model_dir is accepted (run() refuses a different experiment first).
-    rows = pipeline.run(config, command=command, on_ready=lambda: atomic_write_text(
+    rows = pipeline.run(config, strategy=strategy, command=command, on_ready=lambda: atomic_write_text(
         os.path.join(config.model_dir, "flags.cfg"), flags_file_text()))
     for row in rows:
         acc = "-" if row["test_accuracy"] is None else f"{100 * row['test_accuracy']:.2f}%"

@@ -212,3 +212,20 @@ def test_paper_flagfiles_parse_and_fail_fast_without_data(flagfile, dataset, tmp
     assert len(errors) == 1 and f"tfds build {dataset}" in errors[0], result.stderr[-2000:]
     assert time.time() - start < 60  # TFDS's offline retries take minutes; this must not
     assert not model_dir.exists()  # nothing written for a run that cannot start
+
+
+def test_a_run_under_mirrored_strategy_on_two_logical_cpus(tmp_path):
+    model_dir = tmp_path / "mirrored"
+    result = run_script(f"--model_dir={model_dir}", *TINY, "--baselines=ce", "--strategy=mirrored",
+                        "--num_cpu_devices=2", "--noexport")
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.load(open(model_dir / "results.json"))
+    assert results["replicas"] == 2
+    assert {r["model"] for r in results["models"]} == {"teacher", "fitnet", "baseline_ce"}
+
+
+def test_unknown_strategy_is_a_one_line_error(tmp_path):
+    result = run_script(f"--model_dir={tmp_path / 'x'}", *TINY, "--strategy=horovod")
+    assert result.returncode != 0
+    assert [l for l in result.stderr.splitlines() if l.startswith("error:")] == [
+        "error: --strategy: unknown strategy 'horovod'. Choose default, mirrored, multi_worker or tpu."]
