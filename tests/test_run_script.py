@@ -229,3 +229,43 @@ def test_unknown_strategy_is_a_one_line_error(tmp_path):
     assert result.returncode != 0
     assert [l for l in result.stderr.splitlines() if l.startswith("error:")] == [
         "error: --strategy: unknown strategy 'horovod'. Choose default, mirrored, multi_worker or tpu."]
+
+
+def test_bad_teacher_files_are_refused_with_one_line(digits_run, tmp_path):
+    model_dir, _ = digits_run
+    corrupt = tmp_path / "corrupt.keras"
+    corrupt.write_bytes(b"not a keras archive")
+    result = run_script(f"--model_dir={tmp_path / 'a'}", *TINY, f"--teacher_path={corrupt}")
+    assert result.returncode != 0
+    errors = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+    assert len(errors) == 1 and "--teacher_path: cannot load" in errors[0], result.stderr[-2000:]
+
+    sys.path.insert(0, ROOT)
+    from fitnets_tf.models import build_network, zoo
+
+    wrong = tmp_path / "mnist_teacher.keras"
+    build_network(zoo.get_spec("mnist_fitnet"), seed=0).save(wrong)
+    result = run_script(f"--model_dir={tmp_path / 'b'}", *TINY, f"--teacher_path={wrong}")
+    errors = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+    assert result.returncode != 0 and len(errors) == 1
+    assert "takes (28, 28, 1) images and predicts 10 classes, but dataset 'digits' has (8, 8, 1)" in errors[0]
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_trained_teacher_is_reused_through_teacher_path(digits_run, tmp_path):
+    model_dir, _ = digits_run
+    result = run_script(f"--model_dir={tmp_path / 'reuse'}", *TINY, "--baselines=", "--noexport",
+                        f"--teacher_path={os.path.join(model_dir, 'teacher.keras')}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = {r["model"]: r for r in json.load(open(tmp_path / "reuse" / "results.json"))["models"]}
+    first = {r["model"]: r for r in json.load(open(os.path.join(model_dir, "results.json")))["models"]}
+    assert rows["teacher"]["test_accuracy"] == first["teacher"]["test_accuracy"]
+    assert not (tmp_path / "reuse" / "checkpoints" / "teacher").exists()
+
+
+def test_a_flagfile_with_an_unknown_flag_fails_before_anything_runs(tmp_path):
+    flagfile = tmp_path / "bad.cfg"
+    flagfile.write_text("--dataset=digits\n--hint_epoch=3\n")
+    result = run_script(f"--flagfile={flagfile}", f"--model_dir={tmp_path / 'x'}")
+    assert result.returncode != 0
+    assert "hint_epoch" in result.stderr and not (tmp_path / "x").exists()
