@@ -208,7 +208,7 @@ class Distiller(keras.Model):
             return (self.teacher(images, training=False),)
         raise ValueError("Stage 'ce' uses no teacher outputs.")
 
-    def cache_teacher_outputs(self, dataset, batch_size, shuffle_seed=None):
+    def cache_teacher_outputs(self, dataset, batch_size, shuffle_seed=None, repeat=False):
         """Teacher-output caching: runs the teacher ONCE over `dataset` and returns batches of
         ((images, teacher_outputs), labels) that the train step uses instead of calling the teacher.
 
@@ -220,6 +220,7 @@ class Distiller(keras.Model):
             dataset: finite batches of (float32 images, labels), in any order.
             batch_size: the batch size of the returned dataset.
             shuffle_seed: reshuffle the cached examples every epoch with this seed (None: keep the order).
+            repeat: an endless stream of full batches (give Keras `steps_per_epoch`), else one pass.
         """
         images, labels, outputs = [], [], []
         forward = tf.function(self.teacher_outputs, reduce_retracing=True)
@@ -231,7 +232,9 @@ class Distiller(keras.Model):
         cached = tf.data.Dataset.from_tensor_slices(((np.concatenate(images), columns), np.concatenate(labels)))
         if shuffle_seed is not None:
             cached = cached.shuffle(len(np.concatenate(labels)), seed=shuffle_seed, reshuffle_each_iteration=True)
-        return cached.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        if repeat:
+            cached = cached.repeat()
+        return cached.batch(batch_size, drop_remainder=repeat).prefetch(tf.data.AUTOTUNE)
 
     def _split_inputs(self, x):
         """(images, cached teacher outputs or None): batches from `cache_teacher_outputs` carry both."""

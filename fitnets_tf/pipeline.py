@@ -41,7 +41,7 @@ BASELINES = ("ce", "kd")
 MIXED_PRECISION = ("float32", "mixed_float16", "mixed_bfloat16")
 # Keys that do not change what a run computes: a rerun may change them and still resume.
 _RUNTIME_KEYS = ("model_dir", "data_dir", "download", "verbose", "latency_runs", "export", "overwrite",
-                 "jit_compile", "experiment")
+                 "jit_compile", "experiment", "deterministic")
 
 
 class ConfigError(ValueError):
@@ -89,7 +89,8 @@ class RunConfig:
     baselines: Tuple[str, ...] = ("ce", "kd")
     patience: int = 0  # > 0: early stopping on validation (paper: 100 epochs), keeping the best epoch
     retrain_from: Optional[str] = None  # a tuning run's model_dir: retrain on train+val for its chosen epochs
-    cache_teacher_outputs: str = "auto"  # "auto": on when training images are not augmented; "true"; "false"
+    cache_teacher_outputs: str = "auto"
+    deterministic: bool = False  # TF op determinism: a resumed run ends with the weights of an uninterrupted one  # "auto": on when training images are not augmented; "true"; "false"
     batch_size: int = 128
     optimizer: str = "rmsprop"
     learning_rate: float = 0.005
@@ -298,8 +299,16 @@ class Experiment:
         self.cache_teacher = c.cache_teacher_outputs == "true" or (c.cache_teacher_outputs == "auto" and not augmented)
         # Preprocessed, ordered train batches: the input of the teacher-output cache.
         self.train_ordered_ds = data_lib.build_input(splits.train, c.batch_size, False, self.preprocessor)
-        self.train_ds = data_lib.build_input(
-            splits.train, c.batch_size, True, self.preprocessor, crop_padding=crop, flip=flip, seed=c.seed
+        num_train = splits.num_examples.get("train")
+        if num_train is not None and num_train < c.batch_size:
+            raise ConfigError(f"--batch_size: {c.batch_size} is larger than the {num_train} training examples.")
+        # An endless stream cut into epochs of `steps_per_epoch` batches: a resumed stage skips exactly the
+        # batches it already trained on, and Keras does not stall at epoch ends (TF-NOTES). A new dataset per
+        # stage, so that every stage sees the same seeded stream in a fresh process and in a long one alike.
+        self.steps_per_epoch = None if num_train is None else num_train // c.batch_size
+        self.make_train_ds = lambda: data_lib.build_input(
+            splits.train, c.batch_size, True, self.preprocessor, crop_padding=crop, flip=flip, seed=c.seed,
+            repeat=self.steps_per_epoch is not None,
         )
         self.val_ds = None if splits.validation is None else data_lib.build_input(
             splits.validation, c.batch_size, False, self.preprocessor
@@ -322,14 +331,16 @@ class Experiment:
         start = time.perf_counter()
         with self.strategy.scope():
             optimizer = _optimizer(self.config)
-        train_data = self.train_ds
+        train_data = self.make_train_ds
         if stage in ("hint", "kd") and self.cache_teacher:
             def train_data():
                 return distiller.cache_teacher_outputs(self.train_ordered_ds, self.config.batch_size,
-                                                       shuffle_seed=self.config.seed)
+                                                       shuffle_seed=self.config.seed,
+                                                       repeat=self.steps_per_epoch is not None)
         result = train_stage(
             name, distiller, stage, optimizer, train_data, epochs,
             stage_dir=self.path("checkpoints", name), validation_data=self.val_ds, pairs=pairs,
+            steps_per_epoch=self.steps_per_epoch,
             jit_compile=_jit(self.config), tensorboard_dir=self.path("tensorboard", name),
             patience=0 if self.config.retrain_from else self.config.patience, verbose=self.config.verbose,
         )
@@ -445,6 +456,8 @@ def run(config: RunConfig, strategy=None, command="", on_ready=None):
     keras.mixed_precision.set_global_policy(config.mixed_precision)
     try:
         keras.utils.set_random_seed(config.seed)
+        if config.deterministic:
+            tf.config.experimental.enable_op_determinism()
         experiment = Experiment(config, strategy, command)
         experiment.build_models()  # hint layers and regressors are checked before anything is written
         experiment.load_splits()  # absent data fails here, before anything is written

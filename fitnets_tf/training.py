@@ -44,9 +44,10 @@ class _StageCallback(keras.callbacks.Callback):
         self._check(logs, f"the end of epoch {epoch}")
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(float(value))
+        # History first: a kill between the two leaves one entry too many, which a resume truncates.
+        atomic_write_json(self.history_path, self.history)
         self.epoch_var.assign(epoch + 1)
         self.manager.save(checkpoint_number=epoch + 1)
-        atomic_write_json(self.history_path, self.history)
 
 
 def stage_is_done(stage_dir):
@@ -129,6 +130,10 @@ def train_stage(
     if initial_epoch < epochs:
         if callable(train_data):  # built after compile: e.g. teacher outputs cached for this stage
             train_data = train_data()
+        if initial_epoch and steps_per_epoch and isinstance(train_data, tf.data.Dataset) and (
+                train_data.cardinality() == tf.data.INFINITE_CARDINALITY):
+            # The batches of the epochs already trained: the resumed stage continues the same stream.
+            train_data = train_data.skip(initial_epoch * steps_per_epoch)
         if verbose:
             resumed = f" (resuming at epoch {initial_epoch})" if initial_epoch else ""
             print(f"[fitnets] {name}: stage '{stage}', {epochs} epochs{resumed}", flush=True)

@@ -68,6 +68,8 @@ flags.DEFINE_integer("patience", 0, "Early stopping: end a stage after this many
 flags.DEFINE_string("retrain_from", None, "The model_dir of a run tuned with early stopping on the validation "
                     "split: retrain every stage on train + validation (--validation_size=0) for the epochs that "
                     "run chose, as the paper did for CIFAR.")
+flags.DEFINE_bool("deterministic", False, "TensorFlow op determinism (slower): with the same seed, a run that was "
+                  "killed and resumed ends with the same results as an uninterrupted one.")
 flags.DEFINE_string("cache_teacher_outputs", "auto", "Compute the teacher's logits/hints once and reuse them every "
                     "epoch: auto (when the training images are not augmented), true or false.")
 flags.DEFINE_integer("batch_size", _DEFAULT.batch_size, "Global batch size.")
@@ -144,7 +146,7 @@ def config_from_flags():
         kd_lambda_decay_start=FLAGS.kd_lambda_decay_start, kd_lambda_decay_end=FLAGS.kd_lambda_decay_end,
         tau_squared=FLAGS.tau_squared, teacher_epochs=FLAGS.teacher_epochs, hint_epochs=FLAGS.hint_epochs,
         kd_epochs=FLAGS.kd_epochs, baseline_epochs=FLAGS.baseline_epochs, baselines=tuple(FLAGS.baselines),
-        patience=FLAGS.patience, cache_teacher_outputs=FLAGS.cache_teacher_outputs, retrain_from=FLAGS.retrain_from, batch_size=FLAGS.batch_size, optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate,
+        patience=FLAGS.patience, cache_teacher_outputs=FLAGS.cache_teacher_outputs, retrain_from=FLAGS.retrain_from, deterministic=FLAGS.deterministic, batch_size=FLAGS.batch_size, optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate,
         rmsprop_rho=FLAGS.rmsprop_rho, seed=FLAGS.seed, jit_compile=FLAGS.jit_compile,
         mixed_precision=FLAGS.mixed_precision, latency_runs=FLAGS.latency_runs, export=FLAGS.export,
         verbose=FLAGS.verbose,

@@ -1,0 +1,810 @@
+"""Performance benchmark: training-step throughput of each FitNets stage, the input pipeline, and serving latency.
+
+What is measured, in ONE process, on one fixed batch (the first batch of the input pipeline):
+  ce                         the student alone on cross-entropy (`Distiller(student)`, stage "ce");
+  teacher_forward            the teacher's inference, `teacher(x, training=False)`;
+  hint                       stage 1 (`Distiller` stage "hint"): truncated student + regressor vs the truncated teacher;
+  kd                         stage 2 (`Distiller` stage "kd"): student step + teacher forward + KD loss;
+  keras_kd                   Keras's own `keras.distillation.Distiller` with `LogitsDistillation` on the same pair;
+  truncated_student_step     stage 1 without the teacher: the guided sub-model + regressor trained towards a FIXED
+                             hint tensor with the same loss, averaging, optimizer and metric update as stage 1;
+  truncated_teacher_forward  the teacher up to its hint layer, `training=False`;
+  input_pipeline             `build_input` (training mode: cache, shuffle, augment, batch, prefetch), iterated alone,
+                             in its own phase before the steps (see `measure_pipeline`).
+
+How a step is timed. Every step candidate is `tf.function(body, jit_compile=xla)` called on the same tensors, and a
+call ends when its outputs are on the host. For a Keras model `body` is `model.train_step((x, y))` — exactly what
+`compile(jit_compile=...)` makes Keras wrap in `tf.function(jit_compile=...)` inside `make_train_function`
+(`one_step_on_data`), without `train_on_batch`'s per-call Python (a generator, `reset_metrics`, converting the logs).
+So both XLA settings run on the same model objects, and our steps, Keras's Distiller and the reference steps pay
+the same (minimal) overhead. `ce_train_on_batch` measures the CE step through `train_on_batch` once more, to show
+what that overhead is. Before tracing, each model makes one eager `train_step`, which creates its optimizer slots
+and metric variables (the traced functions then create none).
+
+How candidates are compared. After each candidate's first call (tracing, and the XLA compilation when on) and
+`warmup` further calls, the candidates are timed round-robin, `rounds` times, the starting candidate rotating each
+round, so that load from other processes hits all of them alike; each sample is `calls_per_sample` calls, and the
+reported time is the median sample (the minimum is kept too: other processes only ever add time). Only ratios
+inside one run mean anything on a shared machine.
+
+Targets (each per XLA setting, with a pass/fail boolean). A ratio is the median over rounds of the ratio of the
+samples of the same round: the candidates of one target run one after the other in each round, so load from other
+processes that drifts over seconds cancels out (`paired_ratio`; the ratios of medians and of minima are reported
+too):
+  stage2_overhead:  t(kd) <= 1.10 * (t(ce) + t(teacher_forward));
+  stage1_overhead:  t(hint) <= 1.10 * (t(truncated_student_step) + t(truncated_teacher_forward));
+  vs_keras_distillation: images/s of kd >= images/s of keras_kd;
+  input_pipeline:   input pipeline images/s >= 3 * the fastest training step's images/s (any stage, either XLA
+                    setting): the pipeline is never what limits training.
+XLA: for each step, which setting is faster, and by how much (paired per round in the same way).
+
+Serving latency (the paper's speed-up column): the teacher and each FitNet are exported with `export_saved_model`
+(preprocessing "scale" inside the graph), reloaded with `tf.saved_model.load`, and their `serving_default`
+signature is called with uint8 images at each batch size, interleaved; seconds per image, and the speed-up over
+the teacher beside the ratio of multiplications (`count_multiplications`).
+"""
+
+import dataclasses
+import math
+import os
+import platform
+import tempfile
+import time
+from typing import Callable, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from fitnets_tf import losses
+from fitnets_tf.data import Preprocessor, build_input, dataset_info, load_splits
+from fitnets_tf.distiller import Distiller, HintPair
+from fitnets_tf.export import export_saved_model
+from fitnets_tf.models import build_network
+from fitnets_tf.models.counting import count_multiplications, count_parameters
+from fitnets_tf.models.zoo import get_spec
+
+TRAIN_STEPS = ("ce", "hint", "kd", "keras_kd", "truncated_student_step")
+FORWARDS = ("teacher_forward", "truncated_teacher_forward")
+STEP_NAMES = TRAIN_STEPS + FORWARDS
+FITNETS_TRAIN_STEPS = ("ce", "hint", "kd")
+XLA_CHOICES = ("both", "on", "off")
+DATA_SOURCES = ("synthetic", "digits")
+OPTIMIZERS = ("rmsprop", "adam", "sgd")
+MIXED_PRECISION = ("float32", "mixed_bfloat16", "mixed_float16")
+OVERHEAD_LIMIT = 1.10
+PIPELINE_FACTOR = 3.0
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchmarkConfig:
+    """Everything one benchmark run depends on.
+
+    Attributes:
+        teacher, student: architecture names of `fitnets_tf.models.zoo`; the student takes the teacher's inputs.
+        guided_layer, hint_layer: the stage-1 pair (paper index or layer name); None: each architecture's default.
+        batch_size: examples per training step.
+        rounds: interleaved timing rounds (the median of the samples is reported).
+        warmup: untimed calls of each candidate after its first (tracing / XLA-compiling) call.
+        calls_per_sample: step calls per timed sample (raise it for steps of a few milliseconds).
+        xla: "both", "on" or "off": the `jit_compile` settings of the step candidates.
+        mixed_precision: Keras policy; "mixed_float16" is ~100x slower on CPU (no fast float16 kernels) — it is
+            for GPUs; on CPU use "mixed_bfloat16".
+        optimizer, learning_rate: the optimizer of every training step (timing does not depend on the rate;
+            small, so that untrained nets stay finite).
+        temperature, kd_lambda: stage 2's tau and lambda (and tau of `LogitsDistillation`).
+        data: "synthetic" (random uint8 images of the student's input shape) or "digits" (the embedded 8x8 digits).
+        pipeline_examples: size of the synthetic dataset (one epoch is cached, then reshuffled and augmented).
+        pipeline_batches: batches per timed sample of the input pipeline.
+        preprocessing: the pipeline's `Preprocessor` kind ("scale"; "gcn_zca" is fitted on the data first).
+        crop_padding, flip: augmentation of the pipeline; None: the defaults of the dataset of that image shape
+            (CIFAR for 32x32x3: crops padded by 8 and flips; digits: none).
+        inference_students: FitNets whose serving latency is compared with the teacher's.
+        inference_batch_sizes: batch sizes of the latency measurement.
+        latency_runs: interleaved timed calls per model and batch size.
+        seed: weights, synthetic data and shuffling.
+        workdir: where the SavedModels are written (None: a temporary directory, removed afterwards).
+    """
+
+    teacher: str = "cifar_teacher"
+    student: str = "fitnet1"
+    guided_layer: Optional[str] = None
+    hint_layer: Optional[str] = None
+    batch_size: int = 128
+    rounds: int = 5
+    warmup: int = 1
+    calls_per_sample: int = 1
+    xla: str = "both"
+    mixed_precision: str = "float32"
+    optimizer: str = "rmsprop"
+    learning_rate: float = 1e-4
+    temperature: float = 3.0
+    kd_lambda: float = 4.0
+    data: str = "synthetic"
+    pipeline_examples: int = 10000
+    pipeline_batches: int = 20
+    preprocessing: str = "scale"
+    crop_padding: Optional[int] = None
+    flip: Optional[bool] = None
+    inference_students: tuple = ("fitnet1", "fitnet2")
+    inference_batch_sizes: tuple = (1, 128)
+    latency_runs: int = 5
+    seed: int = 0
+    workdir: Optional[str] = None
+
+    def validate(self):
+        """Raises ValueError naming the first bad setting."""
+        positive = {"batch_size": self.batch_size, "rounds": self.rounds, "calls_per_sample": self.calls_per_sample,
+                    "pipeline_examples": self.pipeline_examples, "pipeline_batches": self.pipeline_batches,
+                    "latency_runs": self.latency_runs}
+        for name, value in positive.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1. Received: {name}={value!r}")
+        if not isinstance(self.warmup, int) or self.warmup < 0:
+            raise ValueError(f"warmup must be an integer >= 0. Received: warmup={self.warmup!r}")
+        choices = {"xla": (self.xla, XLA_CHOICES), "data": (self.data, DATA_SOURCES),
+                   "optimizer": (self.optimizer, OPTIMIZERS),
+                   "mixed_precision": (self.mixed_precision, MIXED_PRECISION)}
+        for name, (value, allowed) in choices.items():
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}. Received: {name}={value!r}")
+        if self.learning_rate <= 0 or self.temperature <= 0 or self.kd_lambda < 0:
+            raise ValueError(
+                "learning_rate and temperature must be > 0 and kd_lambda >= 0. Received: "
+                f"learning_rate={self.learning_rate}, temperature={self.temperature}, kd_lambda={self.kd_lambda}"
+            )
+        if not self.inference_batch_sizes or any(b < 1 for b in self.inference_batch_sizes):
+            raise ValueError(
+                f"inference_batch_sizes must be sizes >= 1. Received: {self.inference_batch_sizes!r}"
+            )
+        if self.data == "digits" and self.pipeline_examples != BenchmarkConfig.pipeline_examples:
+            raise ValueError("pipeline_examples sets the size of synthetic data; the digits have a fixed size.")
+
+    def xla_settings(self):
+        """The jit_compile values to measure, in order."""
+        return {"both": (False, True), "on": (True,), "off": (False,)}[self.xla]
+
+
+# ------------------------------------------------------------------------------------------------- the timer
+@dataclasses.dataclass
+class Candidate:
+    """One thing to time.
+
+    Attributes:
+        name: unique key, e.g. "kd/xla_on".
+        run: one unit of work (a step call, or `pipeline_batches` batches), returning when its results are on the
+            host.
+        images_per_call: images one `run()` processes.
+        calls_per_sample: `run()` calls per timed sample.
+        info: extra fields copied into the result (step, xla, kind).
+    """
+
+    name: str
+    run: Callable[[], None]
+    images_per_call: int
+    calls_per_sample: int = 1
+    info: dict = dataclasses.field(default_factory=dict)
+
+
+def time_interleaved(candidates, rounds, warmup):
+    """Times `candidates` round-robin after warm-up; returns {name: result dict}.
+
+    Each candidate's first call is timed on its own (`first_call_s`: tracing plus XLA compilation); if it raises,
+    the candidate is dropped and its result carries the `error`. Then `warmup` untimed calls each, then `rounds`
+    rounds in which every candidate takes one sample of `calls_per_sample` calls; the first candidate of a round
+    rotates, so none always follows the same neighbour.
+
+    Result fields: `seconds_per_call` (median of the samples), `min_s`, `max_s`, `samples_s` (seconds per call, in
+    round order), `images_per_second`, `first_call_s`, `error` (None), plus the candidate's `info`.
+    """
+    results, alive = {}, []
+    for candidate in candidates:
+        result = {**candidate.info, "images_per_call": candidate.images_per_call, "error": None}
+        start = time.perf_counter()
+        try:
+            candidate.run()
+        except Exception as error:  # An XLA-unsupported op or similar: report it, keep benchmarking the rest.
+            result.update(error=f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}",
+                          first_call_s=None, seconds_per_call=None, images_per_second=None, samples_s=[],
+                          min_s=None, max_s=None)
+            results[candidate.name] = result
+            continue
+        result["first_call_s"] = time.perf_counter() - start
+        for _ in range(warmup):
+            candidate.run()
+        results[candidate.name] = result
+        alive.append(candidate)
+    samples = {c.name: [] for c in alive}
+    for r in range(rounds):
+        shift = r % len(alive) if alive else 0
+        for candidate in alive[shift:] + alive[:shift]:
+            start = time.perf_counter()
+            for _ in range(candidate.calls_per_sample):
+                candidate.run()
+            samples[candidate.name].append((time.perf_counter() - start) / candidate.calls_per_sample)
+    for candidate in alive:
+        values = samples[candidate.name]
+        median = float(np.median(values))
+        results[candidate.name].update(
+            seconds_per_call=median, min_s=float(np.min(values)), max_s=float(np.max(values)),
+            samples_s=[float(v) for v in values], images_per_second=candidate.images_per_call / median,
+        )
+    return results
+
+
+def _fetch(outputs):
+    for tensor in tf.nest.flatten(outputs):
+        if isinstance(tensor, tf.Tensor):
+            tensor.numpy()
+
+
+def traced_call(body, args, jit_compile):
+    """`run()` calling `tf.function(body, jit_compile=jit_compile)(*args)` and fetching its outputs to the host."""
+    function = tf.function(body, jit_compile=jit_compile)
+
+    def run():
+        _fetch(function(*args))
+
+    return run
+
+
+# ------------------------------------------------------------------------------------------------ the models
+def _single(outputs):
+    """The one tensor of a one-output sub-model (Keras returns a list when the outputs were given as a list)."""
+    return outputs[0] if isinstance(outputs, (list, tuple)) else outputs
+
+
+def make_optimizer(name, learning_rate):
+    """A fresh Keras optimizer: "rmsprop" (rho 0.9, the paper's), "adam" or "sgd" (momentum 0.9)."""
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(learning_rate, rho=0.9)
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate)
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=0.9)
+    raise ValueError(f"optimizer must be one of {OPTIMIZERS}. Received: optimizer={name!r}")
+
+
+class TruncatedStudentStep:
+    """Stage 1 without the teacher: the reference the stage-1 step is compared with.
+
+    The guided sub-model and the regressor of a stage-1 `Distiller` (the same variables) are trained towards a
+    FIXED hint tensor, with the step of `Distiller.train_step` in stage "hint": the same `losses.hint_loss`,
+    `tf.nn.compute_average_loss`, loss scaling, `optimizer.apply` and a running-mean metric. So
+    t(stage 1) - t(this) - t(truncated teacher forward) is what combining them costs.
+    """
+
+    def __init__(self, distiller, hint_target, optimizer):
+        if distiller.stage != "hint":
+            raise ValueError(f"TruncatedStudentStep needs a Distiller compiled for stage 'hint'. "
+                             f"Received stage={distiller.stage!r}")
+        self.guided_model = distiller.guided_model
+        self.regressor = distiller.regressors[distiller.active_pairs[0]]
+        self.hint_spatial_mean = distiller.hint_spatial_mean
+        self.hint_target = hint_target
+        if keras.mixed_precision.global_policy().name == "mixed_float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)  # What Keras' compile() does.
+        self.optimizer = optimizer
+        self.variables = list(self.guided_model.trainable_variables) + list(self.regressor.trainable_variables)
+        self.optimizer.build(self.variables)
+        self.loss_tracker = keras.metrics.Mean(name="hint_loss")
+
+    def train_step(self, x):
+        with tf.GradientTape() as tape:
+            regressed = self.regressor(_single(self.guided_model(x, training=True)), training=True)
+            per_example = losses.hint_loss(self.hint_target, regressed, self.hint_spatial_mean)
+            loss = tf.nn.compute_average_loss(per_example)
+            scaled_loss = self.optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled_loss, self.variables)
+        self.optimizer.apply(gradients, self.variables)
+        self.loss_tracker.update_state(per_example)
+        return {"hint_loss": self.loss_tracker.result()}
+
+
+@dataclasses.dataclass
+class BenchmarkModels:
+    """The networks and trainers of one benchmark (they share the student's and the teacher's variables)."""
+
+    teacher: keras.Model
+    student: keras.Model
+    ce: Distiller
+    hint: Distiller
+    kd: Distiller
+    keras_kd: keras.Model
+    truncated_student: TruncatedStudentStep
+    hint_pair: HintPair
+
+
+def build_models(config: BenchmarkConfig, x, y):
+    """Builds the teacher, the student and every trainer, each with its own optimizer, and builds their variables.
+
+    Each trainer makes one eager step on (x, y), which creates its optimizer slots and metric variables.
+    """
+    teacher = build_network(get_spec(config.teacher), seed=config.seed)
+    student_spec = get_spec(config.student, input_shape=teacher.input_shape[1:],
+                            num_classes=teacher.output_shape[-1])
+    student = build_network(student_spec, seed=config.seed + 1)
+    pair = HintPair(
+        guided=config.guided_layer or get_spec(config.student).hint_layer,
+        hint=config.hint_layer or get_spec(config.teacher).hint_layer,
+    )
+
+    def optimizer():
+        return make_optimizer(config.optimizer, config.learning_rate)
+
+    ce = Distiller(student, name="ce_distiller")
+    ce.compile(optimizer(), stage="ce", jit_compile=False)
+    hint = Distiller(student, teacher, hint_pairs=[pair], seed=config.seed, name="hint_distiller")
+    hint.compile(optimizer(), stage="hint", jit_compile=False)
+    kd = Distiller(student, teacher, temperature=config.temperature, kd_lambda=config.kd_lambda,
+                   name="kd_distiller")
+    kd.compile(optimizer(), stage="kd", jit_compile=False)
+    # keras.distillation.Distiller freezes the teacher (teacher.trainable = False); ours never trains it either.
+    keras_kd = keras.distillation.Distiller(
+        teacher=teacher,
+        student=student,
+        distillation_losses=keras.distillation.LogitsDistillation(temperature=config.temperature),
+        student_loss_weight=0.5,
+        name="keras_distiller",
+    )
+    keras_kd.compile(
+        optimizer=optimizer(),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        jit_compile=False,
+    )
+    hint_target = tf.constant(_single(hint.hint_model(x, training=False)))
+    truncated = TruncatedStudentStep(hint, hint_target, optimizer())
+    for trainer in (ce, hint, kd, keras_kd):
+        trainer.train_step((x, y))
+    truncated.train_step(x)
+    return BenchmarkModels(teacher, student, ce, hint, kd, keras_kd, truncated, hint.hint_pairs[0])
+
+
+def step_candidates(models: BenchmarkModels, x, y, xla_settings):
+    """The step candidates for each XLA setting, named "<step>/xla_on|off", plus "ce_train_on_batch/xla_off"."""
+    bodies = {
+        "ce": (lambda a, b: models.ce.train_step((a, b)), (x, y)),
+        "teacher_forward": (lambda a: models.teacher(a, training=False), (x,)),
+        "kd": (lambda a, b: models.kd.train_step((a, b)), (x, y)),
+        "keras_kd": (lambda a, b: models.keras_kd.train_step((a, b)), (x, y)),
+        "hint": (lambda a, b: models.hint.train_step((a, b)), (x, y)),
+        "truncated_student_step": (models.truncated_student.train_step, (x,)),
+        "truncated_teacher_forward": (lambda a: models.hint.hint_model(a, training=False), (x,)),
+    }
+    batch = int(x.shape[0])
+    candidates = []
+    # The steps of one target are consecutive in the round (stage 2 and Keras; then stage 1), per XLA setting.
+    for group in (("ce", "teacher_forward", "kd", "keras_kd"),
+                  ("hint", "truncated_student_step", "truncated_teacher_forward")):
+        for jit in xla_settings:
+            for step in group:
+                body, args = bodies[step]
+                kind = "train_step" if step in TRAIN_STEPS else "forward"
+                candidates.append(Candidate(
+                    f"{step}/{_xla_key(jit)}", traced_call(body, args, jit), batch,
+                    info={"step": step, "kind": kind, "xla": jit},
+                ))
+
+    def ce_train_on_batch():
+        models.ce.train_on_batch(x, y)  # Returns the logs as Python floats: the step is complete.
+
+    candidates.append(Candidate("ce_train_on_batch/xla_off", ce_train_on_batch, batch,
+                                info={"step": "ce_train_on_batch", "kind": "train_step", "xla": False}))
+    return candidates
+
+
+def _xla_key(jit):
+    return "xla_on" if jit else "xla_off"
+
+
+# -------------------------------------------------------------------------------------------- the input data
+def source_dataset(config: BenchmarkConfig, image_shape, num_classes):
+    """Unbatched (uint8 image, int64 label) data: synthetic random images, or the digits' train split.
+
+    Returns (dataset, number of examples, default crop padding, default flip).
+    """
+    if config.data == "digits":
+        info = dataset_info("digits")
+        if tuple(image_shape) != tuple(info.image_shape):
+            raise ValueError(
+                f"data='digits' gives {info.image_shape} images, but the networks take {tuple(image_shape)}. "
+                "Use data='synthetic' or digits-sized networks (digits_teacher, digits_fitnet)."
+            )
+        splits = load_splits("digits", validation_size=0, seed=config.seed)
+        return splits.train, splits.num_examples["train"], info.crop_padding, info.allow_flip
+    rng = np.random.default_rng(config.seed)
+    images = rng.integers(0, 256, (config.pipeline_examples, *image_shape), dtype=np.uint8)
+    labels = rng.integers(0, num_classes, (config.pipeline_examples,), dtype=np.int64)
+    cifar = dataset_info("cifar10")
+    augment = tuple(image_shape) == tuple(cifar.image_shape)
+    crop, flip = (cifar.crop_padding, cifar.allow_flip) if augment else (0, False)
+    return tf.data.Dataset.from_tensor_slices((images, labels)), config.pipeline_examples, crop, flip
+
+
+def build_pipeline(config: BenchmarkConfig, image_shape, num_classes):
+    """The training input pipeline (`build_input`, repeated) and how it was made."""
+    ds, num_examples, crop, flip = source_dataset(config, image_shape, num_classes)
+    crop = crop if config.crop_padding is None else config.crop_padding
+    flip = flip if config.flip is None else config.flip
+    if config.preprocessing == "scale":
+        preprocessor = Preprocessor("scale")
+    else:
+        images = np.concatenate([b for b, _ in ds.batch(4096).as_numpy_iterator()])
+        preprocessor = Preprocessor.fit(config.preprocessing, images)
+    dataset = build_input(ds, config.batch_size, True, preprocessor, crop_padding=crop, flip=flip,
+                          seed=config.seed, repeat=True)
+    info = {"data": config.data, "examples": num_examples, "preprocessing": config.preprocessing,
+            "crop_padding": crop, "flip": flip, "batch_size": config.batch_size}
+    return dataset, info
+
+
+def measure_pipeline(dataset, num_examples, batch_size, batches_per_sample, rounds, warmup):
+    """Images/s of iterating `dataset` alone; returns (result dict, the first batch after the measurement).
+
+    The first epoch (preprocessing + cache fill + shuffle-buffer fill) is timed once, as `first_epoch_s` /
+    `first_epoch_images_per_second`. After it the cache holds the preprocessed examples and every epoch only
+    shuffles, augments and batches: that steady state is `images_per_second`, the median of `rounds` back-to-back
+    samples of `batches_per_sample` batches, after `warmup` samples.
+
+    Not interleaved with the steps, on purpose: a prefetching pipeline keeps producing while other candidates run,
+    so a sample taken after them reads its full buffers (interleaved, this measured 840,000 images/s here instead
+    of the producer's rate). Back to back, the consumer is far faster than the producer and the buffers stay empty.
+    """
+    iterator = iter(dataset)
+    epoch_batches = max(1, num_examples // batch_size)
+    start = time.perf_counter()
+    for _ in range(epoch_batches):
+        next(iterator)
+    first_epoch_s = time.perf_counter() - start
+
+    def run():
+        for _ in range(batches_per_sample):
+            next(iterator)
+
+    candidate = Candidate("input_pipeline", run, batch_size * batches_per_sample,
+                          info={"step": "input_pipeline", "kind": "input_pipeline", "xla": None,
+                                "batches_per_sample": batches_per_sample})
+    result = time_interleaved([candidate], rounds, warmup)["input_pipeline"]
+    result.update(first_epoch_s=first_epoch_s,
+                  first_epoch_images_per_second=epoch_batches * batch_size / first_epoch_s)
+    return result, next(iterator)
+
+
+# ----------------------------------------------------------------------------------------- ratios and targets
+def _seconds(results, step, jit, stat="seconds_per_call"):
+    result = results.get(f"{step}/{_xla_key(jit)}")
+    return None if result is None or result["error"] else result[stat]
+
+
+# Each target: (numerator steps, denominator steps); the ratio is sum(numerator times) / sum(denominator times).
+_RATIO_TERMS = {
+    "stage2_overhead": (("kd",), ("ce", "teacher_forward")),
+    "stage1_overhead": (("hint",), ("truncated_student_step", "truncated_teacher_forward")),
+    "vs_keras_distillation": (("keras_kd",), ("kd",)),  # t(keras) / t(kd) = images/s of kd / images/s of keras
+}
+_LIMITS = {"stage2_overhead": (OVERHEAD_LIMIT, False), "stage1_overhead": (OVERHEAD_LIMIT, False),
+           "vs_keras_distillation": (1.0, True)}
+
+
+def paired_ratio(results, numerator, denominator):
+    """The ratio sum(t(numerator)) / sum(t(denominator)) for one XLA setting, three ways.
+
+    `numerator` and `denominator` are candidate names. Returns None if one is missing or failed, else a dict:
+    `ratio`: the median over rounds of the ratio of the samples of the SAME round (the candidates of one target are
+    timed one after the other, so load that drifts over seconds cancels out; this decides the target);
+    `ratio_per_round`; `ratio_of_medians`; `ratio_of_minima` (other processes only ever add time).
+    """
+    rows = [results.get(name) for name in (*numerator, *denominator)]
+    if any(r is None or r["error"] for r in rows):
+        return None
+    top, bottom = rows[: len(numerator)], rows[len(numerator):]
+    per_round = [sum(r["samples_s"][i] for r in top) / sum(r["samples_s"][i] for r in bottom)
+                 for i in range(min(len(r["samples_s"]) for r in rows))]
+    return {
+        "ratio": float(np.median(per_round)),
+        "ratio_per_round": per_round,
+        "ratio_of_medians": sum(r["seconds_per_call"] for r in top) / sum(r["seconds_per_call"] for r in bottom),
+        "ratio_of_minima": sum(r["min_s"] for r in top) / sum(r["min_s"] for r in bottom),
+    }
+
+
+def compute_targets(results, xla_settings):
+    """Ratios and pass/fail of the four targets (see the module docstring), per XLA setting where it applies.
+
+    Returns {target: {"description", "xla_off"/"xla_on": {"ratio", "ratio_per_round", "ratio_of_medians",
+    "ratio_of_minima", "limit", "passed"}, "passed"}}. A setting passes when its `ratio` (see `paired_ratio`) is
+    within the limit; a target passes when every measured setting does (None: nothing could be measured).
+    """
+    targets = {
+        "stage2_overhead": {"description": "t(kd) / (t(ce) + t(teacher_forward)) <= 1.10"},
+        "stage1_overhead": {
+            "description": "t(hint) / (t(truncated_student_step) + t(truncated_teacher_forward)) <= 1.10"
+        },
+        "vs_keras_distillation": {"description": "images/s of kd / images/s of keras.distillation >= 1"},
+    }
+    for name, (numerator, denominator) in _RATIO_TERMS.items():
+        limit, higher_is_better = _LIMITS[name]
+        verdicts = []
+        for jit in xla_settings:
+            key = _xla_key(jit)
+            ratio = paired_ratio(results, [f"{s}/{key}" for s in numerator], [f"{s}/{key}" for s in denominator])
+            entry = ratio or {"ratio": None, "ratio_per_round": [], "ratio_of_medians": None, "ratio_of_minima": None}
+            passed = None
+            if entry["ratio"] is not None:
+                passed = bool(entry["ratio"] >= limit if higher_is_better else entry["ratio"] <= limit)
+                verdicts.append(passed)
+            targets[name][key] = {**entry, "limit": limit, "passed": passed}
+        targets[name]["passed"] = all(verdicts) if verdicts else None
+
+    pipeline = results.get("input_pipeline", {}).get("images_per_second")
+    fastest_name, fastest = None, None
+    per_stage = {}
+    for step in FITNETS_TRAIN_STEPS:
+        best = None
+        for jit in xla_settings:
+            seconds = _seconds(results, step, jit)
+            rate = None if seconds is None else results[f"{step}/{_xla_key(jit)}"]["images_per_second"]
+            if rate and (best is None or rate > best):
+                best = rate
+            if rate and (fastest is None or rate > fastest):
+                fastest_name, fastest = f"{step}/{_xla_key(jit)}", rate
+        per_stage[step] = pipeline / best if pipeline and best else None
+    ratio = pipeline / fastest if pipeline and fastest else None
+    targets["input_pipeline"] = {
+        "description": "input pipeline images/s / fastest training step images/s >= 3",
+        "fastest_training_step": fastest_name,
+        "fastest_training_images_per_second": fastest,
+        "pipeline_images_per_second": pipeline,
+        "ratio_per_stage": per_stage,
+        "ratio": ratio,
+        "limit": PIPELINE_FACTOR,
+        "passed": None if ratio is None else bool(ratio >= PIPELINE_FACTOR),
+    }
+    return targets
+
+
+def compare_xla(results):
+    """Per step: median seconds with XLA off and on; `xla_speedup` = t(off) / t(on), paired per round (median of
+    the rounds' ratios, as in `paired_ratio`); `faster` = "on" when that is > 1. Steps with one setting only get
+    None for what needs both."""
+    comparison = {}
+    for step in STEP_NAMES:
+        off, on = _seconds(results, step, False), _seconds(results, step, True)
+        if off is None and on is None:
+            continue
+        entry = {"xla_off_s": off, "xla_on_s": on, "faster": None, "xla_speedup": None,
+                 "xla_speedup_per_round": [], "xla_speedup_of_medians": None}
+        ratio = paired_ratio(results, [f"{step}/xla_off"], [f"{step}/xla_on"])
+        if ratio is not None:
+            entry.update(faster="on" if ratio["ratio"] > 1 else "off", xla_speedup=ratio["ratio"],
+                         xla_speedup_per_round=ratio["ratio_per_round"],
+                         xla_speedup_of_medians=ratio["ratio_of_medians"])
+        comparison[step] = entry
+    return comparison
+
+
+# ------------------------------------------------------------------------------------------- serving latency
+def saved_model_latency(models, preprocessor, batch_sizes, runs, warmup, workdir, seed=0):
+    """Seconds per image of each model's exported `serving_default` signature, per batch size, interleaved.
+
+    Args:
+        models: {name: keras.Model}, all taking the same input shape.
+        preprocessor: the `Preprocessor` put inside each SavedModel.
+        batch_sizes: e.g. (1, 128).
+        runs: timed calls per model and batch size (round-robin over the models).
+        warmup: untimed calls after the first.
+        workdir: the SavedModels are written to workdir/<name>.
+    Returns:
+        {name: {batch size: result of `time_interleaved` (seconds_per_call is per BATCH), plus
+        "seconds_per_image"}}, and {name: export path}.
+    """
+    input_shape = next(iter(models.values())).input_shape[1:]
+    servers, paths = {}, {}
+    for name, model in models.items():
+        paths[name] = export_saved_model(model, preprocessor, os.path.join(workdir, name))
+        servers[name] = tf.saved_model.load(paths[name])
+    rng = np.random.default_rng(seed)
+    timings = {name: {} for name in models}
+    for batch in batch_sizes:
+        images = tf.constant(rng.integers(0, 256, (batch, *input_shape), dtype=np.uint8))
+        candidates = []
+        for name, server in servers.items():
+            signature = server.signatures["serving_default"]
+
+            def run(signature=signature):
+                signature(images=images)["class_id"].numpy()
+
+            candidates.append(Candidate(name, run, batch, info={"batch_size": batch}))
+        for name, result in time_interleaved(candidates, runs, warmup).items():
+            seconds = result["seconds_per_call"]
+            timings[name][batch] = {**result, "seconds_per_image": None if seconds is None else seconds / batch}
+    return timings, paths
+
+
+def inference_rows(config: BenchmarkConfig, workdir):
+    """Serving latency of the teacher and of each FitNet in `config.inference_students`, with their ratios.
+
+    `speedup_vs_teacher` is paired per round (see `paired_ratio`); `multiplication_ratio` = teacher mults / model
+    mults, the speed-up the paper's counts predict.
+    """
+    teacher = build_network(get_spec(config.teacher), seed=config.seed)
+    shape, classes = tuple(teacher.input_shape[1:]), teacher.output_shape[-1]
+    models = {"teacher": teacher}
+    for name in config.inference_students:
+        if name in models:
+            raise ValueError(f"inference_students lists {name!r} twice (or names it 'teacher').")
+        models[name] = build_network(get_spec(name, input_shape=shape, num_classes=classes), seed=config.seed)
+    timings, paths = saved_model_latency(models, Preprocessor("scale"), config.inference_batch_sizes,
+                                         config.latency_runs, 1, workdir, config.seed)
+    rows = []
+    ref = timings["teacher"]
+    teacher_mults = count_multiplications(teacher)
+    teacher_params = count_parameters(teacher)
+    for name, model in models.items():
+        mults, params = count_multiplications(model), count_parameters(model)
+        per_image = {str(b): timings[name][b]["seconds_per_image"] for b in config.inference_batch_sizes}
+        speedup, speedup_of_medians = {}, {}
+        for b in config.inference_batch_sizes:
+            # Paired per round, as the training targets: t(teacher) / t(model) of the same round, median.
+            paired = paired_ratio({"teacher": ref[b], name: timings[name][b]}, ["teacher"], [name])
+            speedup[str(b)] = None if paired is None else paired["ratio"]
+            speedup_of_medians[str(b)] = None if paired is None else paired["ratio_of_medians"]
+        rows.append({
+            "model": name,
+            "architecture": model.name,
+            "parameters": params,
+            "multiplications": mults,
+            "latency_ms_per_image": {b: None if s is None else s * 1e3 for b, s in per_image.items()},
+            "images_per_second": {str(b): timings[name][b]["images_per_second"] for b in config.inference_batch_sizes},
+            "samples_s_per_batch": {str(b): timings[name][b]["samples_s"] for b in config.inference_batch_sizes},
+            "errors": {str(b): timings[name][b]["error"] for b in config.inference_batch_sizes
+                       if timings[name][b]["error"]},
+            "speedup_vs_teacher": speedup,
+            "speedup_vs_teacher_of_medians": speedup_of_medians,
+            "multiplication_ratio": teacher_mults / mults,
+            "compression_vs_teacher": teacher_params / params,
+            "saved_model": paths[name] if config.workdir else None,
+        })
+    return rows
+
+
+# --------------------------------------------------------------------------------------------------- the run
+def environment():
+    """Versions and machine facts that the timings depend on."""
+    return {
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "devices": [d.device_type for d in tf.config.list_physical_devices()],
+        "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+def run_benchmark(config: BenchmarkConfig, log=print):
+    """Runs every measurement of the module docstring; returns the results as a JSON-ready dict.
+
+    The Keras policy is set to `config.mixed_precision` for the run and restored afterwards.
+    """
+    config.validate()
+    previous_policy = keras.mixed_precision.global_policy().name
+    keras.mixed_precision.set_global_policy(config.mixed_precision)
+    start = time.perf_counter()
+    env = environment()
+    try:
+        keras.utils.set_random_seed(config.seed)
+        teacher_spec = get_spec(config.teacher)
+        dataset, pipeline_info = build_pipeline(config, teacher_spec.input_shape, teacher_spec.num_classes)
+        log(f"[benchmark] input pipeline alone ({pipeline_info['data']} data, {pipeline_info['examples']} "
+            f"examples): first epoch, then {config.rounds} samples of {config.pipeline_batches} batches")
+        pipeline_result, (x, y) = measure_pipeline(dataset, pipeline_info["examples"], config.batch_size,
+                                                   config.pipeline_batches, config.rounds, max(1, config.warmup))
+        pipeline_result.update(pipeline_info)
+        log(f"[benchmark] building {config.teacher} (teacher) and {config.student} (student), "
+            f"batch {config.batch_size}, policy {config.mixed_precision}")
+        models = build_models(config, x, y)
+        candidates = step_candidates(models, x, y, config.xla_settings())
+        log(f"[benchmark] timing {len(candidates)} step candidates: first calls (XLA compiles), {config.warmup} "
+            f"warm-up call(s), then {config.rounds} interleaved rounds")
+        results = time_interleaved(candidates, config.rounds, config.warmup)
+        results["input_pipeline"] = pipeline_result
+        steps_s = time.perf_counter() - start
+        log(f"[benchmark] serving latency of the SavedModels ({', '.join(('teacher',) + tuple(config.inference_students))})")
+        if config.workdir:
+            rows = inference_rows(config, config.workdir)
+        else:
+            with tempfile.TemporaryDirectory(prefix="fitnets_benchmark_") as workdir:
+                rows = inference_rows(config, workdir)
+        env["load_average_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+        return {
+            "config": {**dataclasses.asdict(config), "inference_students": list(config.inference_students),
+                       "inference_batch_sizes": list(config.inference_batch_sizes)},
+            "environment": env,
+            "models": {
+                "teacher": {"architecture": config.teacher, "parameters": count_parameters(models.teacher),
+                            "multiplications": count_multiplications(models.teacher)},
+                "student": {"architecture": config.student, "parameters": count_parameters(models.student),
+                            "multiplications": count_multiplications(models.student)},
+                "hint_pair": {"guided": models.hint_pair.guided, "hint": models.hint_pair.hint,
+                              "regressor": models.hint_pair.regressor},
+            },
+            "measurements": results,
+            "targets": compute_targets(results, config.xla_settings()),
+            "xla": compare_xla(results),
+            "inference": {"batch_sizes": list(config.inference_batch_sizes), "through": "SavedModel serving_default",
+                          "models": rows},
+            "timing_s": {"steps_and_pipeline": steps_s, "total": time.perf_counter() - start},
+        }
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+
+# ------------------------------------------------------------------------------------------------ the tables
+def _fmt(value, spec, missing="-"):
+    return missing if value is None else format(value, spec)
+
+
+def _table(header, rows):
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in (header, *rows)]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _verdict(passed):
+    return {True: "PASS", False: "FAIL", None: "n/a"}[passed]
+
+
+def format_report(report):
+    """The printed tables: steps, targets, XLA, serving latency."""
+    measurements = report["measurements"]
+    rows = []
+    for name, r in measurements.items():
+        if name == "input_pipeline":
+            continue
+        spread = (f"{1e3 * r['min_s']:.1f}-{1e3 * r['max_s']:.1f}" if r.get("min_s") is not None else "-")
+        rows.append([name, _fmt(r["seconds_per_call"] and 1e3 * r["seconds_per_call"], ".1f"), spread,
+                     _fmt(r["images_per_second"], ",.0f"), _fmt(r["first_call_s"], ".2f"),
+                     r["error"] or ""])
+    cfg = report["config"]
+    out = [f"Steps: {cfg['student']} (student) / {cfg['teacher']} (teacher), batch {cfg['batch_size']}, "
+           f"{cfg['mixed_precision']}; median of {cfg['rounds']} interleaved rounds",
+           _table(["candidate", "ms/call", "min-max ms", "images/s", "first call s", "error"], rows), ""]
+    pipe = measurements.get("input_pipeline", {})
+    if pipe.get("images_per_second"):
+        out += [f"Input pipeline alone ({pipe['data']}, {pipe['examples']} examples, crop padding "
+                f"{pipe['crop_padding']}, flip {pipe['flip']}): {pipe['images_per_second']:,.0f} images/s steady "
+                f"state (median of {len(pipe['samples_s'])} x {pipe['batches_per_sample']} batches; "
+                f"min-max {pipe['batch_size'] * pipe['batches_per_sample'] / pipe['max_s']:,.0f}-"
+                f"{pipe['batch_size'] * pipe['batches_per_sample'] / pipe['min_s']:,.0f}); first epoch "
+                f"(preprocess + cache) {pipe['first_epoch_images_per_second']:,.0f} images/s", ""]
+    trows = []
+    for name, target in report["targets"].items():
+        if name == "input_pipeline":
+            trows.append([name, f"vs {target['fastest_training_step']}", _fmt(target["ratio"], ".2f"), "-", "-",
+                          f">= {target['limit']:g}", _verdict(target["passed"])])
+            continue
+        sign = ">=" if name == "vs_keras_distillation" else "<="
+        for key in ("xla_off", "xla_on"):
+            if key in target:
+                t = target[key]
+                trows.append([name, key, _fmt(t["ratio"], ".3f"), _fmt(t["ratio_of_medians"], ".3f"),
+                              _fmt(t["ratio_of_minima"], ".3f"), f"{sign} {t['limit']:g}", _verdict(t["passed"])])
+    out += ["Targets (decided by the paired ratio: median over rounds of the same round's ratio)",
+            _table(["target", "setting", "paired ratio", "of medians", "of minima", "limit", "result"], trows), ""]
+    xrows = [[step, _fmt(e["xla_off_s"] and 1e3 * e["xla_off_s"], ".1f"),
+              _fmt(e["xla_on_s"] and 1e3 * e["xla_on_s"], ".1f"), e["faster"] or "-", _fmt(e["xla_speedup"], ".2f")]
+             for step, e in report["xla"].items()]
+    out += ["XLA (jit_compile) per step", _table(["step", "off ms", "on ms", "faster", "off/on (paired)"], xrows), ""]
+    batch_sizes = report["inference"]["batch_sizes"]
+    irows = []
+    for r in report["inference"]["models"]:
+        irows.append([r["model"], f"{r['parameters']:,}", f"{r['multiplications'] / 1e6:.1f}M",
+                      *[_fmt(r["latency_ms_per_image"][str(b)], ".3f") for b in batch_sizes],
+                      *[_fmt(r["speedup_vs_teacher"][str(b)], ".2f") + "x" for b in batch_sizes],
+                      f"{r['multiplication_ratio']:.2f}x"])
+    out += ["Serving latency (exported SavedModel, uint8 in; ms per image)",
+            _table(["model", "params", "mults", *[f"ms/img bs{b}" for b in batch_sizes],
+                    *[f"speed-up bs{b}" for b in batch_sizes], "mult ratio"], irows)]
+    return "\n".join(out)
