@@ -195,6 +195,13 @@ class Distiller(keras.Model):
                     self.accuracy_metric]
         return [self.loss_tracker, self.ce_loss_tracker, self.accuracy_metric]
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Nothing to build: `compile` built the optimizer and the student/teacher/regressors are built models.
+
+        Keras builds symbolically here under a distribution strategy, first averaging a data batch across
+        replicas; under MultiWorkerMirroredStrategy that average fails (PerReplica -> Tensor) in Keras 3.15.
+        """
+
     def call(self, inputs, training=False):
         return self.student(self._split_inputs(inputs)[0], training=training)
 
@@ -275,7 +282,11 @@ class Distiller(keras.Model):
             self.kd_lambda_tracker.update_state(self.kd_lambda)
         if logits is not None:
             self.accuracy_metric.update_state(y, logits)
-        return {m.name: m.result() for m in self.metrics}
+        results = {m.name: m.result() for m in self.metrics}
+        if isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras 3.15 averages each worker's logs with strategy.reduce("MEAN", v, axis=0), which needs rank 1.
+            results = {k: tf.reshape(v, [1]) for k, v in results.items()}
+        return results
 
     def train_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)

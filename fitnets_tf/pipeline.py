@@ -446,12 +446,38 @@ class Experiment:
         export_saved_model(self.student, self.preprocessor, self.path("export"))
 
 
+def is_chief(strategy):
+    """True unless this process is a non-chief worker of a multi-worker strategy."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    has_chief = "chief" in (resolver.cluster_spec().as_dict() or {})
+    return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0
+                                             and not has_chief)
+
+
 def run(config: RunConfig, strategy=None, command="", on_ready=None):
     """Runs (or resumes) the experiment in `config.model_dir`; returns the rows of results.json.
 
-    `on_ready()` is called once the model_dir has been accepted (e.g. to write flags.cfg there).
+    `on_ready()` is called once the model_dir has been accepted (e.g. to write flags.cfg there). Under a
+    multi-worker strategy only the chief writes to `model_dir`; every other worker takes part in the same
+    collective steps (checkpoint saves included) but writes into a temporary directory that is removed after.
     """
     validate(config)
+    strategy = strategy or tf.distribute.get_strategy()
+    if not is_chief(strategy):
+        import shutil
+        import tempfile
+
+        scratch = tempfile.mkdtemp(prefix="fitnets-worker-")
+        try:
+            return _run(dataclasses.replace(config, model_dir=scratch), strategy, command, None)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return _run(config, strategy, command, on_ready)
+
+
+def _run(config, strategy, command, on_ready):
     previous_policy = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy(config.mixed_precision)
     try:
