@@ -130,6 +130,9 @@ def validate(config: RunConfig):
         value = getattr(config, flag)
         _check(value is None or (isinstance(value, int) and value >= 0), flag,
                f"must be an integer >= 0. Received: {value!r}")
+    if config.use_extra:
+        _check(data_lib.dataset_info(config.dataset).has_extra, "use_extra",
+               f"dataset {config.dataset!r} has no 'extra' split (only svhn_cropped has one).")
     _check(config.batch_size >= 1, "batch_size", f"must be >= 1. Received: {config.batch_size}")
     _check(config.learning_rate > 0, "learning_rate", f"must be > 0. Received: {config.learning_rate}")
     _check(config.temperature > 0, "temperature", f"must be > 0. Received: {config.temperature}")

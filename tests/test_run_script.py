@@ -178,6 +178,9 @@ def test_tensorboard_serves_the_scalars_of_every_stage(digits_run):
     ("--hints=20:2", "--hints: guided layer index 20 does not exist"),
     ("--teacher_path=/nonexistent/teacher.keras", "--teacher_path: no file at"),
     ("--kd_epochs=-1", "--kd_epochs: must be an integer >= 0"),
+    ("--hints=6:1", "--hints: No 'conv' regressor can map guided layer 'digits_fitnet/conv6' (None, 4, 4, 16)"),
+    ("--use_extra", "--use_extra: dataset 'digits' has no 'extra' split"),
+    ("--hints=4", "--hints: '4' is not guided:hint"),
 ])
 def test_bad_flags_exit_non_zero_with_one_line_and_never_touch_the_run(digits_run, flag, message):
     model_dir, _ = digits_run
