@@ -473,6 +473,10 @@ def run(config: RunConfig, strategy=None, command="", on_ready=None):
         import tempfile
 
         scratch = tempfile.mkdtemp(prefix="fitnets-worker-")
+        # To resume with the chief, a worker starts from the chief's checkpoints when it can read them (a shared
+        # file system), so that every worker restores the same stage and epoch.
+        if os.path.isdir(os.path.join(config.model_dir, "checkpoints")):
+            shutil.copytree(os.path.join(config.model_dir, "checkpoints"), os.path.join(scratch, "checkpoints"))
         try:
             return _run(dataclasses.replace(config, model_dir=scratch), strategy, command, None)
         finally:
