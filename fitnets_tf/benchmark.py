@@ -45,7 +45,6 @@ the teacher beside the ratio of multiplications (`count_multiplications`).
 """
 
 import dataclasses
-import math
 import os
 import platform
 import tempfile
@@ -190,12 +189,15 @@ def time_interleaved(candidates, rounds, warmup):
     """Times `candidates` round-robin after warm-up; returns {name: result dict}.
 
     Each candidate's first call is timed on its own (`first_call_s`: tracing plus XLA compilation); if it raises,
-    the candidate is dropped and its result carries the `error`. Then `warmup` untimed calls each, then `rounds`
-    rounds in which every candidate takes one sample of `calls_per_sample` calls; the first candidate of a round
-    rotates, so none always follows the same neighbour.
+    the candidate is dropped and its result carries the `error` (type and last line) and `error_detail`. Then
+    `warmup` untimed calls each, then `rounds` rounds in which every candidate takes one sample of
+    `calls_per_sample` calls; the first candidate of a round rotates, so none always follows the same neighbour.
 
     Result fields: `seconds_per_call` (median of the samples), `min_s`, `max_s`, `samples_s` (seconds per call, in
-    round order), `images_per_second`, `first_call_s`, `error` (None), plus the candidate's `info`.
+    round order), `images_per_second`, `first_call_s`, `error` (None), plus the candidate's `info`; and the same in
+    process CPU time (all threads, `time.process_time`): `cpu_samples_s`, `cpu_seconds_per_call`. CPU time counts
+    the work done rather than the time waited for a core, so it hardly moves when other processes load the
+    machine; wall time is what the throughput is, and what the targets use.
     """
     results, alive = {}, []
     for candidate in candidates:
@@ -204,9 +206,12 @@ def time_interleaved(candidates, rounds, warmup):
         try:
             candidate.run()
         except Exception as error:  # An XLA-unsupported op or similar: report it, keep benchmarking the rest.
-            result.update(error=f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}",
-                          first_call_s=None, seconds_per_call=None, images_per_second=None, samples_s=[],
-                          min_s=None, max_s=None)
+            # TF's traced-code errors start with "in user code:" and end with the actual error: keep the last line.
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            result.update(error=f"{type(error).__name__}: {lines[-1] if lines else ''}"[:300],
+                          error_detail=str(error)[-3000:], first_call_s=None, seconds_per_call=None,
+                          images_per_second=None, samples_s=[], min_s=None, max_s=None, cpu_samples_s=[],
+                          cpu_seconds_per_call=None)
             results[candidate.name] = result
             continue
         result["first_call_s"] = time.perf_counter() - start
@@ -215,19 +220,23 @@ def time_interleaved(candidates, rounds, warmup):
         results[candidate.name] = result
         alive.append(candidate)
     samples = {c.name: [] for c in alive}
+    cpu_samples = {c.name: [] for c in alive}
     for r in range(rounds):
         shift = r % len(alive) if alive else 0
         for candidate in alive[shift:] + alive[:shift]:
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             for _ in range(candidate.calls_per_sample):
                 candidate.run()
             samples[candidate.name].append((time.perf_counter() - start) / candidate.calls_per_sample)
+            cpu_samples[candidate.name].append((time.process_time() - cpu_start) / candidate.calls_per_sample)
     for candidate in alive:
         values = samples[candidate.name]
         median = float(np.median(values))
         results[candidate.name].update(
             seconds_per_call=median, min_s=float(np.min(values)), max_s=float(np.max(values)),
             samples_s=[float(v) for v in values], images_per_second=candidate.images_per_call / median,
+            cpu_samples_s=[float(v) for v in cpu_samples[candidate.name]],
+            cpu_seconds_per_call=float(np.median(cpu_samples[candidate.name])),
         )
     return results
 
@@ -493,19 +502,25 @@ def paired_ratio(results, numerator, denominator):
     `numerator` and `denominator` are candidate names. Returns None if one is missing or failed, else a dict:
     `ratio`: the median over rounds of the ratio of the samples of the SAME round (the candidates of one target are
     timed one after the other, so load that drifts over seconds cancels out; this decides the target);
-    `ratio_per_round`; `ratio_of_medians`; `ratio_of_minima` (other processes only ever add time).
+    `ratio_per_round`; `ratio_of_medians`; `ratio_of_minima` (other processes only ever add time); `ratio_cpu`: the
+    paired ratio of process CPU times (work rather than elapsed time: little affected by other processes).
     """
     rows = [results.get(name) for name in (*numerator, *denominator)]
     if any(r is None or r["error"] for r in rows):
         return None
     top, bottom = rows[: len(numerator)], rows[len(numerator):]
-    per_round = [sum(r["samples_s"][i] for r in top) / sum(r["samples_s"][i] for r in bottom)
-                 for i in range(min(len(r["samples_s"]) for r in rows))]
+
+    def per_round(key):
+        return [sum(r[key][i] for r in top) / sum(r[key][i] for r in bottom)
+                for i in range(min(len(r[key]) for r in rows))]
+
+    wall = per_round("samples_s")
     return {
-        "ratio": float(np.median(per_round)),
-        "ratio_per_round": per_round,
+        "ratio": float(np.median(wall)),
+        "ratio_per_round": wall,
         "ratio_of_medians": sum(r["seconds_per_call"] for r in top) / sum(r["seconds_per_call"] for r in bottom),
         "ratio_of_minima": sum(r["min_s"] for r in top) / sum(r["min_s"] for r in bottom),
+        "ratio_cpu": float(np.median(per_round("cpu_samples_s"))),
     }
 
 
@@ -513,8 +528,9 @@ def compute_targets(results, xla_settings):
     """Ratios and pass/fail of the four targets (see the module docstring), per XLA setting where it applies.
 
     Returns {target: {"description", "xla_off"/"xla_on": {"ratio", "ratio_per_round", "ratio_of_medians",
-    "ratio_of_minima", "limit", "passed"}, "passed"}}. A setting passes when its `ratio` (see `paired_ratio`) is
-    within the limit; a target passes when every measured setting does (None: nothing could be measured).
+    "ratio_of_minima", "ratio_cpu", "limit", "passed"}, "passed"}}. A setting passes when its `ratio` (see
+    `paired_ratio`) is within the limit; a target passes when every measured setting does (None: nothing could be
+    measured).
     """
     targets = {
         "stage2_overhead": {"description": "t(kd) / (t(ce) + t(teacher_forward)) <= 1.10"},
@@ -529,7 +545,8 @@ def compute_targets(results, xla_settings):
         for jit in xla_settings:
             key = _xla_key(jit)
             ratio = paired_ratio(results, [f"{s}/{key}" for s in numerator], [f"{s}/{key}" for s in denominator])
-            entry = ratio or {"ratio": None, "ratio_per_round": [], "ratio_of_medians": None, "ratio_of_minima": None}
+            entry = ratio or {"ratio": None, "ratio_per_round": [], "ratio_of_medians": None, "ratio_of_minima": None,
+                              "ratio_cpu": None}
             passed = None
             if entry["ratio"] is not None:
                 passed = bool(entry["ratio"] >= limit if higher_is_better else entry["ratio"] <= limit)
@@ -566,20 +583,20 @@ def compute_targets(results, xla_settings):
 
 def compare_xla(results):
     """Per step: median seconds with XLA off and on; `xla_speedup` = t(off) / t(on), paired per round (median of
-    the rounds' ratios, as in `paired_ratio`); `faster` = "on" when that is > 1. Steps with one setting only get
-    None for what needs both."""
+    the rounds' ratios, as in `paired_ratio`; `xla_speedup_cpu` the same in CPU time); `faster` = "on" when
+    `xla_speedup` > 1. Steps with one setting only get None for what needs both."""
     comparison = {}
     for step in STEP_NAMES:
         off, on = _seconds(results, step, False), _seconds(results, step, True)
         if off is None and on is None:
             continue
         entry = {"xla_off_s": off, "xla_on_s": on, "faster": None, "xla_speedup": None,
-                 "xla_speedup_per_round": [], "xla_speedup_of_medians": None}
+                 "xla_speedup_per_round": [], "xla_speedup_of_medians": None, "xla_speedup_cpu": None}
         ratio = paired_ratio(results, [f"{step}/xla_off"], [f"{step}/xla_on"])
         if ratio is not None:
             entry.update(faster="on" if ratio["ratio"] > 1 else "off", xla_speedup=ratio["ratio"],
                          xla_speedup_per_round=ratio["ratio_per_round"],
-                         xla_speedup_of_medians=ratio["ratio_of_medians"])
+                         xla_speedup_of_medians=ratio["ratio_of_medians"], xla_speedup_cpu=ratio["ratio_cpu"])
         comparison[step] = entry
     return comparison
 
@@ -705,12 +722,13 @@ def run_benchmark(config: BenchmarkConfig, log=print):
             f"batch {config.batch_size}, policy {config.mixed_precision}")
         models = build_models(config, x, y)
         candidates = step_candidates(models, x, y, config.xla_settings())
-        log(f"[benchmark] timing {len(candidates)} step candidates: first calls (XLA compiles), {config.warmup} "
-            f"warm-up call(s), then {config.rounds} interleaved rounds")
+        log(f"[benchmark] timing {len(candidates)} step candidates: first calls (tracing, XLA compiles), "
+            f"{config.warmup} warm-up call(s), then {config.rounds} interleaved rounds")
         results = time_interleaved(candidates, config.rounds, config.warmup)
         results["input_pipeline"] = pipeline_result
         steps_s = time.perf_counter() - start
-        log(f"[benchmark] serving latency of the SavedModels ({', '.join(('teacher',) + tuple(config.inference_students))})")
+        names = ", ".join(("teacher",) + tuple(config.inference_students))
+        log(f"[benchmark] serving latency of the SavedModels ({names})")
         if config.workdir:
             rows = inference_rows(config, config.workdir)
         else:
@@ -768,7 +786,13 @@ def format_report(report):
                      _fmt(r["images_per_second"], ",.0f"), _fmt(r["first_call_s"], ".2f"),
                      r["error"] or ""])
     cfg = report["config"]
-    out = [f"Steps: {cfg['student']} (student) / {cfg['teacher']} (teacher), batch {cfg['batch_size']}, "
+    env = report["environment"]
+    load = max((env.get("load_average_at_start") or [0])[0], (env.get("load_average_at_end") or [0])[0])
+    warning = []
+    if env.get("cpu_count") and load > env["cpu_count"]:
+        warning = [f"WARNING: load average {load:.1f} on {env['cpu_count']} cores during the run: other processes "
+                   "shared the CPU, wall-clock ratios are noisy (compare the CPU-time ratios).", ""]
+    out = warning + [f"Steps: {cfg['student']} (student) / {cfg['teacher']} (teacher), batch {cfg['batch_size']}, "
            f"{cfg['mixed_precision']}; median of {cfg['rounds']} interleaved rounds",
            _table(["candidate", "ms/call", "min-max ms", "images/s", "first call s", "error"], rows), ""]
     pipe = measurements.get("input_pipeline", {})
@@ -782,7 +806,7 @@ def format_report(report):
     trows = []
     for name, target in report["targets"].items():
         if name == "input_pipeline":
-            trows.append([name, f"vs {target['fastest_training_step']}", _fmt(target["ratio"], ".2f"), "-", "-",
+            trows.append([name, f"vs {target['fastest_training_step']}", _fmt(target["ratio"], ".2f"), "-", "-", "-",
                           f">= {target['limit']:g}", _verdict(target["passed"])])
             continue
         sign = ">=" if name == "vs_keras_distillation" else "<="
@@ -790,13 +814,17 @@ def format_report(report):
             if key in target:
                 t = target[key]
                 trows.append([name, key, _fmt(t["ratio"], ".3f"), _fmt(t["ratio_of_medians"], ".3f"),
-                              _fmt(t["ratio_of_minima"], ".3f"), f"{sign} {t['limit']:g}", _verdict(t["passed"])])
-    out += ["Targets (decided by the paired ratio: median over rounds of the same round's ratio)",
-            _table(["target", "setting", "paired ratio", "of medians", "of minima", "limit", "result"], trows), ""]
+                              _fmt(t["ratio_of_minima"], ".3f"), _fmt(t["ratio_cpu"], ".3f"),
+                              f"{sign} {t['limit']:g}", _verdict(t["passed"])])
+    out += ["Targets (decided by the paired wall-time ratio: median over rounds of the same round's ratio)",
+            _table(["target", "setting", "paired ratio", "of medians", "of minima", "CPU-time", "limit", "result"],
+                   trows), ""]
     xrows = [[step, _fmt(e["xla_off_s"] and 1e3 * e["xla_off_s"], ".1f"),
-              _fmt(e["xla_on_s"] and 1e3 * e["xla_on_s"], ".1f"), e["faster"] or "-", _fmt(e["xla_speedup"], ".2f")]
+              _fmt(e["xla_on_s"] and 1e3 * e["xla_on_s"], ".1f"), e["faster"] or "-", _fmt(e["xla_speedup"], ".2f"),
+              _fmt(e["xla_speedup_cpu"], ".2f")]
              for step, e in report["xla"].items()]
-    out += ["XLA (jit_compile) per step", _table(["step", "off ms", "on ms", "faster", "off/on (paired)"], xrows), ""]
+    out += ["XLA (jit_compile) per step",
+            _table(["step", "off ms", "on ms", "faster", "off/on (paired)", "CPU-time off/on"], xrows), ""]
     batch_sizes = report["inference"]["batch_sizes"]
     irows = []
     for r in report["inference"]["models"]:

@@ -1,0 +1,147 @@
+"""Benchmarks the FitNets training steps, the input pipeline and the exported models' latency, in one process.
+
+    python scripts/benchmark.py --output=runs/benchmark.json
+
+Measures (see `fitnets_tf/benchmark.py` for the method) images/s of the student's CE step, the teacher's forward
+pass, stage 1 (hints), stage 2 (KD), Keras's own `keras.distillation.Distiller` on the same pair, the references
+of the stage-1 target (truncated student step, truncated teacher forward), each with XLA off and on, and the
+input pipeline alone; then the per-image latency of the teacher and the FitNets through their exported
+SavedModels. Prints tables and writes every measurement, the ratios, the targets' pass/fail and the XLA
+comparison to --output (JSON).
+
+Default: FitNet 1 (student, 30.2M mults) taught by the paper's CIFAR-10 maxout teacher (628.2M mults), batches of
+128 synthetic 32x32x3 images, 5 rounds, XLA off and on. Measured here (2 cores, shared with other training runs):
+3.1 minutes wall at a load average of 3.6, 4 to 4.5 minutes at ~5; 3.2 minutes of CPU time either way (XLA
+compiling alone takes 20-45 s). `--tiny` (digits-sized nets, 3 rounds): ~20 s; the tests run it. Timings are
+noisy on a shared machine: only ratios measured within one run mean anything, and the output warns when the load
+average exceeded the core count.
+"""
+
+import os
+import shlex
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+
+from fitnets_tf import benchmark  # noqa: E402
+from fitnets_tf.data import PREPROCESSING_KINDS  # noqa: E402
+
+FLAGS = flags.FLAGS
+_DEFAULT = benchmark.BenchmarkConfig()
+
+# What --tiny changes, for each flag not given explicitly on the command line.
+TINY = {
+    "teacher": "digits_teacher",
+    "student": "digits_fitnet",
+    "batch_size": 64,
+    "rounds": 3,
+    "warmup": 1,
+    "calls_per_sample": 2,
+    "data": "digits",
+    "pipeline_batches": 4,
+    "inference_students": ["digits_fitnet"],
+    "inference_batch_sizes": ["1", "64"],
+    "latency_runs": 3,
+}
+
+flags.DEFINE_string("output", None, "Path of the JSON file that receives every measurement, ratio and target.")
+flags.DEFINE_bool("tiny", False, "A quick run for tests: digits-sized nets (digits_teacher, digits_fitnet) on the "
+                  "embedded digits, batch 64, 3 rounds; flags given explicitly still win.")
+flags.DEFINE_string("teacher", _DEFAULT.teacher, "Teacher architecture (names: python scripts/count.py).")
+flags.DEFINE_string("student", _DEFAULT.student, "Student (FitNet) architecture; it takes the teacher's inputs.")
+flags.DEFINE_string("guided_layer", None, "Stage 1's guided layer of the student (paper index or name); default "
+                    "the architecture's own.")
+flags.DEFINE_string("hint_layer", None, "Stage 1's hint layer of the teacher (paper index or name); default the "
+                    "architecture's own.")
+flags.DEFINE_integer("batch_size", _DEFAULT.batch_size, "Images per training step and per pipeline batch.")
+flags.DEFINE_integer("rounds", _DEFAULT.rounds, "Interleaved timing rounds; the median sample is reported.")
+flags.DEFINE_integer("warmup", _DEFAULT.warmup, "Untimed calls of each candidate after its first (compiling) call.")
+flags.DEFINE_integer("calls_per_sample", _DEFAULT.calls_per_sample, "Step calls per timed sample; raise it when "
+                     "steps take a few milliseconds.")
+flags.DEFINE_enum("xla", _DEFAULT.xla, list(benchmark.XLA_CHOICES), "Time the steps with XLA (jit_compile) off and "
+                  "on ('both'), or with one setting.")
+flags.DEFINE_enum("mixed_precision", _DEFAULT.mixed_precision, list(benchmark.MIXED_PRECISION),
+                  "Keras compute policy. mixed_float16 is for GPUs: on this CPU it is about 100x slower per step "
+                  "(no fast float16 kernels); mixed_bfloat16 runs at float32 speed.")
+flags.DEFINE_enum("optimizer", _DEFAULT.optimizer, list(benchmark.OPTIMIZERS), "Optimizer of every training step.")
+flags.DEFINE_float("learning_rate", _DEFAULT.learning_rate, "Learning rate (timing does not depend on it; small "
+                   "keeps the untrained nets finite).")
+flags.DEFINE_float("temperature", _DEFAULT.temperature, "KD temperature tau, also of keras.distillation.")
+flags.DEFINE_float("kd_lambda", _DEFAULT.kd_lambda, "Weight lambda of the soft targets in stage 2.")
+flags.DEFINE_enum("data", _DEFAULT.data, list(benchmark.DATA_SOURCES), "Input data: random uint8 images of the "
+                  "teacher's input shape, or the embedded 8x8 digits (digits-sized nets only).")
+flags.DEFINE_integer("pipeline_examples", _DEFAULT.pipeline_examples, "Synthetic examples in one epoch.")
+flags.DEFINE_integer("pipeline_batches", _DEFAULT.pipeline_batches, "Batches per timed input-pipeline sample.")
+flags.DEFINE_enum("preprocessing", _DEFAULT.preprocessing, list(PREPROCESSING_KINDS), "The pipeline's "
+                  "preprocessing; it is cached after the first epoch, which is reported on its own.")
+flags.DEFINE_integer("crop_padding", None, "Random-crop padding of the pipeline; default CIFAR's 8 for 32x32x3 "
+                     "images, none otherwise.")
+flags.DEFINE_bool("flip", None, "Random flips in the pipeline; default on for 32x32x3 images, off otherwise.")
+flags.DEFINE_list("inference_students", list(_DEFAULT.inference_students), "FitNets whose SavedModel latency is "
+                  "compared with the teacher's.")
+flags.DEFINE_list("inference_batch_sizes", [str(b) for b in _DEFAULT.inference_batch_sizes],
+                  "Batch sizes of the latency measurement.")
+flags.DEFINE_integer("latency_runs", _DEFAULT.latency_runs, "Timed calls per model and batch size.")
+flags.DEFINE_integer("seed", _DEFAULT.seed, "Seed of the weights, the synthetic data and the shuffling.")
+flags.DEFINE_string("workdir", None, "Directory for the exported SavedModels (default: a temporary one, removed).")
+
+
+def _value(name):
+    if FLAGS.tiny and name in TINY and not FLAGS[name].present:
+        return TINY[name]
+    return FLAGS[name].value
+
+
+def config_from_flags():
+    try:
+        batch_sizes = tuple(int(b) for b in _value("inference_batch_sizes"))
+    except ValueError:
+        raise ValueError(f"--inference_batch_sizes: expected integers. Received: {_value('inference_batch_sizes')}")
+    return benchmark.BenchmarkConfig(
+        teacher=_value("teacher"), student=_value("student"), guided_layer=FLAGS.guided_layer,
+        hint_layer=FLAGS.hint_layer, batch_size=_value("batch_size"), rounds=_value("rounds"),
+        warmup=_value("warmup"), calls_per_sample=_value("calls_per_sample"), xla=FLAGS.xla,
+        mixed_precision=FLAGS.mixed_precision, optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate,
+        temperature=FLAGS.temperature, kd_lambda=FLAGS.kd_lambda, data=_value("data"),
+        pipeline_examples=FLAGS.pipeline_examples, pipeline_batches=_value("pipeline_batches"),
+        preprocessing=FLAGS.preprocessing, crop_padding=FLAGS.crop_padding, flip=FLAGS.flip,
+        inference_students=tuple(_value("inference_students")), inference_batch_sizes=batch_sizes,
+        latency_runs=_value("latency_runs"), seed=FLAGS.seed, workdir=FLAGS.workdir,
+    )
+
+
+def main(argv):
+    start = time.perf_counter()
+    if len(argv) > 1:
+        raise ValueError(f"unexpected arguments {argv[1:]}: every setting is a --flag.")
+    from absl import logging
+
+    import tensorflow as tf
+
+    from fitnets_tf.io_utils import atomic_write_json
+
+    logging.set_verbosity(logging.WARNING)
+    tf.get_logger().setLevel("ERROR")
+    try:
+        config = config_from_flags()
+        config.validate()
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    report = benchmark.run_benchmark(config)
+    report["command"] = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    report["flags"] = {flag.name: flag.value for flag in FLAGS.get_flags_for_module(sys.modules[__name__])
+                       or FLAGS.get_flags_for_module(sys.argv[0])}
+    report["wall_time_s"] = time.perf_counter() - start
+    print(benchmark.format_report(report))
+    if FLAGS.output:
+        atomic_write_json(FLAGS.output, report)
+        print(f"[benchmark] wrote {FLAGS.output} ({report['wall_time_s']:.0f} s)")
+
+
+if __name__ == "__main__":
+    app.run(main)

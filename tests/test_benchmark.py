@@ -1,0 +1,185 @@
+"""scripts/benchmark.py --tiny end to end: the JSON holds every measurement, ratio, target and latency.
+
+No timing is asserted (the machine is shared); the ratios are checked against the measurements they come from.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fitnets_tf import benchmark
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "scripts", "benchmark.py")
+STEPS = ("ce", "teacher_forward", "hint", "kd", "keras_kd", "truncated_student_step", "truncated_teacher_forward")
+
+pytestmark = pytest.mark.slow
+
+
+def run_script(*args, timeout=300):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True, timeout=timeout,
+                          env=env, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def tiny_report(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bench") / "bench.json"
+    result = run_script("--tiny", f"--output={path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(path) as f:
+        return json.load(f), result.stdout
+
+
+def _positive(value):
+    return isinstance(value, float) and value > 0
+
+
+def test_every_step_is_measured_with_and_without_xla(tiny_report):
+    report, _ = tiny_report
+    measurements = report["measurements"]
+    for step in STEPS:
+        for key, jit in (("xla_off", False), ("xla_on", True)):
+            result = measurements[f"{step}/{key}"]
+            assert result["error"] is None, (step, key, result["error"])
+            assert result["step"] == step and result["xla"] is jit
+            assert len(result["samples_s"]) == report["config"]["rounds"] == 3
+            assert _positive(result["seconds_per_call"]) and _positive(result["first_call_s"])
+            assert result["min_s"] <= result["seconds_per_call"] <= result["max_s"]
+            assert result["images_per_second"] == pytest.approx(
+                report["config"]["batch_size"] / result["seconds_per_call"])
+            assert len(result["cpu_samples_s"]) == 3 and result["cpu_seconds_per_call"] > 0
+    assert _positive(measurements["ce_train_on_batch/xla_off"]["seconds_per_call"])
+
+
+def test_the_input_pipeline_is_measured(tiny_report):
+    report, _ = tiny_report
+    pipe = report["measurements"]["input_pipeline"]
+    assert pipe["data"] == "digits" and pipe["examples"] == 1437  # 1797 digits minus the 360 test images.
+    assert pipe["images_per_call"] == 64 * 4 and pipe["batches_per_sample"] == 4
+    assert len(pipe["samples_s"]) == 3 and pipe["error"] is None
+    assert _positive(pipe["images_per_second"]) and _positive(pipe["first_epoch_images_per_second"])
+
+
+def paired(report, numerator, denominator, key="samples_s"):
+    """Median over rounds of sum(numerator samples) / sum(denominator samples) of the same round (NumPy)."""
+    m = report["measurements"]
+    top = np.sum([m[n][key] for n in numerator], axis=0)
+    bottom = np.sum([m[n][key] for n in denominator], axis=0)
+    return float(np.median(top / bottom))
+
+
+def test_targets_are_the_paired_ratios_of_the_measurements(tiny_report):
+    report, _ = tiny_report
+    m, targets = report["measurements"], report["targets"]
+    terms = {
+        "stage2_overhead": (["kd"], ["ce", "teacher_forward"], 1.10, False),
+        "stage1_overhead": (["hint"], ["truncated_student_step", "truncated_teacher_forward"], 1.10, False),
+        "vs_keras_distillation": (["keras_kd"], ["kd"], 1.0, True),  # t(keras) / t(kd) = kd's images/s / keras'
+    }
+    for name, (top, bottom, limit, higher) in terms.items():
+        verdicts = []
+        for key in ("xla_off", "xla_on"):
+            target = targets[name][key]
+            expected = paired(report, [f"{s}/{key}" for s in top], [f"{s}/{key}" for s in bottom])
+            assert target["ratio"] == pytest.approx(expected)
+            assert len(target["ratio_per_round"]) == 3
+            assert target["ratio_of_medians"] == pytest.approx(
+                sum(m[f"{s}/{key}"]["seconds_per_call"] for s in top)
+                / sum(m[f"{s}/{key}"]["seconds_per_call"] for s in bottom))
+            assert target["ratio_cpu"] == pytest.approx(paired(report, [f"{s}/{key}" for s in top],
+                                                               [f"{s}/{key}" for s in bottom], "cpu_samples_s"))
+            assert target["ratio_of_minima"] == pytest.approx(
+                sum(m[f"{s}/{key}"]["min_s"] for s in top) / sum(m[f"{s}/{key}"]["min_s"] for s in bottom))
+            assert target["limit"] == limit
+            assert target["passed"] is (expected >= limit if higher else expected <= limit)
+            verdicts.append(target["passed"])
+        assert targets[name]["passed"] is all(verdicts)
+        assert targets[name]["description"]
+
+    pipe = targets["input_pipeline"]
+    fastest = max(m[f"{step}/{key}"]["images_per_second"] for step in ("ce", "hint", "kd")
+                  for key in ("xla_off", "xla_on"))
+    assert pipe["fastest_training_images_per_second"] == pytest.approx(fastest)
+    assert m[pipe["fastest_training_step"]]["images_per_second"] == pytest.approx(fastest)
+    assert pipe["ratio"] == pytest.approx(m["input_pipeline"]["images_per_second"] / fastest)
+    assert pipe["limit"] == 3.0 and pipe["passed"] is (pipe["ratio"] >= 3.0)
+    assert set(pipe["ratio_per_stage"]) == {"ce", "hint", "kd"}
+
+
+def test_xla_comparison_names_the_faster_setting(tiny_report):
+    report, _ = tiny_report
+    for step in STEPS:
+        entry = report["xla"][step]
+        assert entry["xla_off_s"] == report["measurements"][f"{step}/xla_off"]["seconds_per_call"]
+        assert entry["xla_on_s"] == report["measurements"][f"{step}/xla_on"]["seconds_per_call"]
+        speedup = paired(report, [f"{step}/xla_off"], [f"{step}/xla_on"])
+        assert entry["xla_speedup"] == pytest.approx(speedup)
+        assert entry["faster"] == ("on" if speedup > 1 else "off")
+        assert entry["xla_speedup_cpu"] == pytest.approx(
+            paired(report, [f"{step}/xla_off"], [f"{step}/xla_on"], "cpu_samples_s"))
+
+
+def test_serving_latency_of_the_teacher_and_each_fitnet(tiny_report):
+    report, _ = tiny_report
+    inference = report["inference"]
+    assert inference["batch_sizes"] == [1, 64]
+    rows = {r["model"]: r for r in inference["models"]}
+    assert list(rows) == ["teacher", "digits_fitnet"]
+    teacher = rows["teacher"]
+    for row in rows.values():
+        assert row["errors"] == {}
+        for b, batch in (("1", 1), ("64", 64)):
+            samples = np.array(row["samples_s_per_batch"][b])
+            assert len(samples) == 3
+            assert row["latency_ms_per_image"][b] == pytest.approx(1e3 * np.median(samples) / batch)
+            assert row["images_per_second"][b] == pytest.approx(batch / np.median(samples))
+            expected = np.median(np.array(teacher["samples_s_per_batch"][b]) / samples)
+            assert row["speedup_vs_teacher"][b] == pytest.approx(expected)
+        assert row["multiplication_ratio"] == pytest.approx(teacher["multiplications"] / row["multiplications"])
+    # Independent count: digits_fitnet, 8x8x1 input, 3x3 same convs with 2 pieces: 8x8 maps for block 1 (8 units),
+    # 4x4 for block 2 (16 units), then the 16 -> 10 classifier.
+    block1 = 64 * 9 * (1 * 16 + 3 * 8 * 16)
+    block2 = 16 * 9 * (8 * 32 + 3 * 16 * 32)
+    assert rows["digits_fitnet"]["multiplications"] == block1 + block2 + 16 * 10
+    assert teacher["speedup_vs_teacher"] == {"1": 1.0, "64": 1.0}
+
+
+def test_run_facts_and_printed_tables(tiny_report):
+    report, stdout = tiny_report
+    assert report["config"]["teacher"] == "digits_teacher" and report["config"]["student"] == "digits_fitnet"
+    pair = report["models"]["hint_pair"]
+    assert set(pair) == {"guided", "hint", "regressor"} and all(isinstance(v, str) and v for v in pair.values())
+    for role in ("teacher", "student"):
+        assert report["models"][role]["parameters"] > 0 and report["models"][role]["multiplications"] > 0
+    assert report["environment"]["tensorflow"] and report["environment"]["keras"]
+    assert report["command"].startswith("python ") and "--tiny" in report["command"]
+    assert report["flags"]["tiny"] is True
+    assert _positive(report["wall_time_s"])
+    for heading in ("Targets", "XLA (jit_compile) per step", "Serving latency"):
+        assert heading in stdout
+
+
+def test_bad_flags_fail_fast_with_a_message():
+    result = run_script("--tiny", "--rounds=0", timeout=120)
+    assert result.returncode == 2
+    assert "rounds must be an integer >= 1" in result.stderr
+
+
+def test_a_step_that_fails_is_reported_and_the_others_still_run():
+    def broken():
+        raise RuntimeError("in user code:\n\n    File step.py, line 3\n\n    no kernel for this op\n")
+
+    calls = []
+    candidates = [benchmark.Candidate("broken", broken, 8),
+                  benchmark.Candidate("ok", lambda: calls.append(1), 8, calls_per_sample=2)]
+    results = benchmark.time_interleaved(candidates, rounds=4, warmup=1)
+    assert results["broken"]["error"] == "RuntimeError: no kernel for this op"
+    assert "File step.py" in results["broken"]["error_detail"]
+    assert results["broken"]["seconds_per_call"] is None
+    assert len(results["ok"]["samples_s"]) == 4
+    assert len(calls) == 1 + 1 + 4 * 2  # first call, warm-up, 4 rounds of 2 calls
