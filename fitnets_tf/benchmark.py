@@ -63,7 +63,7 @@ from fitnets_tf.models import build_network
 from fitnets_tf.models.counting import count_multiplications, count_parameters
 from fitnets_tf.models.zoo import get_spec
 
-TRAIN_STEPS = ("ce", "hint", "kd", "keras_kd", "truncated_student_step")
+TRAIN_STEPS = ("ce", "hint", "kd", "keras_kd", "truncated_student_step", "hint_cached", "kd_cached")
 FORWARDS = ("teacher_forward", "truncated_teacher_forward")
 STEP_NAMES = TRAIN_STEPS + FORWARDS
 FITNETS_TRAIN_STEPS = ("ce", "hint", "kd")
@@ -380,12 +380,18 @@ def step_candidates(models: BenchmarkModels, x, y, xla_settings):
         "hint": (lambda a, b: models.hint.train_step((a, b)), (x, y)),
         "truncated_student_step": (models.truncated_student.train_step, (x,)),
         "truncated_teacher_forward": (lambda a: models.hint.hint_model(a, training=False), (x,)),
+        # Teacher-output caching: the same steps fed the teacher's outputs computed once, as the pipeline does
+        # when the training images are not augmented (Distiller.cache_teacher_outputs).
+        "hint_cached": (lambda a, h, b: models.hint.train_step(((a, (h,)), b)),
+                        (x, tf.constant(_single(models.hint.hint_model(x, training=False))), y)),
+        "kd_cached": (lambda a, t, b: models.kd.train_step(((a, (t,)), b)),
+                      (x, tf.constant(models.teacher(x, training=False)), y)),
     }
     batch = int(x.shape[0])
     candidates = []
     # The steps of one target are consecutive in the round (stage 2 and Keras; then stage 1), per XLA setting.
-    for group in (("ce", "teacher_forward", "kd", "keras_kd"),
-                  ("hint", "truncated_student_step", "truncated_teacher_forward")):
+    for group in (("ce", "teacher_forward", "kd", "keras_kd", "kd_cached"),
+                  ("hint", "truncated_student_step", "truncated_teacher_forward", "hint_cached")):
         for jit in xla_settings:
             for step in group:
                 body, args = bodies[step]
@@ -581,6 +587,18 @@ def compute_targets(results, xla_settings):
     return targets
 
 
+def caching_speedups(results, xla_settings):
+    """Speed-up of teacher-output caching per stage and XLA setting: t(step) / t(step with cached outputs),
+    paired per round (see `paired_ratio`); None where a candidate is missing or failed."""
+    speedups = {}
+    for step in ("hint", "kd"):
+        for jit in xla_settings:
+            key = _xla_key(jit)
+            ratio = paired_ratio(results, [f"{step}/{key}"], [f"{step}_cached/{key}"])
+            speedups[f"{step}/{key}"] = None if ratio is None else ratio["ratio"]
+    return speedups
+
+
 def compare_xla(results):
     """Per step: median seconds with XLA off and on; `xla_speedup` = t(off) / t(on), paired per round (median of
     the rounds' ratios, as in `paired_ratio`; `xla_speedup_cpu` the same in CPU time); `faster` = "on" when
@@ -750,6 +768,7 @@ def run_benchmark(config: BenchmarkConfig, log=print):
             "measurements": results,
             "targets": compute_targets(results, config.xla_settings()),
             "xla": compare_xla(results),
+            "teacher_caching_speedup": caching_speedups(results, config.xla_settings()),
             "inference": {"batch_sizes": list(config.inference_batch_sizes), "through": "SavedModel serving_default",
                           "models": rows},
             "timing_s": {"steps_and_pipeline": steps_s, "total": time.perf_counter() - start},
@@ -825,6 +844,10 @@ def format_report(report):
              for step, e in report["xla"].items()]
     out += ["XLA (jit_compile) per step",
             _table(["step", "off ms", "on ms", "faster", "off/on (paired)", "CPU-time off/on"], xrows), ""]
+    crows = [[name, _fmt(value, ".2f") + "x" if value is not None else "-"]
+             for name, value in report["teacher_caching_speedup"].items()]
+    out += ["Teacher-output caching: t(step) / t(step fed cached teacher outputs), paired per round",
+            _table(["step", "speed-up"], crows), ""]
     batch_sizes = report["inference"]["batch_sizes"]
     irows = []
     for r in report["inference"]["models"]:

@@ -183,3 +183,16 @@ def test_a_step_that_fails_is_reported_and_the_others_still_run():
     assert results["broken"]["seconds_per_call"] is None
     assert len(results["ok"]["samples_s"]) == 4
     assert len(calls) == 1 + 1 + 4 * 2  # first call, warm-up, 4 rounds of 2 calls
+
+
+def test_teacher_caching_speedups_are_the_paired_ratios(tiny_report):
+    report, stdout = tiny_report
+    measurements = report["measurements"]
+    for step in ("hint", "kd"):
+        for key in ("xla_off", "xla_on"):
+            cached = measurements[f"{step}_cached/{key}"]
+            assert cached["error"] is None, cached["error"]
+            plain = measurements[f"{step}/{key}"]
+            expected = np.median([a / b for a, b in zip(plain["samples_s"], cached["samples_s"])])
+            assert report["teacher_caching_speedup"][f"{step}/{key}"] == pytest.approx(expected)
+    assert "Teacher-output caching" in stdout
