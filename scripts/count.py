@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags  # noqa: E402
 import keras  # noqa: E402
 
-from fitnets_tf.models import build_network, resolve_layer  # noqa: E402
+from fitnets_tf.models import build_network, resolve_layer, resolve_tap  # noqa: E402
 from fitnets_tf.models.counting import count_multiplications, count_parameters, layer_table  # noqa: E402
 from fitnets_tf.models.zoo import get_spec, list_architectures  # noqa: E402
 
@@ -47,6 +47,9 @@ def _summary(name, with_layers):
         "mults": count_multiplications(model),
         "hint_layer": spec.hint_layer,
         "hint_layer_name": resolve_layer(model, spec.hint_layer, "hint layer"),
+        # The tensor a hint/guided layer given by index refers to (after the max-pool that follows it, if any).
+        "hint_tap": resolve_tap(model, spec.hint_layer, "hint layer")[1],
+        "hint_tap_shape": list(model.get_layer(resolve_tap(model, spec.hint_layer)[1]).output.shape[1:]),
     }
     if with_layers:
         row["layers"] = [dict(r, output_shape=list(r["output_shape"])) for r in layer_table(model)]
@@ -65,7 +68,9 @@ _LAYER_COLUMNS = ("layer", "output shape", "params", "mults")
 def _cells(row):
     return [
         row["architecture"], str(row["depth"]), f"{row['params']:,} ({_millions(row['params'])})",
-        f"{row['mults']:,} ({_millions(row['mults'])})", f"{row['hint_layer']} ({row['hint_layer_name']})",
+        f"{row['mults']:,} ({_millions(row['mults'])})",
+        f"{row['hint_layer']} ({row['hint_layer_name']} -> {row['hint_tap']} "
+        f"{'x'.join(str(d) for d in row['hint_tap_shape'])})",
     ]
 
 
