@@ -10,8 +10,10 @@ the baselines on the same student and initial weights:
     layer mapped proportionally, and two hints at once (early+middle, middle+late, early+late; stage 1 once per pair
     in order, as the original code). CE and KD are trained once, in the "middle" cell, as references.
 
-Hint pairs are chosen by fixed rules (see `default_pair` and `hint_location_pairs`) that respect the convolutional
-regressor's constraint (the hint map must be no larger than the guided map, Sec. 2.2), and are recorded in the table.
+Hint pairs are the paper's 1-based layer indices, which the pipeline taps after the max-pool that directly follows a
+layer (the paper's code); they are chosen by fixed rules (`default_pair`, `hint_location_pairs`) that respect the
+convolutional regressor's constraint (the hint map no larger than the guided map, Sec. 2.2), and the table records
+each pair with its taps and maps.
 
 Resuming: a run whose results.json exists is read, not rerun; an unfinished one resumes through the pipeline.
 Every run's recorded settings are compared with the planned ones before anything trains, so a finished cell of a
@@ -55,7 +57,9 @@ class Cell:
     Attributes:
         name: directory name and table key ("digits_fitnet", "depth7", "early+late").
         student: the FitNet architecture (zoo name).
-        hints: ((guided layer, hint layer), ...) as layer names, in stage-1 order.
+        hints: ((guided layer, hint layer), ...) as the paper's 1-based indices, in stage-1 order; the pipeline taps
+            an index after the max-pool that directly follows it (`models.resolve_tap`).
+        taps: the same pairs described for the table: (("4 (pool1 4x4)", "2 (pool1 4x4)"), ...).
         baselines: the pipeline baselines trained in this cell ("ce", "kd").
         x: the cell's value on the plot's x axis (depth, location label, or the student name).
         note: how the hint pairs were chosen when a rule had to move them.
@@ -63,7 +67,8 @@ class Cell:
 
     name: str
     student: str
-    hints: Tuple[Tuple[str, str], ...]
+    hints: Tuple[Tuple[int, int], ...]
+    taps: Tuple[Tuple[str, str], ...]
     baselines: Tuple[str, ...]
     x: Union[int, str]
     note: str = ""
@@ -135,18 +140,26 @@ def format_mean_std(stats, scale=100.0, digits=2):
 
 
 # ---------------------------------------------------------------------------------------------- hint pairs
-def conv_maps(name, image_shape, num_classes):
-    """[(layer name, (H, W)), ...] of every conv tap of architecture `name` on images of `image_shape`."""
+def conv_taps(name, image_shape, num_classes):
+    """The hint/guided taps of the conv layers of architecture `name`, in the paper's order.
+
+    Entry i is the tap of paper index i + 1 as the pipeline resolves an index (`models.resolve_tap`: the conv's
+    output, or the max-pool directly after it, as in the paper's code): (tap layer name, (H, W)).
+    """
     import keras
 
-    from fitnets_tf.models import build_network, tap_names
+    from fitnets_tf.models import build_network, resolve_tap, tap_names
 
     model = build_network(zoo.get_spec(name, input_shape=image_shape, num_classes=num_classes))
-    maps = [(n, tuple(int(d) for d in model.get_layer(n).output.shape[1:3]))
-            for n in tap_names(model) if len(model.get_layer(n).output.shape) == 4]
+    taps = []
+    for index, layer in enumerate(tap_names(model), start=1):
+        if not layer.startswith("conv"):  # convs come first, then fc layers and the logits
+            break
+        tap = resolve_tap(model, index)[1]
+        taps.append((tap, tuple(int(d) for d in model.get_layer(tap).output.shape[1:3])))
     del model
     keras.backend.clear_session()
-    return maps
+    return taps
 
 
 def fits(guided_map, hint_map, regressor="conv"):
@@ -158,95 +171,94 @@ def fits(guided_map, hint_map, regressor="conv"):
     return all(g >= h for g, h in zip(guided_map, hint_map))
 
 
-def _index(maps, layer, arch):
-    """0-based position in `maps` of a conv layer given as a 1-based paper index or a name."""
-    names = [n for n, _ in maps]
+def _position(taps, layer, arch):
+    """0-based position in `taps` of a conv layer given by its 1-based paper index."""
     if isinstance(layer, str) and layer.isdigit():
         layer = int(layer)
-    if isinstance(layer, int) and 1 <= layer <= len(names):
+    if isinstance(layer, int) and not isinstance(layer, bool) and 1 <= layer <= len(taps):
         return layer - 1
-    if layer in names:
-        return names.index(layer)
     raise pipeline.ConfigError(
-        f"--hints: the default hint/guided layer {layer!r} of {arch!r} is not one of its conv layers "
-        f"({', '.join(names)}); the experiments pair conv layers only."
+        f"--hints: the default hint/guided layer {layer!r} of {arch!r} is not the paper index of one of its "
+        f"{len(taps)} conv layers; the experiments pair conv layers by index."
     )
 
 
-def _describe(maps, i):
-    name, hw = maps[i]
-    return f"{name} ({hw[0]}x{hw[1]})"
+def describe_tap(taps, position):
+    """'4 (pool1 4x4)': the paper index of `taps[position]`, its tap layer and map."""
+    name, (h, w) = taps[position]
+    return f"{position + 1} ({name} {h}x{w})"
 
 
-def default_pair(teacher_maps, student_maps, guided, hint, regressor="conv", names=("teacher", "student")):
+def default_pair(teacher_taps, student_taps, guided, hint, regressor="conv", names=("teacher", "student")):
     """The architectures' default pair (the paper's "guided <- hint"), moved only if the regressor cannot map it.
 
     Rule: keep the teacher's hint layer (the depth study varies only the student); if its map is larger than the
-    default guided layer's, take the deepest earlier student conv whose map fits; if none fits, keep the guided layer
-    and take the first deeper teacher conv that fits.
+    default guided layer's, take the deepest earlier student layer whose map fits; if none fits, keep the guided
+    layer and take the first deeper teacher layer that fits.
 
     Args:
-        teacher_maps, student_maps: from `conv_maps`.
-        guided, hint: the default layers (1-based paper index or name).
+        teacher_taps, student_taps: from `conv_taps`.
+        guided, hint: the default layers (1-based paper indices).
     Returns:
-        ((guided name, hint name), note), note "" when the default pair was kept.
+        ((guided index, hint index), note), note "" when the default pair was kept.
     Raises:
         pipeline.ConfigError when no pair fits.
     """
-    g, h = _index(student_maps, guided, names[1]), _index(teacher_maps, hint, names[0])
-    if fits(student_maps[g][1], teacher_maps[h][1], regressor):
-        return (student_maps[g][0], teacher_maps[h][0]), ""
-    default = f"the default pair {_describe(student_maps, g)} <- {_describe(teacher_maps, h)} does not fit a " \
-              f"'{regressor}' regressor (hint map larger than guided map)"
+    g, h = _position(student_taps, guided, names[1]), _position(teacher_taps, hint, names[0])
+    if fits(student_taps[g][1], teacher_taps[h][1], regressor):
+        return (g + 1, h + 1), ""
+    default = (f"the default pair {describe_tap(student_taps, g)} <- {describe_tap(teacher_taps, h)} does not fit a "
+               f"'{regressor}' regressor (hint map larger than guided map)")
     for gi in range(g - 1, -1, -1):
-        if fits(student_maps[gi][1], teacher_maps[h][1], regressor):
-            return (student_maps[gi][0], teacher_maps[h][0]), \
-                f"{default}; guided layer moved to {_describe(student_maps, gi)}, the deepest that fits"
-    for hi in range(h + 1, len(teacher_maps)):
-        if fits(student_maps[g][1], teacher_maps[hi][1], regressor):
-            return (student_maps[g][0], teacher_maps[hi][0]), \
-                f"{default}; hint layer moved to {_describe(teacher_maps, hi)}, the first deeper that fits"
+        if fits(student_taps[gi][1], teacher_taps[h][1], regressor):
+            return (gi + 1, h + 1), \
+                f"{default}; guided layer moved to {describe_tap(student_taps, gi)}, the deepest that fits"
+    for hi in range(h + 1, len(teacher_taps)):
+        if fits(student_taps[g][1], teacher_taps[hi][1], regressor):
+            return (g + 1, hi + 1), \
+                f"{default}; hint layer moved to {describe_tap(teacher_taps, hi)}, the first deeper that fits"
     raise pipeline.ConfigError(
         f"--student: no conv layer of {names[1]!r} can be guided by a conv layer of {names[0]!r} with a "
         f"'{regressor}' regressor ({default}). Choose other architectures or --regressor=dense."
     )
 
 
-def hint_location_pairs(teacher_maps, student_maps, default_guided, regressor="conv", names=("teacher", "student")):
-    """One (guided, hint) pair per location in `LOCATIONS`, for a student of N convs and a teacher of M convs.
+def hint_location_pairs(teacher_taps, student_taps, default_guided, regressor="conv",
+                        names=("teacher", "student")):
+    """One (guided, hint) pair of paper indices per location in `LOCATIONS`, for N student and M teacher convs.
 
-    Guided layer: early = conv ceil(d / 2), middle = conv d (the student's default guided layer, the paper's middle),
-    late = conv N (the last). Hint layer, mapped proportionally: teacher conv ceil(g * M / N); if its map is larger
-    than the guided map, the first deeper teacher conv that fits.
+    Guided layer: early = ceil(d / 2), middle = d (the student's default guided layer, the paper's middle),
+    late = N (the last conv). Hint layer, mapped proportionally: ceil(g * M / N); if its map is larger than the
+    guided map, the first deeper teacher layer that fits.
 
     Returns:
-        {location: ((guided name, hint name), note)}.
+        {location: ((guided index, hint index), note)}.
     Raises:
         pipeline.ConfigError if two locations coincide or a location has no fitting hint.
     """
-    n, m = len(student_maps), len(teacher_maps)
-    d = _index(student_maps, default_guided, names[1]) + 1
+    n, m = len(student_taps), len(teacher_taps)
+    d = _position(student_taps, default_guided, names[1]) + 1
     guided = {"early": math.ceil(d / 2), "middle": d, "late": n}
     if len(set(guided.values())) != len(guided):
         raise pipeline.ConfigError(
-            f"--student: {names[1]!r} has {n} conv layers and its default guided layer is conv {d}: the early / "
-            f"middle / late guided layers {guided} are not distinct. Choose a deeper student."
+            f"--student: {names[1]!r} has {n} conv layers and its default guided layer is {d}: the early / middle / "
+            f"late guided layers {guided} are not distinct. Choose a deeper student."
         )
     pairs = {}
     for location, g in guided.items():
         proportional = max(1, math.ceil(g * m / n))
         for h in range(proportional, m + 1):
-            if fits(student_maps[g - 1][1], teacher_maps[h - 1][1], regressor):
+            if fits(student_taps[g - 1][1], teacher_taps[h - 1][1], regressor):
                 note = "" if h == proportional else (
-                    f"proportional hint {_describe(teacher_maps, proportional - 1)} is larger than the guided map; "
-                    f"moved to {_describe(teacher_maps, h - 1)}")
-                pairs[location] = ((student_maps[g - 1][0], teacher_maps[h - 1][0]), note)
+                    f"proportional hint {describe_tap(teacher_taps, proportional - 1)} is larger than the guided "
+                    f"map; moved to {describe_tap(teacher_taps, h - 1)}")
+                pairs[location] = ((g, h), note)
                 break
         else:
             raise pipeline.ConfigError(
-                f"--student: no conv layer of {names[0]!r} at or after conv {proportional} fits the {location} guided "
-                f"layer {_describe(student_maps, g - 1)} of {names[1]!r} with a '{regressor}' regressor. Choose "
-                "other architectures or --regressor=dense."
+                f"--student: no conv layer of {names[0]!r} from {proportional} on fits the {location} guided layer "
+                f"{describe_tap(student_taps, g - 1)} of {names[1]!r} with a '{regressor}' regressor. Choose other "
+                "architectures or --regressor=dense."
             )
     return pairs
 
@@ -256,6 +268,11 @@ def depth_student(depth, budget):
     return f"depth{depth}_{budget}"
 
 
+def _cell(name, student, pairs, teacher_taps, student_taps, baselines, x, note=""):
+    taps = tuple((describe_tap(student_taps, g - 1), describe_tap(teacher_taps, h - 1)) for g, h in pairs)
+    return Cell(name, student, tuple(pairs), taps, baselines, x, note)
+
+
 def plan_cells(experiment, base, depth_budget="30m"):
     """The cells of `experiment` for the dataset, teacher, student and regressor of `base` (builds the nets once)."""
     from fitnets_tf import data as data_lib
@@ -263,32 +280,35 @@ def plan_cells(experiment, base, depth_budget="30m"):
     _check_choice(experiment, EXPERIMENTS, "experiment")
     info = data_lib.dataset_info(base.dataset)
     shape, classes = info.image_shape, info.num_classes
-    teacher_maps = conv_maps(base.teacher, shape, classes)
+    teacher_taps = conv_taps(base.teacher, shape, classes)
     teacher_hint = zoo.default_hint_layer(base.teacher)
     if experiment == "methods":
-        student_maps = conv_maps(base.student, shape, classes)
-        pair, note = default_pair(teacher_maps, student_maps, zoo.default_hint_layer(base.student), teacher_hint,
-                                base.regressor, (base.teacher, base.student))
-        return (Cell(base.student, base.student, (pair,), ("ce", "kd"), base.student, note),)
+        student_taps = conv_taps(base.student, shape, classes)
+        pair, note = default_pair(teacher_taps, student_taps, zoo.default_hint_layer(base.student), teacher_hint,
+                                  base.regressor, (base.teacher, base.student))
+        return (_cell(base.student, base.student, [pair], teacher_taps, student_taps, ("ce", "kd"), base.student,
+                      note),)
     if experiment == "depth":
         _check_choice(depth_budget, DEPTH_BUDGETS, "depth_budget")
         cells = []
         for depth in DEPTHS:
             student = depth_student(depth, depth_budget)
-            student_maps = conv_maps(student, shape, classes)
-            pair, note = default_pair(teacher_maps, student_maps, zoo.default_hint_layer(student), teacher_hint,
-                                    base.regressor, (base.teacher, student))
-            cells.append(Cell(f"depth{depth}", student, (pair,), ("ce", "kd"), depth, note))
+            student_taps = conv_taps(student, shape, classes)
+            pair, note = default_pair(teacher_taps, student_taps, zoo.default_hint_layer(student), teacher_hint,
+                                      base.regressor, (base.teacher, student))
+            cells.append(_cell(f"depth{depth}", student, [pair], teacher_taps, student_taps, ("ce", "kd"), depth,
+                               note))
         return tuple(cells)
-    student_maps = conv_maps(base.student, shape, classes)
-    pairs = hint_location_pairs(teacher_maps, student_maps, zoo.default_hint_layer(base.student), base.regressor,
+    student_taps = conv_taps(base.student, shape, classes)
+    pairs = hint_location_pairs(teacher_taps, student_taps, zoo.default_hint_layer(base.student), base.regressor,
                                 (base.teacher, base.student))
-    cells = [Cell(loc, base.student, (pairs[loc][0],), ("ce", "kd") if loc == "middle" else (), loc, pairs[loc][1])
-             for loc in LOCATIONS]
+    cells = [_cell(loc, base.student, [pairs[loc][0]], teacher_taps, student_taps,
+                   ("ce", "kd") if loc == "middle" else (), loc, pairs[loc][1]) for loc in LOCATIONS]
     for combo in MULTIPLE_HINTS:
         name = "+".join(combo)
         note = "; ".join(f"{loc}: {pairs[loc][1]}" for loc in combo if pairs[loc][1])
-        cells.append(Cell(name, base.student, tuple(pairs[loc][0] for loc in combo), (), name, note))
+        cells.append(_cell(name, base.student, [pairs[loc][0] for loc in combo], teacher_taps, student_taps, (),
+                           name, note))
     return tuple(cells)
 
 
@@ -498,11 +518,11 @@ def run_sweep(sweep_plan, command="", on_ready=None, log=print, strategy=None):
 
 
 # ------------------------------------------------------------------------------------------------- reporting
-def _hint_text(pairs):
-    return ", ".join(f"{g} <- {h}" for g, h in pairs) if pairs else "-"
+def _hint_text(taps):
+    return ", ".join(f"{g} <- {h}" for g, h in taps) if taps else "-"
 
 
-def _row(cell_name, x, method, model, run_results, hints):
+def _row(cell_name, x, method, model, run_results, cell=None):
     """One table row: the model `model` of each run in `run_results` ({seed: results.json}), aggregated."""
     per_seed, first = [], None
     for seed, result in run_results.items():
@@ -515,7 +535,8 @@ def _row(cell_name, x, method, model, run_results, hints):
         return None
     return {
         "cell": cell_name, "x": x, "method": method, "model": model, "architecture": first["architecture"],
-        "hints": [list(p) for p in hints] if model == "fitnet" else [],
+        "hints": [list(p) for p in cell.hints] if cell is not None and model == "fitnet" else [],
+        "hint_taps": [list(t) for t in cell.taps] if cell is not None and model == "fitnet" else [],
         "test_accuracy": mean_std([p["test_accuracy"] for p in per_seed]),
         "per_seed": per_seed, "parameters": first["parameters"], "multiplications": first["multiplications"],
     }
@@ -532,7 +553,7 @@ def summarize(sweep_plan, results, command=""):
     for cell in sweep_plan.cells:
         by_seed = {s: results[f"{cell.name}/seed{s}"] for s in sweep_plan.seeds}
         for model, method in METHODS.items():
-            row = _row(cell.name, cell.x, method, model, by_seed, cell.hints)
+            row = _row(cell.name, cell.x, method, model, by_seed, cell)
             if row is not None:
                 rows.append(row)
     teacher_results = {}
@@ -540,7 +561,7 @@ def summarize(sweep_plan, results, command=""):
         if key in results:
             teacher_results[int(key.rsplit("seed", 1)[1])] = results[key]
     first = sweep_plan.cells[0].name
-    teacher_row = _row(first, None, TEACHER_METHOD, "teacher", teacher_results, ())
+    teacher_row = _row(first, None, TEACHER_METHOD, "teacher", teacher_results)
     if teacher_row is not None:
         teacher_row["cell"] = "teacher"
         rows.append(teacher_row)
@@ -575,7 +596,7 @@ def markdown(summary):
     title = {"methods": f"methods on student {s['student']}", "depth": f"depth at the {s['depth_budget']} budget",
              "hint_location": f"hint location, student {s['student']}"}[s["experiment"]]
     header = ["cell", "method", "test acc (%) mean ± std", "n", "per seed (%)", "params", "mults",
-              "hints (guided <- hint)"]
+              "hints: guided <- hint (paper index, tap, map)"]
     lines = [f"# Experiment: {title} ({s['dataset']}, teacher {s['teacher']})", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in s["rows"]:
@@ -583,7 +604,7 @@ def markdown(summary):
                              for p in r["per_seed"])
         lines.append("| " + " | ".join([
             str(r["cell"]), r["method"], format_mean_std(r["test_accuracy"]), str(r["test_accuracy"]["n"]),
-            per_seed, _count(r["parameters"]), _count(r["multiplications"]), _hint_text(r["hints"]),
+            per_seed, _count(r["parameters"]), _count(r["multiplications"]), _hint_text(r["hint_taps"]),
         ]) + " |")
     epochs = ", ".join(f"{k} {v if v is not None else 'hint+kd'}" for k, v in s["epochs"].items())
     lines += ["", f"Seeds: {', '.join(map(str, s['seeds']))}; std is the sample standard deviation (ddof=1). "
