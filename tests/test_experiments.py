@@ -286,3 +286,22 @@ def test_a_rerun_with_other_settings_is_refused_before_training(methods_sweep):
     result = run_script(*args, "--kd_epochs=2")
     assert result.returncode == 2
     assert "kd_epochs" in result.stderr and "running" not in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment,cells", [
+    ("depth", {"depth5", "depth7", "depth9", "depth11"}),
+    ("hint_location", {"early", "middle", "late", "early+middle", "middle+late", "early+late"}),
+])
+def test_the_digits_variants_of_depth_and_hint_location_run_end_to_end(tmp_path, experiment, cells):
+    """The CI-sized variants: one seed, one epoch per stage; every cell trains and lands in the table and plot."""
+    sweep_dir = str(tmp_path / experiment)
+    result = run_script(f"--experiment={experiment}", f"--sweep_dir={sweep_dir}", "--seeds=0", *TINY, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(os.path.join(sweep_dir, f"{experiment}.json")) as f:
+        summary = json.load(f)
+    assert {r["cell"] for r in summary["rows"] if r["method"] != "teacher (CE)"} == cells
+    for row in summary["rows"]:
+        assert 0.0 <= row["test_accuracy"]["mean"] <= 1.0 and row["test_accuracy"]["n"] == 1
+    with open(os.path.join(sweep_dir, f"{experiment}.png"), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
