@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 MODEL_DIR ?= runs/digits
 
-.PHONY: setup demo test tensorboard clean
+.PHONY: setup demo test tensorboard experiments clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,3 +26,8 @@ tensorboard: setup
 
 clean:
 	rm -rf runs
+
+experiments: setup
+	$(PY) scripts/experiment.py --flagfile=flags/experiments/methods_digits.cfg
+	$(PY) scripts/experiment.py --flagfile=flags/experiments/hint_location_digits.cfg
+	$(PY) scripts/experiment.py --flagfile=flags/experiments/depth_digits.cfg
