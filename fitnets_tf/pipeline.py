@@ -22,14 +22,13 @@ import time
 from typing import Optional, Tuple
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from fitnets_tf import data as data_lib
 from fitnets_tf.distiller import HINT_MODES, Distiller, HintPair
 from fitnets_tf.export import export_saved_model
 from fitnets_tf.io_utils import atomic_save, atomic_write_json, read_json
-from fitnets_tf.models import build_network, resolve_tap
+from fitnets_tf.models import build_network
 from fitnets_tf.models import zoo
 from fitnets_tf.regressor import REGRESSOR_KINDS
 from fitnets_tf.report import add_ratios, measure_latency, model_row, write_report
