@@ -30,6 +30,7 @@ from fitnets_tf.export import export_saved_model
 from fitnets_tf.io_utils import atomic_save, atomic_write_json, read_json
 from fitnets_tf.models import build_network
 from fitnets_tf.models import zoo
+from fitnets_tf.models.spec import INITIALIZERS
 from fitnets_tf.regressor import REGRESSOR_KINDS
 from fitnets_tf.report import add_ratios, measure_latency, model_row, write_report
 from fitnets_tf.schedules import KDLambdaSchedule
@@ -133,6 +134,12 @@ def validate(config: RunConfig):
         _check(data_lib.dataset_info(config.dataset).has_extra, "use_extra",
                f"dataset {config.dataset!r} has no 'extra' split (only svhn_cropped has one).")
     _check(config.batch_size >= 1, "batch_size", f"must be >= 1. Received: {config.batch_size}")
+    _check(config.validation_size >= 0 and (config.validation_size < 1 or float(config.validation_size).is_integer()),
+           "validation_size", "a fraction in [0, 1) or a whole number of images. "
+           f"Received: {config.validation_size!r}")
+    if config.initializer is not None:
+        _check(config.initializer in INITIALIZERS, "initializer",
+               f"choose one of {', '.join(INITIALIZERS)}. Received: {config.initializer!r}")
     _check(config.learning_rate > 0, "learning_rate", f"must be > 0. Received: {config.learning_rate}")
     _check(config.temperature > 0, "temperature", f"must be > 0. Received: {config.temperature}")
     _check(config.kd_lambda >= 0 and config.kd_lambda_final >= 0, "kd_lambda", "lambda must be >= 0.")
@@ -163,7 +170,7 @@ def validate(config: RunConfig):
                "tuned on the validation split.")
         _check(config.validation_size == 0, "retrain_from",
                "the retrain uses train + validation: pass --validation_size=0 with it.")
-        _check(config.jit_compile in ("auto", "true", "false"), "jit_compile", "choose auto, true or false.")
+    _check(config.jit_compile in ("auto", "true", "false"), "jit_compile", "choose auto, true or false.")
     _check(config.cache_teacher_outputs in ("auto", "true", "false"), "cache_teacher_outputs",
            "choose auto, true or false.")
 
@@ -277,10 +284,13 @@ class Experiment:
     # ------------------------------------------------------------------------------------------------ data
     def load_splits(self):
         c = self.config
-        self.splits = data_lib.load_splits(
-            c.dataset, data_dir=c.data_dir, download=c.download, validation_size=c.validation_size,
-            use_extra=c.use_extra, seed=c.seed,
-        )
+        try:
+            self.splits = data_lib.load_splits(
+                c.dataset, data_dir=c.data_dir, download=c.download, validation_size=c.validation_size,
+                use_extra=c.use_extra, seed=c.seed,
+            )
+        except ValueError as error:  # a validation split the data cannot give
+            raise ConfigError(f"--validation_size: {error}") from None
 
     def build_data(self):
         c = self.config

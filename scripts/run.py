@@ -14,73 +14,27 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
+import run_flags  # noqa: E402  (scripts/run_flags.py)
 from fitnets_tf import pipeline  # noqa: E402
-from fitnets_tf.data import DATASETS, PREPROCESSING_KINDS, DataNotFoundError  # noqa: E402
-from fitnets_tf.distiller import HINT_MODES  # noqa: E402
-from fitnets_tf.regressor import REGRESSOR_KINDS  # noqa: E402
+from fitnets_tf.data import DataNotFoundError  # noqa: E402
 
 FLAGS = flags.FLAGS
-_DEFAULT = pipeline.RunConfig(model_dir="")
 
 flags.DEFINE_string("model_dir", None, "Directory that receives everything the run produces; rerun to resume.")
-flags.DEFINE_string("experiment", _DEFAULT.experiment, "A name for the run, shown in the report.")
+flags.DEFINE_string("experiment", run_flags.DEFAULT.experiment, "A name for the run, shown in the report.")
 flags.DEFINE_bool("overwrite", False, "If model_dir holds a different run, move it aside and start anew.")
-# data
-flags.DEFINE_string("dataset", _DEFAULT.dataset, f"The dataset, one of {', '.join(DATASETS)}; 'digits' is embedded and needs no network.")
-flags.DEFINE_string("data_dir", None, "TFDS data directory holding prepared data (see `tfds build`).")
-flags.DEFINE_bool("download", False, "Let TFDS download a missing dataset (needs internet).")
-flags.DEFINE_float("validation_size", _DEFAULT.validation_size,
-                   "Fraction of the train split held out for validation (a value >= 1 is a count).")
-flags.DEFINE_bool("use_extra", False, "SVHN only: add the 531K-image 'extra' split to train, as the paper did.")
-flags.DEFINE_string("preprocessing", None, f"Input preprocessing, one of {', '.join(PREPROCESSING_KINDS)}; "
-                    "default is the dataset's (GCN + ZCA for CIFAR, scaling otherwise).")
-flags.DEFINE_bool("augment", True, "Augment training images (random crops and, where allowed, flips).")
-flags.DEFINE_integer("crop_padding", None, "Padding of the random crops; default is the dataset's.")
-flags.DEFINE_bool("flip", None, "Random horizontal flips; default is the dataset's (never for digits).")
-# networks
-flags.DEFINE_string("teacher", _DEFAULT.teacher, "Teacher architecture (see scripts/count.py for the names).")
-flags.DEFINE_string("student", _DEFAULT.student, "FitNet (student) architecture.")
-flags.DEFINE_string("teacher_path", None, "A trained teacher (.keras) to use instead of training one.")
-flags.DEFINE_string("initializer", None, "Override both nets' initializer: paper, glorot_uniform or he_normal.")
-# hints
+run_flags.define_run_flags(
+    student_help="FitNet (student) architecture.",
+    teacher_path_help="A trained teacher (.keras) to use instead of training one.",
+    export_default=True)
+flags.adopt_module_key_flags(run_flags)  # --helpshort lists the shared flags too
 flags.DEFINE_list("hints", None, "Hint pairs guided:hint, e.g. '11:2' or 'conv4:conv2,6:3'; default is the "
                   "architectures' own pair (paper index, 1-based).")
-flags.DEFINE_string("regressor", _DEFAULT.regressor, f"The regressor of stage 1: {', '.join(REGRESSOR_KINDS)}.")
-flags.DEFINE_string("hint_mode", _DEFAULT.hint_mode, f"{' or '.join(HINT_MODES)}: with several hint pairs, one "
-                    "stage 1 per pair in order (the original code), or one joint stage.")
-flags.DEFINE_bool("hint_spatial_mean", False, "Hint loss reduction of the original code (mean over positions).")
-# KD
-flags.DEFINE_float("temperature", _DEFAULT.temperature, "KD temperature tau.")
-flags.DEFINE_float("kd_lambda", _DEFAULT.kd_lambda, "Initial weight lambda of the soft targets.")
-flags.DEFINE_float("kd_lambda_final", _DEFAULT.kd_lambda_final, "Final lambda of the linear decay.")
-flags.DEFINE_integer("kd_lambda_decay_start", 0, "Epoch at which lambda starts to decay.")
-flags.DEFINE_integer("kd_lambda_decay_end", None, "Epoch at which lambda reaches its final value "
-                     "(default: the last epoch of stage 2).")
-flags.DEFINE_bool("tau_squared", False, "Multiply the soft term by tau^2 (Hinton et al.; not in the paper).")
-# training
-flags.DEFINE_integer("teacher_epochs", _DEFAULT.teacher_epochs, "Epochs of teacher training.")
-flags.DEFINE_integer("hint_epochs", _DEFAULT.hint_epochs, "Epochs of stage 1 (per pair in sequential mode).")
-flags.DEFINE_integer("kd_epochs", _DEFAULT.kd_epochs, "Epochs of stage 2.")
-flags.DEFINE_integer("baseline_epochs", None, "Epochs of each baseline (default hint_epochs + kd_epochs).")
-flags.DEFINE_list("baselines", list(_DEFAULT.baselines), "Baselines on the student architecture: ce, kd.")
-flags.DEFINE_integer("patience", 0, "Early stopping: end a stage after this many epochs without validation "
-                     "improvement and keep its best epoch (the paper: 100). 0 trains every epoch.")
+flags.DEFINE_list("baselines", list(run_flags.DEFAULT.baselines), "Baselines on the student architecture: ce, kd.")
 flags.DEFINE_string("retrain_from", None, "The model_dir of a run tuned with early stopping on the validation "
                     "split: retrain every stage on train + validation (--validation_size=0) for the epochs that "
                     "run chose, as the paper did for CIFAR.")
-flags.DEFINE_bool("deterministic", False, "TensorFlow op determinism (slower): with the same seed, a run that was "
-                  "killed and resumed ends with the same results as an uninterrupted one.")
-flags.DEFINE_string("cache_teacher_outputs", "auto", "Compute the teacher's logits/hints once and reuse them every "
-                    "epoch: auto (when the training images are not augmented), true or false.")
-flags.DEFINE_integer("batch_size", _DEFAULT.batch_size, "Global batch size.")
-flags.DEFINE_string("optimizer", _DEFAULT.optimizer, f"Optimizer of every stage: {', '.join(pipeline.OPTIMIZERS)}.")
-flags.DEFINE_float("learning_rate", _DEFAULT.learning_rate, "Learning rate of every stage.")
-flags.DEFINE_float("rmsprop_rho", _DEFAULT.rmsprop_rho, "RMSProp decay (the paper: 0.9).")
-flags.DEFINE_integer("seed", _DEFAULT.seed, "Seed of weights, data split and shuffling.")
-flags.DEFINE_string("jit_compile", _DEFAULT.jit_compile, "XLA for the train steps: auto, true or false.")
-flags.DEFINE_string("mixed_precision", _DEFAULT.mixed_precision, f"Compute policy, one of "
-                    f"{', '.join(pipeline.MIXED_PRECISION)}: mixed_float16 on GPU; on CPU it is ~100x slower, "
-                    "use mixed_bfloat16.")
+flags.DEFINE_integer("seed", run_flags.DEFAULT.seed, "Seed of weights, data split and shuffling.")
 # scale-out
 flags.DEFINE_string("strategy", "default", "tf.distribute strategy: default (one device), mirrored (all local "
                     "GPUs, or --num_cpu_devices logical CPUs), multi_worker (MultiWorkerMirroredStrategy from "
@@ -88,10 +42,6 @@ flags.DEFINE_string("strategy", "default", "tf.distribute strategy: default (one
 flags.DEFINE_integer("num_cpu_devices", 0, "Split the CPU into this many logical devices first (testing "
                      "--strategy=mirrored without GPUs); 0 leaves the CPU as it is.")
 flags.DEFINE_string("tpu", "", "TPU name or address for --strategy=tpu ('' for a local TPU VM).")
-# outputs
-flags.DEFINE_integer("latency_runs", _DEFAULT.latency_runs, "Timed inference runs per model for the report.")
-flags.DEFINE_bool("export", True, "Export the FitNet as a SavedModel into model_dir/export.")
-flags.DEFINE_integer("verbose", _DEFAULT.verbose, "0 quiet, 1 progress bar, 2 one line per epoch.")
 
 
 def _hints(values):
@@ -133,34 +83,9 @@ def make_strategy(name, num_cpu_devices=0, tpu=""):
 def config_from_flags():
     if not FLAGS.model_dir:
         raise pipeline.ConfigError("--model_dir: required (the directory that receives the run).")
-    validation = FLAGS.validation_size
-    return pipeline.RunConfig(
-        model_dir=FLAGS.model_dir, experiment=FLAGS.experiment, overwrite=FLAGS.overwrite,
-        dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, download=FLAGS.download,
-        validation_size=int(validation) if validation >= 1 else validation, use_extra=FLAGS.use_extra,
-        preprocessing=FLAGS.preprocessing, augment=FLAGS.augment, crop_padding=FLAGS.crop_padding, flip=FLAGS.flip,
-        teacher=FLAGS.teacher, student=FLAGS.student, teacher_path=FLAGS.teacher_path,
-        initializer=FLAGS.initializer, hints=_hints(FLAGS.hints), regressor=FLAGS.regressor,
-        hint_mode=FLAGS.hint_mode, hint_spatial_mean=FLAGS.hint_spatial_mean, temperature=FLAGS.temperature,
-        kd_lambda=FLAGS.kd_lambda, kd_lambda_final=FLAGS.kd_lambda_final,
-        kd_lambda_decay_start=FLAGS.kd_lambda_decay_start, kd_lambda_decay_end=FLAGS.kd_lambda_decay_end,
-        tau_squared=FLAGS.tau_squared, teacher_epochs=FLAGS.teacher_epochs, hint_epochs=FLAGS.hint_epochs,
-        kd_epochs=FLAGS.kd_epochs, baseline_epochs=FLAGS.baseline_epochs, baselines=tuple(FLAGS.baselines),
-        patience=FLAGS.patience, cache_teacher_outputs=FLAGS.cache_teacher_outputs, retrain_from=FLAGS.retrain_from, deterministic=FLAGS.deterministic, batch_size=FLAGS.batch_size, optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate,
-        rmsprop_rho=FLAGS.rmsprop_rho, seed=FLAGS.seed, jit_compile=FLAGS.jit_compile,
-        mixed_precision=FLAGS.mixed_precision, latency_runs=FLAGS.latency_runs, export=FLAGS.export,
-        verbose=FLAGS.verbose,
-    )
-
-
-def flags_file_text():
-    """This script's flags as a replayable flagfile."""
-    module = sys.modules[__name__]
-    lines = [f"# Replay: python scripts/run.py --flagfile={os.path.join(FLAGS.model_dir, 'flags.cfg')}"]
-    for flag in FLAGS.get_flags_for_module(module) or FLAGS.get_flags_for_module(sys.argv[0]):
-        if flag.value is not None:
-            lines.append(flag.serialize())
-    return "\n".join(lines) + "\n"
+    return run_flags.run_config_from_flags(
+        model_dir=FLAGS.model_dir, experiment=FLAGS.experiment, overwrite=FLAGS.overwrite, hints=_hints(FLAGS.hints),
+        baselines=tuple(FLAGS.baselines), retrain_from=FLAGS.retrain_from, seed=FLAGS.seed)
 
 
 def main(argv):
@@ -180,7 +105,8 @@ def main(argv):
     pipeline.validate(config)
     # flags.cfg is written only once the model_dir is accepted (run() refuses a different experiment first).
     rows = pipeline.run(config, strategy=strategy, command=command, on_ready=lambda: atomic_write_text(
-        os.path.join(config.model_dir, "flags.cfg"), flags_file_text()))
+        os.path.join(config.model_dir, "flags.cfg"), run_flags.flags_file_text(sys.modules[__name__],
+                                                                                config.model_dir)))
     for row in rows:
         acc = "-" if row["test_accuracy"] is None else f"{100 * row['test_accuracy']:.2f}%"
         print(f"[fitnets] {row['model']:<12} test accuracy {acc}  params {row['parameters']:,}  "

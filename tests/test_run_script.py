@@ -181,6 +181,11 @@ def test_tensorboard_serves_the_scalars_of_every_stage(digits_run):
     ("--hints=6:1", "--hints: No 'conv' regressor can map guided layer 'digits_fitnet/conv6' (None, 4, 4, 16)"),
     ("--use_extra", "--use_extra: dataset 'digits' has no 'extra' split"),
     ("--hints=4", "--hints: '4' is not guided:hint"),
+    ("--initializer=xavier", "--initializer: choose one of paper, glorot_uniform, he_normal"),
+    ("--jit_compile=maybe", "--jit_compile: choose auto, true or false"),
+    ("--validation_size=-1", "--validation_size: a fraction in [0, 1) or a whole number of images"),
+    ("--validation_size=2.5", "--validation_size: a fraction in [0, 1) or a whole number of images"),
+    ("--validation_size=5000", "--validation_size: validation_size as a count must be >= 0 and < 1437"),
 ])
 def test_bad_flags_exit_non_zero_with_one_line_and_never_touch_the_run(digits_run, flag, message):
     model_dir, _ = digits_run

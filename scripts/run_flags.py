@@ -1,0 +1,108 @@
+"""The absl flags shared by scripts/run.py (one run) and scripts/experiment.py (a sweep of runs).
+
+Both scripts describe pipeline runs, so the flags that map onto `pipeline.RunConfig` are defined once, here; each
+script adds its own (run.py: model_dir, hints, seed, scale-out; experiment.py: sweep_dir, seeds, the experiment).
+Closed sets are plain strings checked by `pipeline.validate`, which names the flag and the choices in one line.
+"""
+
+import os
+import sys
+
+from absl import flags
+
+from fitnets_tf import pipeline
+from fitnets_tf.data import DATASETS, PREPROCESSING_KINDS
+from fitnets_tf.distiller import HINT_MODES
+from fitnets_tf.regressor import REGRESSOR_KINDS
+
+FLAGS = flags.FLAGS
+DEFAULT = pipeline.RunConfig(model_dir="")
+
+# The RunConfig fields a flag of the same name sets directly.
+_SHARED_FIELDS = (
+    "dataset", "data_dir", "download", "use_extra", "preprocessing", "augment", "crop_padding", "flip",
+    "teacher", "student", "teacher_path", "initializer", "regressor", "hint_mode", "hint_spatial_mean",
+    "temperature", "kd_lambda", "kd_lambda_final", "kd_lambda_decay_start", "kd_lambda_decay_end", "tau_squared",
+    "teacher_epochs", "hint_epochs", "kd_epochs", "baseline_epochs", "patience", "cache_teacher_outputs",
+    "deterministic", "batch_size", "optimizer", "learning_rate", "rmsprop_rho", "jit_compile", "mixed_precision",
+    "latency_runs", "export", "verbose",
+)
+
+
+def define_run_flags(student_help, teacher_path_help, export_default):
+    """Defines the flags of a pipeline run (data, networks, hints, KD, training, outputs)."""
+    # data
+    flags.DEFINE_string("dataset", DEFAULT.dataset, f"The dataset, one of {', '.join(DATASETS)}; 'digits' is "
+                        "embedded and needs no network.")
+    flags.DEFINE_string("data_dir", None, "TFDS data directory holding prepared data (see `tfds build`).")
+    flags.DEFINE_bool("download", False, "Let TFDS download a missing dataset (needs internet).")
+    flags.DEFINE_float("validation_size", DEFAULT.validation_size, "Fraction of the train split held out for "
+                       "validation (a value >= 1 is a count; 0 for none).")
+    flags.DEFINE_bool("use_extra", False, "SVHN only: add the 531K-image 'extra' split to train, as the paper did.")
+    flags.DEFINE_string("preprocessing", None, f"Input preprocessing, one of {', '.join(PREPROCESSING_KINDS)}; "
+                        "default is the dataset's (GCN + ZCA for CIFAR, scaling otherwise).")
+    flags.DEFINE_bool("augment", True, "Augment training images (random crops and, where allowed, flips).")
+    flags.DEFINE_integer("crop_padding", None, "Padding of the random crops; default is the dataset's.")
+    flags.DEFINE_bool("flip", None, "Random horizontal flips; default is the dataset's (never for digits).")
+    # networks
+    flags.DEFINE_string("teacher", DEFAULT.teacher, "Teacher architecture (see scripts/count.py for the names).")
+    flags.DEFINE_string("student", DEFAULT.student, student_help)
+    flags.DEFINE_string("teacher_path", None, teacher_path_help)
+    flags.DEFINE_string("initializer", None, "Override both nets' initializer: paper, glorot_uniform or he_normal.")
+    # hints
+    flags.DEFINE_string("regressor", DEFAULT.regressor, f"The regressor of stage 1: {', '.join(REGRESSOR_KINDS)}.")
+    flags.DEFINE_string("hint_mode", DEFAULT.hint_mode, f"{' or '.join(HINT_MODES)}: with several hint pairs, one "
+                        "stage 1 per pair in order (the original code), or one joint stage.")
+    flags.DEFINE_bool("hint_spatial_mean", False, "Hint loss reduction of the original code (mean over positions).")
+    # KD
+    flags.DEFINE_float("temperature", DEFAULT.temperature, "KD temperature tau.")
+    flags.DEFINE_float("kd_lambda", DEFAULT.kd_lambda, "Initial weight lambda of the soft targets.")
+    flags.DEFINE_float("kd_lambda_final", DEFAULT.kd_lambda_final, "Final lambda of the linear decay.")
+    flags.DEFINE_integer("kd_lambda_decay_start", 0, "Epoch at which lambda starts to decay.")
+    flags.DEFINE_integer("kd_lambda_decay_end", None, "Epoch at which lambda reaches its final value "
+                         "(default: the last epoch of stage 2).")
+    flags.DEFINE_bool("tau_squared", False, "Multiply the soft term by tau^2 (Hinton et al.; not in the paper).")
+    # training
+    flags.DEFINE_integer("teacher_epochs", DEFAULT.teacher_epochs, "Epochs of teacher training.")
+    flags.DEFINE_integer("hint_epochs", DEFAULT.hint_epochs, "Epochs of stage 1 (per pair in sequential mode).")
+    flags.DEFINE_integer("kd_epochs", DEFAULT.kd_epochs, "Epochs of stage 2.")
+    flags.DEFINE_integer("baseline_epochs", None, "Epochs of each baseline (default hint_epochs + kd_epochs).")
+    flags.DEFINE_integer("patience", DEFAULT.patience, "Early stopping: end a stage after this many epochs without "
+                         "validation improvement and keep its best epoch (the paper: 100). 0 trains every epoch.")
+    flags.DEFINE_string("cache_teacher_outputs", DEFAULT.cache_teacher_outputs, "Compute the teacher's "
+                        "logits/hints once and reuse them every epoch: auto (when the training images are not "
+                        "augmented), true or false.")
+    flags.DEFINE_bool("deterministic", False, "TensorFlow op determinism (slower): a run that was killed and "
+                      "resumed ends with the same results as an uninterrupted one.")
+    flags.DEFINE_integer("batch_size", DEFAULT.batch_size, "Global batch size.")
+    flags.DEFINE_string("optimizer", DEFAULT.optimizer, f"Optimizer of every stage: {', '.join(pipeline.OPTIMIZERS)}.")
+    flags.DEFINE_float("learning_rate", DEFAULT.learning_rate, "Learning rate of every stage.")
+    flags.DEFINE_float("rmsprop_rho", DEFAULT.rmsprop_rho, "RMSProp decay (the paper: 0.9).")
+    flags.DEFINE_string("jit_compile", DEFAULT.jit_compile, "XLA for the train steps: auto (on for GPU, off for "
+                        "CPU), true or false.")
+    flags.DEFINE_string("mixed_precision", DEFAULT.mixed_precision, f"Compute policy, one of "
+                        f"{', '.join(pipeline.MIXED_PRECISION)}: mixed_float16 on GPU; on CPU it is ~100x slower, "
+                        "use mixed_bfloat16.")
+    # outputs
+    flags.DEFINE_integer("latency_runs", DEFAULT.latency_runs, "Timed inference runs per model for the report.")
+    flags.DEFINE_bool("export", export_default, "Export the FitNet as a SavedModel into <model_dir>/export.")
+    flags.DEFINE_integer("verbose", DEFAULT.verbose, "0 quiet, 1 progress bar, 2 one line per epoch.")
+
+
+def run_config_from_flags(**fields):
+    """A `RunConfig` from the shared flags; `fields` sets the rest (model_dir, seed, hints, ...)."""
+    validation = FLAGS.validation_size
+    shared = {name: FLAGS[name].value for name in _SHARED_FIELDS}
+    return pipeline.RunConfig(
+        validation_size=int(validation) if validation >= 1 and validation.is_integer() else validation, **shared, **fields)
+
+
+def flags_file_text(script, directory):
+    """The flags of `script` (a module) and the shared ones, as a replayable flagfile for `directory`."""
+    lines = [f"# Replay: python scripts/{os.path.basename(sys.argv[0])} "
+             f"--flagfile={os.path.join(directory, 'flags.cfg')}"]
+    own = FLAGS.get_flags_for_module(script) or FLAGS.get_flags_for_module(sys.argv[0])
+    for flag in [*own, *FLAGS.get_flags_for_module(sys.modules[__name__])]:
+        if flag.value is not None:
+            lines.append(flag.serialize())
+    return "\n".join(lines) + "\n"
