@@ -249,26 +249,28 @@ class Distiller(keras.Model):
             return x[0], tuple(x[1])
         return x, None
 
-    def _per_example_losses(self, x, y, training):
-        """Returns (per-example total loss, dict of per-example terms, student logits or None)."""
+    def _teacher_targets(self, x):
+        """(images, the teacher's outputs for this stage or None): cached ones if the batch carries them."""
         x, cached = self._split_inputs(x)
+        if self.stage == "ce":
+            return x, None
+        return x, tuple(tf.stop_gradient(t) for t in (cached if cached is not None else self.teacher_outputs(x)))
+
+    def _per_example_losses(self, x, y, teacher_targets, training):
+        """Returns (per-example total loss, dict of per-example terms, student logits or None)."""
         if self.stage == "hint":
             guided = self.guided_model(x, training=training)
             guided = guided if isinstance(guided, (list, tuple)) else [guided]
-            hints = cached if cached is not None else self.teacher_outputs(x)
             total = 0.0
-            for i, g, h in zip(self.active_pairs, guided, hints):
-                total += losses.hint_loss(
-                    tf.stop_gradient(h), self.regressors[i](g, training=training), self.hint_spatial_mean
-                )
+            for i, g, h in zip(self.active_pairs, guided, teacher_targets):
+                total += losses.hint_loss(h, self.regressors[i](g, training=training), self.hint_spatial_mean)
             return total, {"hint_loss": total}, None
         logits = self.student(x, training=training)
         if self.stage == "ce":
             ce = losses.cross_entropy(y, logits)
             return ce, {"ce_loss": ce}, logits
-        teacher_logits = tf.stop_gradient(cached[0] if cached is not None else self.teacher_outputs(x)[0])
         total, ce, soft = losses.kd_loss(
-            y, logits, teacher_logits, self.temperature, self.kd_lambda, self.tau_squared
+            y, logits, teacher_targets[0], self.temperature, self.kd_lambda, self.tau_squared
         )
         return total, {"ce_loss": ce, "kd_loss": soft}, logits
 
@@ -291,8 +293,11 @@ class Distiller(keras.Model):
     def train_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         variables = self.stage_variables
+        # The teacher runs before the tape: its (trainable) variables are never watched and none of its
+        # activations are kept for a backward pass.
+        x, teacher_targets = self._teacher_targets(x)
         with tf.GradientTape() as tape:
-            per_example, terms, logits = self._per_example_losses(x, y, training=True)
+            per_example, terms, logits = self._per_example_losses(x, y, teacher_targets, training=True)
             # Mean over the GLOBAL batch: under tf.distribute each replica holds 1/N of it and the optimizer
             # sums the replicas' gradients, so one and N replicas make the same update.
             loss = tf.nn.compute_average_loss(per_example)
@@ -303,7 +308,8 @@ class Distiller(keras.Model):
 
     def test_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-        per_example, terms, logits = self._per_example_losses(x, y, training=False)
+        x, teacher_targets = self._teacher_targets(x)
+        per_example, terms, logits = self._per_example_losses(x, y, teacher_targets, training=False)
         return self._update_metrics(per_example, terms, y, logits)
 
     def fit(self, *args, callbacks=None, **kwargs):
