@@ -38,7 +38,7 @@ from fitnets_tf.training import accuracy, train_stage
 
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
 BASELINES = ("ce", "kd")
-MIXED_PRECISION = ("float32", "mixed_float16", "mixed_bfloat16")
+MIXED_PRECISION = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 # Keys that do not change what a run computes: a rerun may change them and still resume.
 _RUNTIME_KEYS = ("model_dir", "data_dir", "download", "verbose", "latency_runs", "export", "overwrite",
                  "jit_compile", "experiment", "deterministic")
@@ -97,7 +97,7 @@ class RunConfig:
     rmsprop_rho: float = 0.9
     seed: int = 0
     jit_compile: str = "auto"
-    mixed_precision: str = "float32"
+    mixed_precision: str = "auto"  # mixed_float16 when a GPU is visible, else float32
     # outputs
     latency_runs: int = 30
     export: bool = True
@@ -115,6 +115,14 @@ class RunConfig:
 def _check(condition, flag, message):
     if not condition:
         raise ConfigError(f"--{flag}: {message}")
+
+
+def compute_policy(mixed_precision):
+    """The Keras dtype policy of `--mixed_precision`: "auto" is mixed_float16 when TensorFlow sees a GPU (where it
+    is fast; Keras then scales the loss) and float32 otherwise (mixed_float16 is ~100x slower on a CPU)."""
+    if mixed_precision == "auto":
+        return "mixed_float16" if tf.config.list_logical_devices("GPU") else "float32"
+    return mixed_precision
 
 
 def validate(config: RunConfig):
@@ -450,6 +458,7 @@ class Experiment:
             "hint_pairs": [dataclasses.asdict(p) for p in self.distiller.hint_pairs],
             "config": c.to_json(), "stage_seconds": self.timings, "histories": histories,
             "replicas": self.strategy.num_replicas_in_sync,
+            "compute_policy": keras.mixed_precision.global_policy().name,
         }
         write_report(self.path("results.json"), self.path("results.md"), rows, run_info, batch_sizes=(1, 128))
         return rows
@@ -495,7 +504,7 @@ def run(config: RunConfig, strategy=None, command="", on_ready=None):
 
 def _run(config, strategy, command, on_ready):
     previous_policy = keras.mixed_precision.global_policy().name
-    keras.mixed_precision.set_global_policy(config.mixed_precision)
+    keras.mixed_precision.set_global_policy(compute_policy(config.mixed_precision))
     try:
         keras.utils.set_random_seed(config.seed)
         if config.deterministic:

@@ -81,8 +81,8 @@ def define_run_flags(student_help, teacher_path_help, export_default):
     flags.DEFINE_string("jit_compile", DEFAULT.jit_compile, "XLA for the train steps: auto (on for GPU, off for "
                         "CPU), true or false.")
     flags.DEFINE_string("mixed_precision", DEFAULT.mixed_precision, f"Compute policy, one of "
-                        f"{', '.join(pipeline.MIXED_PRECISION)}: mixed_float16 on GPU; on CPU it is ~100x slower, "
-                        "use mixed_bfloat16.")
+                        f"{', '.join(pipeline.MIXED_PRECISION)}; auto is mixed_float16 when a GPU is visible and float32 "
+                        "otherwise (on a CPU mixed_float16 is ~100x slower; mixed_bfloat16 runs there).")
     # outputs
     flags.DEFINE_integer("latency_runs", DEFAULT.latency_runs, "Timed inference runs per model for the report.")
     flags.DEFINE_bool("export", export_default, "Export the FitNet as a SavedModel into <model_dir>/export.")

@@ -36,6 +36,7 @@ def test_retrain_on_train_plus_validation_for_the_epochs_the_tuning_run_chose(tm
         assert "val_accuracy" not in result["history"] and "val_hint_loss" not in result["history"]
     results = json.load(open(os.path.join(retrained, "results.json")))
     assert results["validation_examples"] == 0 and results["train_examples"] == 1437
+    assert results["config"]["mixed_precision"] == "auto" and results["compute_policy"] == "float32"  # no GPU
     assert {r["model"] for r in rows} == {"teacher", "fitnet", "baseline_ce"}
 
 
@@ -66,3 +67,14 @@ def test_cache_teacher_outputs_true_with_augmentation_is_refused(tmp_path):
     with pytest.raises(pipeline.ConfigError, match="--cache_teacher_outputs: the training images are augmented"):
         pipeline.run(config)
     assert not (tmp_path / "r").exists()
+
+
+def test_auto_mixed_precision_is_float16_only_with_a_gpu(monkeypatch):
+    import tensorflow as tf
+
+    assert pipeline.compute_policy("mixed_bfloat16") == "mixed_bfloat16"
+    monkeypatch.setattr(tf.config, "list_logical_devices", lambda kind=None: [])
+    assert pipeline.compute_policy("auto") == "float32"
+    monkeypatch.setattr(tf.config, "list_logical_devices",
+                        lambda kind=None: ["/device:GPU:0"] if kind == "GPU" else [])
+    assert pipeline.compute_policy("auto") == "mixed_float16"
