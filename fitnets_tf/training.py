@@ -3,9 +3,13 @@
 A stage owns a directory:
     <stage_dir>/ckpt-N.*, checkpoint   the student (+ regressors in stage 1), the optimizer and the epoch count
     <stage_dir>/history.json           per-epoch metrics so far (rewritten atomically every epoch)
+    <stage_dir>/early_stopping.json    with patience: the early-stopping state after each epoch (best value and
+                                       epoch, epochs without improvement), so a resumed stage continues the count
+    <stage_dir>/best/ckpt-N.*          with patience: the student (+ regressors) of the best epoch so far
     <stage_dir>/done.json              written last: the stage finished; a rerun restores it instead of training
 """
 
+import glob
 import math
 import os
 
@@ -20,13 +24,71 @@ class NonFiniteLossError(RuntimeError):
     """A loss became NaN or Inf; the stage stopped and its last good checkpoint was kept."""
 
 
-class _StageCallback(keras.callbacks.Callback):
-    """Stops on a non-finite loss; at each good epoch end saves the checkpoint and the history."""
+class EarlyStopping:
+    """The paper's early stopping, resumable: a stage ends after `patience` epochs without improvement of
+    `monitor`, and the best epoch's weights are the stage's result.
 
-    def __init__(self, name, manager, epoch_var, history, history_path):
+    Unlike `keras.callbacks.EarlyStopping`, whose count and best weights live in memory, the state after every
+    epoch goes to `<stage_dir>/early_stopping.json` and the best weights to `<stage_dir>/best/`, so a stage killed
+    and resumed stops at the same epoch and keeps the same weights as an uninterrupted one.
+    """
+
+    def __init__(self, monitor, mode, patience, weights, stage_dir, resumed_epochs):
+        self.monitor, self.mode, self.patience = monitor, mode, patience
+        self.weights = weights  # a tf.train.Checkpoint of what the stage trains
+        self.best_dir = os.path.join(stage_dir, "best")
+        self.path = os.path.join(stage_dir, "early_stopping.json")
+        # One state per finished epoch; those past the resumed epoch were never checkpointed.
+        self.states = read_json(self.path, [])[:resumed_epochs]
+
+    @property
+    def state(self):
+        return self.states[-1] if self.states else {"best": None, "best_epoch": 0, "wait": 0, "best_checkpoint": None}
+
+    @property
+    def exhausted(self):
+        return self.state["wait"] >= self.patience
+
+    def update(self, epoch, logs):
+        """Records 0-based `epoch`'s result; returns True when the stage should stop."""
+        if self.monitor not in logs:
+            raise KeyError(f"Early stopping monitors '{self.monitor}', which the logs do not have: "
+                           f"{sorted(logs)}. Give the stage validation data.")
+        value, state = float(logs[self.monitor]), dict(self.state)
+        better = state["best"] is None or (value < state["best"] if self.mode == "min" else value > state["best"])
+        if better:
+            self.weights.write(os.path.join(self.best_dir, f"ckpt-{epoch + 1}"))
+            state.update(best=value, best_epoch=epoch + 1, wait=0, best_checkpoint=f"ckpt-{epoch + 1}")
+        else:
+            state["wait"] += 1
+        self.states.append(state)
+        atomic_write_json(self.path, self.states)
+        # Keep the best checkpoints of this epoch and of the one before (a resume may go back one epoch).
+        keep = {s["best_checkpoint"] for s in self.states[-2:]}
+        for old in glob.glob(os.path.join(self.best_dir, "ckpt-*.index")):
+            prefix = old[: -len(".index")]
+            if os.path.basename(prefix) not in keep:
+                for f in glob.glob(prefix + ".*"):
+                    os.remove(f)
+        return self.exhausted
+
+    def restore_best(self):
+        """Loads the best epoch's weights; returns that 1-based epoch (None if no epoch finished)."""
+        if not self.state["best_epoch"]:
+            return None
+        self.weights.read(os.path.join(self.best_dir, self.state["best_checkpoint"])).expect_partial()
+        return self.state["best_epoch"]
+
+
+class _StageCallback(keras.callbacks.Callback):
+    """Stops on a non-finite loss; at each good epoch end records early stopping, saves the history, then the
+    checkpoint (in that order: a kill between them leaves records one epoch ahead, which a resume truncates)."""
+
+    def __init__(self, name, manager, epoch_var, history, history_path, early_stopping=None):
         super().__init__()
         self.name, self.manager, self.epoch_var = name, manager, epoch_var
         self.history, self.history_path = history, history_path
+        self.early_stopping = early_stopping
 
     def _check(self, logs, where):
         bad = {k: v for k, v in (logs or {}).items() if isinstance(v, (int, float)) and not math.isfinite(v)}
@@ -44,7 +106,8 @@ class _StageCallback(keras.callbacks.Callback):
         self._check(logs, f"the end of epoch {epoch}")
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(float(value))
-        # History first: a kill between the two leaves one entry too many, which a resume truncates.
+        if self.early_stopping is not None and self.early_stopping.update(epoch, logs or {}):
+            self.model.stop_training = True
         atomic_write_json(self.history_path, self.history)
         self.epoch_var.assign(epoch + 1)
         self.manager.save(checkpoint_number=epoch + 1)
@@ -82,9 +145,9 @@ def train_stage(
 ):
     """Runs `distiller` in `stage` for `epochs` epochs, resuming from `stage_dir` if a previous run was cut off.
 
-    `patience` > 0 turns on the paper's early stopping: the stage ends after `patience` epochs without improvement
-    of the validation metric (val_hint_loss in stage "hint", val_accuracy otherwise) and keeps the best epoch's
-    weights. (After a resume the patience count starts again from the resumed epoch.)
+    `patience` > 0 turns on the paper's early stopping (`EarlyStopping`): the stage ends after `patience` epochs
+    without improvement of the validation metric (val_hint_loss in stage "hint", val_accuracy otherwise) and keeps
+    the best epoch's weights; a resumed stage continues the count where it was.
 
     `train_data` may be a callable returning the dataset; it is called after `compile` and only if the stage
     trains (so a cache of the stage's teacher outputs is built only when needed).
@@ -116,18 +179,17 @@ def train_stage(
         initial_epoch = int(epoch_var.numpy())
     history = read_json(history_path, {}) if initial_epoch else {}
     history = {k: v[:initial_epoch] for k, v in history.items()}
-    all_callbacks = [_StageCallback(name, manager, epoch_var, history, history_path), *callbacks]
-    if tensorboard_dir:
-        all_callbacks.append(keras.callbacks.TensorBoard(tensorboard_dir, write_graph=False))
     stopper = None
     if patience and validation_data is not None:
-        monitor = "val_hint_loss" if stage == "hint" else "val_accuracy"
-        stopper = keras.callbacks.EarlyStopping(
-            monitor=monitor, mode="min" if stage == "hint" else "max", patience=patience,
-            restore_best_weights=True,
+        stopper = EarlyStopping(
+            "val_hint_loss" if stage == "hint" else "val_accuracy", "min" if stage == "hint" else "max", patience,
+            tf.train.Checkpoint(student=distiller.student, regressors=list(distiller.regressors)), stage_dir,
+            resumed_epochs=initial_epoch,
         )
-        all_callbacks.append(stopper)
-    if initial_epoch < epochs:
+    all_callbacks = [_StageCallback(name, manager, epoch_var, history, history_path, stopper), *callbacks]
+    if tensorboard_dir:
+        all_callbacks.append(keras.callbacks.TensorBoard(tensorboard_dir, write_graph=False))
+    if initial_epoch < epochs and not (stopper is not None and stopper.exhausted):
         if callable(train_data):  # built after compile: e.g. teacher outputs cached for this stage
             train_data = train_data()
         if initial_epoch and steps_per_epoch and isinstance(train_data, tf.data.Dataset) and (
@@ -149,11 +211,7 @@ def train_stage(
             verbose=verbose,
         )
     epochs_run = len(next(iter(history.values()), []))
-    best_epoch = None
-    if stopper is not None and stopper.best_weights is not None:
-        # Keras restores the best weights only when it stopped early; make it so in every case.
-        distiller.set_weights(stopper.best_weights)
-        best_epoch = stopper.best_epoch + 1  # Keras counts absolute, 0-based epochs
+    best_epoch = stopper.restore_best() if stopper is not None else None
     if (epochs == 0 and not manager.latest_checkpoint) or best_epoch is not None:
         epoch_var.assign(epochs_run)
         manager.save(checkpoint_number=epochs_run + 1 if best_epoch is not None else 0)

@@ -102,3 +102,35 @@ def test_a_non_finite_loss_stops_the_stage_and_keeps_the_last_good_checkpoint(tm
     with pytest.raises(NonFiniteLossError, match="none \\(no epoch finished\\)"):
         train_stage("c", Distiller(student()), "ce", keras.optimizers.Adam(1e-2), batches(x_bad, y), 3,
                     str(tmp_path / "c"), verbose=0)
+
+
+def test_early_stopping_resumed_after_a_kill_stops_where_an_uninterrupted_stage_stops(tmp_path):
+    """The patience count and the best weights survive a kill: same stopping epoch, best epoch and weights."""
+    x, y = data()
+
+    def run(stage_dir, callbacks=()):
+        model = student()
+        result = train_stage("s", Distiller(model), "ce", keras.optimizers.SGD(5.0), batches(x, y), 30,
+                             str(stage_dir), validation_data=batches(x, y), patience=3, callbacks=callbacks,
+                             verbose=0)
+        return result, model
+
+    keras.utils.set_random_seed(0)
+    reference, reference_model = run(tmp_path / "ref")
+    accuracies = reference["history"]["val_accuracy"]
+    best = reference["best_epoch"]
+    assert len(accuracies) < 30 and len(accuracies) - best == 3  # stopped after 3 epochs without improvement
+    kill_at = best + 1  # one epoch into the patience count
+    keras.utils.set_random_seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "cut", callbacks=[StopAfter(kill_at)])
+    state = json.load(open(tmp_path / "cut" / "early_stopping.json"))
+    assert len(state) == kill_at and state[-1]["best_epoch"] == best and state[-1]["wait"] == 1
+    resumed, resumed_model = run(tmp_path / "cut")
+    assert resumed["resumed_from"] == kill_at
+    assert resumed["best_epoch"] == best and resumed["epochs"] == len(accuracies)
+    assert resumed["history"]["val_accuracy"] == accuracies
+    for a, b in zip(reference_model.weights, resumed_model.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    # Only the best checkpoint (and at most the one before it) is kept on disk.
+    assert len(list((tmp_path / "cut" / "best").glob("ckpt-*.index"))) <= 2
