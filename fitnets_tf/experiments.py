@@ -39,14 +39,15 @@ from fitnets_tf.models import zoo
 
 EXPERIMENTS = ("methods", "depth", "hint_location")
 TEACHER_SHARING = ("auto", "sweep", "seed")
-DEPTH_BUDGETS = ("30m", "107m")
+DEPTH_BUDGETS = ("30m", "107m", "5m")  # 5m: the 28x28 nets (zoo.DEPTH_STUDY_28)
 DEPTHS = (5, 7, 9, 11)
 LOCATIONS = ("early", "middle", "late")
 MULTIPLE_HINTS = (("early", "middle"), ("middle", "late"), ("early", "late"))
 # Datasets whose whole split (test included) is drawn with RunConfig.seed (see data.load_splits).
 SEEDED_SPLITS = ("digits",)
 # results.json model name -> method label, in table order.
-METHODS = {"baseline_ce": "CE", "baseline_kd": "KD", "fitnet": "HT+KD"}
+METHODS = {"baseline_ce": "CE", "baseline_kd": "KD", "baseline_ce_glorot": "CE (Glorot init)",
+           "baseline_kd_glorot": "KD (Glorot init)", "fitnet": "HT+KD"}
 TEACHER_METHOD = "teacher (CE)"
 
 
@@ -286,7 +287,7 @@ def plan_cells(experiment, base, depth_budget="30m"):
         student_taps = conv_taps(base.student, shape, classes)
         pair, note = default_pair(teacher_taps, student_taps, zoo.default_hint_layer(base.student), teacher_hint,
                                   base.regressor, (base.teacher, base.student))
-        return (_cell(base.student, base.student, [pair], teacher_taps, student_taps, ("ce", "kd"), base.student,
+        return (_cell(base.student, base.student, [pair], teacher_taps, student_taps, base.baselines, base.student,
                       note),)
     if experiment == "depth":
         _check_choice(depth_budget, DEPTH_BUDGETS, "depth_budget")
@@ -296,14 +297,14 @@ def plan_cells(experiment, base, depth_budget="30m"):
             student_taps = conv_taps(student, shape, classes)
             pair, note = default_pair(teacher_taps, student_taps, zoo.default_hint_layer(student), teacher_hint,
                                       base.regressor, (base.teacher, student))
-            cells.append(_cell(f"depth{depth}", student, [pair], teacher_taps, student_taps, ("ce", "kd"), depth,
+            cells.append(_cell(f"depth{depth}", student, [pair], teacher_taps, student_taps, base.baselines, depth,
                                note))
         return tuple(cells)
     student_taps = conv_taps(base.student, shape, classes)
     pairs = hint_location_pairs(teacher_taps, student_taps, zoo.default_hint_layer(base.student), base.regressor,
                                 (base.teacher, base.student))
     cells = [_cell(loc, base.student, [pairs[loc][0]], teacher_taps, student_taps,
-                   ("ce", "kd") if loc == "middle" else (), loc, pairs[loc][1]) for loc in LOCATIONS]
+                   base.baselines if loc == "middle" else (), loc, pairs[loc][1]) for loc in LOCATIONS]
     for combo in MULTIPLE_HINTS:
         name = "+".join(combo)
         note = "; ".join(f"{loc}: {pairs[loc][1]}" for loc in combo if pairs[loc][1])

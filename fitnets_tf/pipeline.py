@@ -31,17 +31,26 @@ from fitnets_tf.io_utils import atomic_save, atomic_write_json, read_json
 from fitnets_tf.models import build_network
 from fitnets_tf.models import zoo
 from fitnets_tf.models.spec import INITIALIZERS
+from fitnets_tf.optimizers import OPTIMIZERS, build_optimizer
 from fitnets_tf.regressor import REGRESSOR_KINDS
-from fitnets_tf.report import add_ratios, measure_latency, model_row, write_report
+from fitnets_tf.report import (add_ratios, add_training_facts, measure_latency, model_row, plot_learning_curves,
+                               write_report)
 from fitnets_tf.schedules import KDLambdaSchedule
 from fitnets_tf.training import accuracy, train_stage
 
-OPTIMIZERS = ("rmsprop", "adam", "sgd")
-BASELINES = ("ce", "kd")
+# A baseline is the FitNet's student trained by one method alone: "ce" (plain backprop) or "kd" (KD alone), from
+# the FitNet's own initial weights; "<method>_glorot" starts the same architecture from Glorot-uniform weights, a
+# reference that trains end to end where the paper's U(-0.005, 0.005) start leaves a deep thin net on a plateau.
+BASELINES = ("ce", "kd", "ce_glorot", "kd_glorot")
+BASELINE_INITIALIZER = "glorot_uniform"
 MIXED_PRECISION = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 # Keys that do not change what a run computes: a rerun may change them and still resume.
 _RUNTIME_KEYS = ("model_dir", "data_dir", "download", "verbose", "latency_runs", "export", "overwrite",
                  "jit_compile", "experiment", "deterministic")
+
+
+# What a run recorded before a setting existed actually ran with, where that differs from today's default.
+_UNRECORDED_SETTINGS = {"rmsprop_max_scaling": 0.0}
 
 
 class ConfigError(ValueError):
@@ -59,6 +68,7 @@ class RunConfig:
     data_dir: Optional[str] = None
     download: bool = False
     validation_size: float = 0.1
+    train_size: Optional[int] = None  # train on the first N training images only (None: all of them)
     use_extra: bool = False
     preprocessing: Optional[str] = None  # None: the dataset's default (scale; gcn_zca for CIFAR)
     augment: bool = True
@@ -88,13 +98,15 @@ class RunConfig:
     baseline_epochs: Optional[int] = None  # None: hint_epochs + kd_epochs, the FitNet's whole budget
     baselines: Tuple[str, ...] = ("ce", "kd")
     patience: int = 0  # > 0: early stopping on validation (paper: 100 epochs), keeping the best epoch
+    teacher_patience: Optional[int] = None  # the teacher's early stopping; None: `patience`
     retrain_from: Optional[str] = None  # a tuning run's model_dir: retrain on train+val for its chosen epochs
-    cache_teacher_outputs: str = "auto"
-    deterministic: bool = False  # TF op determinism: a resumed run ends with the weights of an uninterrupted one  # "auto": on when training images are not augmented; "true"; "false"
+    cache_teacher_outputs: str = "auto"  # "auto": on when training images are not augmented; "true"; "false"
+    deterministic: bool = False  # TF op determinism: a resumed run ends with the weights of an uninterrupted one
     batch_size: int = 128
     optimizer: str = "rmsprop"
     learning_rate: float = 0.005
     rmsprop_rho: float = 0.9
+    rmsprop_max_scaling: float = 1e5  # the original code's RMSProp floor 1 / max_scaling on the RMS; 0: Keras's
     seed: int = 0
     jit_compile: str = "auto"
     mixed_precision: str = "auto"  # mixed_float16 when a GPU is visible, else float32
@@ -134,7 +146,7 @@ def validate(config: RunConfig):
         value = getattr(config, flag)
         _check(value in names, flag, f"unknown architecture {value!r}. Choose one of: {', '.join(names)}.")
     for flag in ("teacher_epochs", "hint_epochs", "kd_epochs", "baseline_epochs", "kd_lambda_decay_start",
-                 "patience"):
+                 "patience", "teacher_patience"):
         value = getattr(config, flag)
         _check(value is None or (isinstance(value, int) and value >= 0), flag,
                f"must be an integer >= 0. Received: {value!r}")
@@ -142,6 +154,8 @@ def validate(config: RunConfig):
         _check(data_lib.dataset_info(config.dataset).has_extra, "use_extra",
                f"dataset {config.dataset!r} has no 'extra' split (only svhn_cropped has one).")
     _check(config.batch_size >= 1, "batch_size", f"must be >= 1. Received: {config.batch_size}")
+    _check(config.train_size is None or (isinstance(config.train_size, int) and config.train_size >= 1),
+           "train_size", f"must be a whole number of images >= 1 (or unset for all). Received: {config.train_size!r}")
     _check(config.validation_size >= 0 and (config.validation_size < 1 or float(config.validation_size).is_integer()),
            "validation_size", "a fraction in [0, 1) or a whole number of images. "
            f"Received: {config.validation_size!r}")
@@ -152,6 +166,8 @@ def validate(config: RunConfig):
     _check(config.temperature > 0, "temperature", f"must be > 0. Received: {config.temperature}")
     _check(config.kd_lambda >= 0 and config.kd_lambda_final >= 0, "kd_lambda", "lambda must be >= 0.")
     _check(config.optimizer in OPTIMIZERS, "optimizer", f"choose one of {', '.join(OPTIMIZERS)}.")
+    _check(config.rmsprop_max_scaling >= 0, "rmsprop_max_scaling",
+           f"must be >= 0 (0: Keras's RMSprop; the original code: 1e5). Received: {config.rmsprop_max_scaling}")
     _check(config.regressor in REGRESSOR_KINDS, "regressor", f"choose one of {', '.join(REGRESSOR_KINDS)}.")
     _check(config.hint_mode in HINT_MODES, "hint_mode", f"choose one of {', '.join(HINT_MODES)}.")
     _check(config.mixed_precision in MIXED_PRECISION, "mixed_precision",
@@ -197,11 +213,7 @@ def _hint_pairs(config, teacher_spec, student_spec):
 
 
 def _optimizer(config):
-    if config.optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(config.learning_rate, rho=config.rmsprop_rho)
-    if config.optimizer == "adam":
-        return keras.optimizers.Adam(config.learning_rate)
-    return keras.optimizers.SGD(config.learning_rate, momentum=0.9)
+    return build_optimizer(config.optimizer, config.learning_rate, config.rmsprop_rho, config.rmsprop_max_scaling)
 
 
 def _jit(config):
@@ -231,7 +243,10 @@ def prepare_model_dir(config: RunConfig):
     path = os.path.join(config.model_dir, "run_config.json")
     previous = read_json(path)
     if previous is not None:
-        old = {k: v for k, v in previous.items() if k not in _RUNTIME_KEYS}
+        # A setting the old run did not record (a field added since) ran with what it meant then: fill it in
+        # rather than refusing every earlier run.
+        defaults = {**RunConfig(model_dir=config.model_dir).identity(), **_UNRECORDED_SETTINGS}
+        old = {**defaults, **{k: v for k, v in previous.items() if k not in _RUNTIME_KEYS}}
         if old != config.identity():
             if not config.overwrite:
                 diff = sorted(k for k in set(old) | set(config.identity()) if old.get(k) != config.identity().get(k))
@@ -299,6 +314,11 @@ class Experiment:
             )
         except ValueError as error:  # a validation split the data cannot give
             raise ConfigError(f"--validation_size: {error}") from None
+        available = self.splits.num_examples.get("train")
+        if c.train_size is not None and (available is None or c.train_size < available):
+            self.splits = dataclasses.replace(
+                self.splits, train=self.splits.train.take(c.train_size),
+                num_examples={**self.splits.num_examples, "train": c.train_size if available else None})
 
     def build_data(self):
         c = self.config
@@ -346,8 +366,9 @@ class Experiment:
             raise ConfigError(f"--retrain_from: stage {name!r} did not finish in {self.config.retrain_from!r}.")
         return int(done.get("best_epoch") or done["epochs"])
 
-    def _stage(self, name, distiller, stage, epochs, pairs=None):
+    def _stage(self, name, distiller, stage, epochs, pairs=None, patience=None):
         epochs = self.chosen_epochs(name, epochs)
+        patience = self.config.patience if patience is None else patience
         start = time.perf_counter()
         with self.strategy.scope():
             optimizer = _optimizer(self.config)
@@ -362,7 +383,7 @@ class Experiment:
             stage_dir=self.path("checkpoints", name), validation_data=self.val_ds, pairs=pairs,
             steps_per_epoch=self.steps_per_epoch,
             jit_compile=_jit(self.config), tensorboard_dir=self.path("tensorboard", name),
-            patience=0 if self.config.retrain_from else self.config.patience, verbose=self.config.verbose,
+            patience=0 if self.config.retrain_from else patience, verbose=self.config.verbose,
         )
         if not result.get("skipped"):
             self.timings[name] = time.perf_counter() - start
@@ -374,7 +395,8 @@ class Experiment:
     def train_teacher(self):
         if self.config.teacher_path:
             return None
-        result = self._stage("teacher", self._teacher_trainer(), "ce", self.config.teacher_epochs)
+        result = self._stage("teacher", self._teacher_trainer(), "ce", self.config.teacher_epochs,
+                             patience=self.config.teacher_patience)
         self._save_model(self.teacher, "teacher")
         return result
 
@@ -403,10 +425,14 @@ class Experiment:
         self.baseline_models = {}
         results = {}
         for name in c.baselines:
+            method, _, start = name.partition("_")
+            spec = dataclasses.replace(self.student_spec, initializer=BASELINE_INITIALIZER) if start else (
+                self.student_spec)
             with self.strategy.scope():
-                # Same architecture AND the same initial weights as the FitNet: only the method differs.
-                student = build_network(self.student_spec, seed=c.seed + 1)
-                distiller = Distiller(student) if name == "ce" else self._distiller(student)
+                # Same architecture AND the same initial weights as the FitNet (or Glorot's, for "*_glorot"):
+                # only the method differs.
+                student = build_network(spec, seed=c.seed + 1)
+                distiller = Distiller(student) if method == "ce" else self._distiller(student)
             results[f"baseline_{name}"] = self._stage(f"baseline_{name}", distiller, name, epochs)
             self._save_model(student, f"baseline_{name}")
             self.baseline_models[name] = student
@@ -440,19 +466,28 @@ class Experiment:
         out.update({f"baseline_{k}": m for k, m in getattr(self, "baseline_models", {}).items()})
         return out
 
-    def report(self, histories):
+    def report(self, stage_results):
+        """results.json, results.md and results_curves.png (accuracy against epoch of every stage)."""
         c = self.config
+        histories = {name: result["history"] for name, result in stage_results.items()}
         models = self.models()
         latency = measure_latency(models, self.info.image_shape, batch_sizes=(1, 128), runs=c.latency_runs)
         methods = {"teacher": "teacher (CE)", "fitnet": "FitNet: hints (stage 1) + KD (stage 2)"
                    if c.hint_epochs else "KD only (hint_epochs=0)",
-                   "baseline_ce": "student, plain backprop (CE)", "baseline_kd": "student, KD alone"}
+                   "baseline_ce": "student, plain backprop (CE)", "baseline_kd": "student, KD alone",
+                   "baseline_ce_glorot": "student from Glorot init, CE",
+                   "baseline_kd_glorot": "student from Glorot init, KD alone"}
         rows = [model_row(name, m, accuracy(m, self.test_ds), latency[name], methods.get(name, ""))
                 for name, m in models.items()]
         add_ratios(rows)
+        add_training_facts(rows, stage_results, {"teacher": "teacher", "fitnet": "fitnet_stage2",
+                                                 **{m: m for m in models if m.startswith("baseline_")}},
+                           self.info.num_classes)
+        hint_epochs = sum(r["epochs"] for name, r in stage_results.items() if name.startswith("fitnet_stage1"))
+        plot_learning_curves(histories, {"fitnet_stage2": hint_epochs}, self.path("results_curves.png"))
         run_info = {
             "experiment": c.experiment, "dataset": c.dataset, "command": self.command,
-            "test_examples": self.splits.num_examples.get("test"),
+            "num_classes": self.info.num_classes, "test_examples": self.splits.num_examples.get("test"),
             "train_examples": self.splits.num_examples.get("train"),
             "validation_examples": self.splits.num_examples.get("validation"),
             "hint_pairs": [dataclasses.asdict(p) for p in self.distiller.hint_pairs],
@@ -516,13 +551,12 @@ def _run(config, strategy, command, on_ready):
         if on_ready is not None:
             on_ready()
         experiment.build_data()
-        histories = {}
+        stage_results = {}
         teacher_result = experiment.train_teacher()
         if teacher_result:
-            histories["teacher"] = teacher_result["history"]
-        for name, result in {**experiment.train_fitnet(), **experiment.train_baselines()}.items():
-            histories[name] = result["history"]
-        rows = experiment.report(histories)
+            stage_results["teacher"] = teacher_result
+        stage_results.update({**experiment.train_fitnet(), **experiment.train_baselines()})
+        rows = experiment.report(stage_results)
         experiment.write_tensorboard_records(rows)
         if config.export:
             experiment.export()

@@ -5,7 +5,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from fitnets_tf.io_utils import atomic_write_json, atomic_write_text
+from fitnets_tf.io_utils import atomic_save, atomic_write_json, atomic_write_text
 from fitnets_tf.models.counting import count_multiplications, count_parameters
 
 
@@ -85,11 +85,81 @@ def markdown_table(rows, batch_sizes):
     return "\n".join(lines)
 
 
+def add_training_facts(rows, stage_results, stage_of_model, num_classes):
+    """Adds to each row how its last stage ended and whether the model ever left chance level.
+
+    `stage_results`: {stage name: train_stage result}; `stage_of_model`: {model name: the stage that finished it}.
+    A row gains `epochs` (epochs its last stage ran), `best_epoch` (the 1-based epoch whose weights were kept under
+    early stopping, else None: the last epoch) and `at_chance` (test accuracy below 1.5 / num_classes, i.e. 15%
+    for 10 classes: the model did not leave the plateau of its initialisation).
+    """
+    for row in rows:
+        result = stage_results.get(stage_of_model.get(row["model"]), {})
+        row["epochs"] = result.get("epochs")
+        row["best_epoch"] = result.get("best_epoch")
+        row["at_chance"] = row["test_accuracy"] is not None and row["test_accuracy"] < 1.5 / num_classes
+    return rows
+
+
+def chance_notes(rows, num_classes):
+    """One sentence per model that stayed at chance, and what to compare it with instead."""
+    trainable = [r["model"] for r in rows if not r.get("at_chance") and r["model"] != "teacher"]
+    notes = []
+    for r in rows:
+        if r.get("at_chance"):
+            notes.append(
+                f"**{r['model']} never left chance** ({100 * r['test_accuracy']:.2f}% test accuracy, chance "
+                f"{100 / num_classes:.0f}%, after {r.get('epochs')} epochs): its method did not get it off the "
+                "plateau of its initialisation in this budget; it says nothing about how well the method trains "
+                "this student. Compare with " + (", ".join(trainable) if trainable else "a trainable reference "
+                "(e.g. --baselines=ce_glorot)") + ".")
+    return notes
+
+
+def plot_learning_curves(histories, offsets, path):
+    """Accuracy against epoch for every stage that reports one (validation accuracy where there is a validation
+    split, else training accuracy), the paper's learning curves. `offsets`: {stage: epochs before it in the
+    same model's budget} (stage 2 of the FitNet starts after stage 1). Writes a PNG; returns False without curves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = {}
+    for stage, history in histories.items():
+        values = history.get("val_accuracy") or history.get("accuracy")
+        if values:
+            kind = "validation" if history.get("val_accuracy") else "train"
+            curves[stage] = (kind, values)
+    if not curves:
+        return False
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for stage, (kind, values) in curves.items():
+        start = offsets.get(stage, 0)
+        axis.plot(range(start + 1, start + len(values) + 1), [100 * v for v in values], marker=".",
+                  label=f"{stage} ({kind})")
+    axis.set_xlabel("epoch of the model's budget (FitNet: stage-1 epochs, then stage 2)")
+    axis.set_ylabel("accuracy (%)")
+    axis.set_ylim(0, 100)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    atomic_save(path, lambda tmp: figure.savefig(tmp, format="png", dpi=110))
+    plt.close(figure)
+    return True
+
+
 def write_report(path_json, path_md, rows, run_info, batch_sizes):
     """Writes results.json (everything) and results.md (the table plus how it was made), atomically."""
     atomic_write_json(path_json, {"models": rows, **run_info})
+    notes = chance_notes(rows, run_info.get("num_classes") or 10)
+    epochs = ", ".join(f"{r['model']} {r['epochs']}" + (f" (best {r['best_epoch']})" if r.get("best_epoch") else "")
+                       for r in rows if r.get("epochs") is not None)
     text = [f"# FitNets run: {run_info.get('experiment', '')}", "",
             markdown_table(rows, batch_sizes), "",
+            *([f"Epochs of each model's last stage: {epochs}. Under early stopping the best validation epoch's "
+               "weights are kept (best N)."] if epochs else []), "",
+            *[f"- {n}" for n in notes], *([""] if notes else []),
             f"Dataset: {run_info.get('dataset')} (test split: {run_info.get('test_examples')} images). "
             "Latency: median over interleaved runs of the Keras model's inference on this machine's CPU, "
             "per image; speed-up at batch 1. Multiplications counted from the conv/dense layers. "

@@ -30,7 +30,6 @@ run_flags.define_run_flags(
 flags.adopt_module_key_flags(run_flags)  # --helpshort lists the shared flags too
 flags.DEFINE_list("hints", None, "Hint pairs guided:hint, e.g. '11:2' or 'conv4:conv2,6:3'; default is the "
                   "architectures' own pair (paper index, 1-based).")
-flags.DEFINE_list("baselines", list(run_flags.DEFAULT.baselines), "Baselines on the student architecture: ce, kd.")
 flags.DEFINE_string("retrain_from", None, "The model_dir of a run tuned with early stopping on the validation "
                     "split: retrain every stage on train + validation (--validation_size=0) for the epochs that "
                     "run chose, as the paper did for CIFAR.")
@@ -85,7 +84,7 @@ def config_from_flags():
         raise pipeline.ConfigError("--model_dir: required (the directory that receives the run).")
     return run_flags.run_config_from_flags(
         model_dir=FLAGS.model_dir, experiment=FLAGS.experiment, overwrite=FLAGS.overwrite, hints=_hints(FLAGS.hints),
-        baselines=tuple(FLAGS.baselines), retrain_from=FLAGS.retrain_from, seed=FLAGS.seed)
+        retrain_from=FLAGS.retrain_from, seed=FLAGS.seed)
 
 
 def main(argv):
@@ -109,8 +108,10 @@ def main(argv):
                                                                                 config.model_dir)))
     for row in rows:
         acc = "-" if row["test_accuracy"] is None else f"{100 * row['test_accuracy']:.2f}%"
-        print(f"[fitnets] {row['model']:<12} test accuracy {acc}  params {row['parameters']:,}  "
-              f"mults {row['multiplications']:,}")
+        best = f"  best epoch {row['best_epoch']}/{row['epochs']}" if row.get("best_epoch") else ""
+        chance = "  (NEVER LEFT CHANCE: see results.md)" if row.get("at_chance") else ""
+        print(f"[fitnets] {row['model']:<18} test accuracy {acc}  params {row['parameters']:,}  "
+              f"mults {row['multiplications']:,}{best}{chance}")
     print(f"[fitnets] results: {os.path.join(config.model_dir, 'results.md')}")
 
 

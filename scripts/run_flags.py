@@ -20,11 +20,13 @@ DEFAULT = pipeline.RunConfig(model_dir="")
 
 # The RunConfig fields a flag of the same name sets directly.
 _SHARED_FIELDS = (
-    "dataset", "data_dir", "download", "use_extra", "preprocessing", "augment", "crop_padding", "flip",
+    "dataset", "data_dir", "download", "train_size", "use_extra", "preprocessing", "augment", "crop_padding", "flip",
     "teacher", "student", "teacher_path", "initializer", "regressor", "hint_mode", "hint_spatial_mean",
     "temperature", "kd_lambda", "kd_lambda_final", "kd_lambda_decay_start", "kd_lambda_decay_end", "tau_squared",
-    "teacher_epochs", "hint_epochs", "kd_epochs", "baseline_epochs", "patience", "cache_teacher_outputs",
-    "deterministic", "batch_size", "optimizer", "learning_rate", "rmsprop_rho", "jit_compile", "mixed_precision",
+    "teacher_epochs", "hint_epochs", "kd_epochs", "baseline_epochs", "patience", "teacher_patience",
+    "cache_teacher_outputs",
+    "deterministic", "batch_size", "optimizer", "learning_rate", "rmsprop_rho", "rmsprop_max_scaling", "jit_compile",
+    "mixed_precision",
     "latency_runs", "export", "verbose",
 )
 
@@ -38,6 +40,8 @@ def define_run_flags(student_help, teacher_path_help, export_default):
     flags.DEFINE_bool("download", False, "Let TFDS download a missing dataset (needs internet).")
     flags.DEFINE_float("validation_size", DEFAULT.validation_size, "Fraction of the train split held out for "
                        "validation (a value >= 1 is a count; 0 for none).")
+    flags.DEFINE_integer("train_size", None, "Train on the first N training images only (after the validation "
+                         "images are taken from the end of the train split); default all.")
     flags.DEFINE_bool("use_extra", False, "SVHN only: add the 531K-image 'extra' split to train, as the paper did.")
     flags.DEFINE_string("preprocessing", None, f"Input preprocessing, one of {', '.join(PREPROCESSING_KINDS)}; "
                         "default is the dataset's (GCN + ZCA for CIFAR, scaling otherwise).")
@@ -66,9 +70,15 @@ def define_run_flags(student_help, teacher_path_help, export_default):
     flags.DEFINE_integer("teacher_epochs", DEFAULT.teacher_epochs, "Epochs of teacher training.")
     flags.DEFINE_integer("hint_epochs", DEFAULT.hint_epochs, "Epochs of stage 1 (per pair in sequential mode).")
     flags.DEFINE_integer("kd_epochs", DEFAULT.kd_epochs, "Epochs of stage 2.")
+    flags.DEFINE_list("baselines", list(DEFAULT.baselines), "Baselines on the student architecture, each trained "
+                      "by one method alone: ce (plain backprop), kd (KD alone), from the FitNet's initial weights; "
+                      "ce_glorot, kd_glorot from Glorot-uniform weights (a reference that trains end to end).")
     flags.DEFINE_integer("baseline_epochs", None, "Epochs of each baseline (default hint_epochs + kd_epochs).")
     flags.DEFINE_integer("patience", DEFAULT.patience, "Early stopping: end a stage after this many epochs without "
                          "validation improvement and keep its best epoch (the paper: 100). 0 trains every epoch.")
+    flags.DEFINE_integer("teacher_patience", None, "Early stopping of the teacher's training (default: --patience), "
+                         "e.g. to train the teacher until its validation accuracy stops improving while the "
+                         "students train for fixed budgets.")
     flags.DEFINE_string("cache_teacher_outputs", DEFAULT.cache_teacher_outputs, "Compute the teacher's "
                         "logits/hints once and reuse them every epoch: auto (when the training images are not "
                         "augmented), true or false.")
@@ -78,6 +88,9 @@ def define_run_flags(student_help, teacher_path_help, export_default):
     flags.DEFINE_string("optimizer", DEFAULT.optimizer, f"Optimizer of every stage: {', '.join(pipeline.OPTIMIZERS)}.")
     flags.DEFINE_float("learning_rate", DEFAULT.learning_rate, "Learning rate of every stage.")
     flags.DEFINE_float("rmsprop_rho", DEFAULT.rmsprop_rho, "RMSProp decay (the paper: 0.9).")
+    flags.DEFINE_float("rmsprop_max_scaling", DEFAULT.rmsprop_max_scaling, "RMSProp as in the original pylearn2 "
+                       "code (the default): the gradient over max(RMS, 1 / max_scaling), 1e5 in the code. 0 uses "
+                       "Keras's RMSprop, whose epsilon 1e-7 inside the square root floors the RMS at 3.2e-4.")
     flags.DEFINE_string("jit_compile", DEFAULT.jit_compile, "XLA for the train steps: auto (on for GPU, off for "
                         "CPU), true or false.")
     flags.DEFINE_string("mixed_precision", DEFAULT.mixed_precision, f"Compute policy, one of "
@@ -93,6 +106,7 @@ def run_config_from_flags(**fields):
     """A `RunConfig` from the shared flags; `fields` sets the rest (model_dir, seed, hints, ...)."""
     validation = FLAGS.validation_size
     shared = {name: FLAGS[name].value for name in _SHARED_FIELDS}
+    shared["baselines"] = tuple(FLAGS.baselines)
     return pipeline.RunConfig(
         validation_size=int(validation) if validation >= 1 and validation.is_integer() else validation, **shared, **fields)
 

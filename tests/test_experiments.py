@@ -98,14 +98,17 @@ def test_hint_location_pairs_map_the_teacher_proportionally():
     ("depth", "digits", "digits_teacher", "digits_fitnet"),
     ("hint_location", "digits", "digits_teacher", "digits_fitnet"),
     ("depth", "cifar10", "cifar_teacher", "fitnet1"),
+    ("depth", "fashion_mnist", "mnist_teacher", "mnist_fitnet"),
 ])
 def test_planned_pairs_are_accepted_by_the_distiller(experiment, dataset, teacher, student):
-    base = pipeline.RunConfig(model_dir="", dataset=dataset, teacher=teacher, student=student)
-    cells = experiments.plan_cells(experiment, base)
+    base = pipeline.RunConfig(model_dir="", dataset=dataset, teacher=teacher, student=student,
+                              baselines=("ce", "kd", "ce_glorot"))
+    budget = "5m" if dataset == "fashion_mnist" else "30m"
+    cells = experiments.plan_cells(experiment, base, depth_budget=budget)
     expected = {"methods": 1, "depth": len(experiments.DEPTHS),
                 "hint_location": len(experiments.LOCATIONS) + len(experiments.MULTIPLE_HINTS)}[experiment]
     assert len(cells) == expected
-    shape = (32, 32, 3) if dataset == "cifar10" else (8, 8, 1)
+    shape = {"cifar10": (32, 32, 3), "fashion_mnist": (28, 28, 1)}.get(dataset, (8, 8, 1))
     teacher_net = build_network(zoo.get_spec(teacher, input_shape=shape), seed=0)
     for cell in cells:
         student_net = build_network(zoo.get_spec(cell.student, input_shape=shape), seed=0)
@@ -116,8 +119,13 @@ def test_planned_pairs_are_accepted_by_the_distiller(experiment, dataset, teache
         assert [c.hints for c in cells] == [((2, 2),), ((4, 2),), ((5, 2),), ((7, 2),)]
         assert [c.student for c in cells] == ["depth5_30m", "depth7_30m", "depth9_30m", "depth11_30m"]
         assert all(c.note == "" for c in cells)
+    if dataset == "fashion_mnist":
+        # The 28x28 nets keep the paper's guided layers; each guided 7x7 map is mapped to the teacher's 3x3 hint.
+        assert [c.hints for c in cells] == [((2, 2),), ((4, 2),), ((5, 2),), ((7, 2),)]
+        assert [c.student for c in cells] == ["depth5_5m", "depth7_5m", "depth9_5m", "depth11_5m"]
+        assert all(c.baselines == ("ce", "kd", "ce_glorot") for c in cells)
     if experiment == "hint_location":
-        assert [c.baselines for c in cells] == [(), ("ce", "kd"), (), (), (), ()]
+        assert [c.baselines for c in cells] == [(), ("ce", "kd", "ce_glorot"), (), (), (), ()]
         assert [c.hints for c in cells] == [((2, 1),), ((4, 2),), ((8, 3),), ((2, 1), (4, 2)), ((4, 2), (8, 3)),
                                             ((2, 1), (8, 3))]
 

@@ -9,7 +9,7 @@ The defaults follow the FitNets experiments (Romero et al., ICLR 2015, Sec. 4) a
 
 import dataclasses
 
-DATASETS = ("digits", "mnist", "svhn_cropped", "cifar10", "cifar100")
+DATASETS = ("digits", "mnist", "fashion_mnist", "svhn_cropped", "cifar10", "cifar100")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +39,9 @@ class DatasetInfo:
 _INFOS = {
     "digits": DatasetInfo("digits", (8, 8, 1), 10, allow_flip=False, crop_padding=0, preprocessing="scale"),
     "mnist": DatasetInfo("mnist", (28, 28, 1), 10, allow_flip=False, crop_padding=0, preprocessing="scale"),
+    "fashion_mnist": DatasetInfo(
+        "fashion_mnist", (28, 28, 1), 10, allow_flip=False, crop_padding=0, preprocessing="scale"
+    ),
     "svhn_cropped": DatasetInfo(
         "svhn_cropped", (32, 32, 3), 10, allow_flip=False, crop_padding=0, preprocessing="scale", has_extra=True
     ),

@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from fitnets_tf.data.dataset_info import DatasetInfo, dataset_info
 from fitnets_tf.data.digits import DIGITS_TEST_FRACTION, digits_arrays, split_digits
+from fitnets_tf.data.idx import DEBIAN_FASHION_MNIST_DIR, idx_directory, load_idx_split
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -101,6 +102,8 @@ def load_splits(name, data_dir=None, download=False, validation_size=0.1, use_ex
     validation_count(validation_size, None)  # Refuse a bad value before any loading.
     if name == "digits":
         return _digits_splits(info, validation_size, seed)
+    if name == "fashion_mnist":
+        return _fashion_mnist_splits(info, data_dir, download, validation_size)
     return _tfds_splits(info, data_dir, download, validation_size, use_extra)
 
 
@@ -112,6 +115,47 @@ def _digits_splits(info, validation_size, seed):
     train, validation, test = (None if p is None else tf.data.Dataset.from_tensor_slices(p) for p in parts)
     sizes = {key: (0 if p is None else len(p[1])) for key, p in zip(("train", "validation", "test"), parts)}
     return Splits(train=train, validation=validation, test=test, info=info, num_examples=sizes)
+
+
+def _array_splits(info, train, test, validation_size):
+    """Splits from in-memory (images, labels) arrays; validation from the END of train, as for TFDS."""
+    images, labels = train
+    count = validation_count(validation_size, len(labels))
+    cut = len(labels) - count
+    parts = {"train": (images[:cut], labels[:cut]), "validation": (images[cut:], labels[cut:]) if count else None,
+             "test": test}
+    datasets = {k: None if p is None else tf.data.Dataset.from_tensor_slices(p) for k, p in parts.items()}
+    sizes = {k: 0 if p is None else len(p[1]) for k, p in parts.items()}
+    return Splits(train=datasets["train"], validation=datasets["validation"], test=datasets["test"], info=info,
+                  num_examples=sizes)
+
+
+def _fashion_mnist_splits(info, data_dir, download, validation_size):
+    """Fashion-MNIST from its IDX files when they are at hand, else from TFDS.
+
+    Order: IDX files in `data_dir`; a TFDS-prepared `fashion_mnist` (in `data_dir` or TFDS's default); IDX files
+    of Debian's `dataset-fashion-mnist` package (`DEBIAN_FASHION_MNIST_DIR`); a TFDS download when `download`.
+    Both sources hold the same 60,000 + 10,000 images in the same order.
+    """
+    if idx_directory(data_dir):
+        source = data_dir
+    else:
+        try:
+            return _tfds_splits(info, data_dir, False, validation_size, False)
+        except DataNotFoundError as error:
+            if idx_directory(DEBIAN_FASHION_MNIST_DIR):
+                source = DEBIAN_FASHION_MNIST_DIR
+            elif download:
+                return _tfds_splits(info, data_dir, True, validation_size, False)
+            else:
+                raise DataNotFoundError(
+                    "Fashion-MNIST was not found: no IDX files (train-images-idx3-ubyte[.gz] and the three others) "
+                    f"in {data_dir or DEBIAN_FASHION_MNIST_DIR!r}, and no TFDS-prepared 'fashion_mnist'. Either "
+                    "install them offline with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu, as root; "
+                    f"files land in {DEBIAN_FASHION_MNIST_DIR}) or pass --data_dir=DIR holding the four IDX files; "
+                    "or pass --download to let TFDS fetch it (needs internet)."
+                ) from error
+    return _array_splits(info, load_idx_split(source, "train"), load_idx_split(source, "test"), validation_size)
 
 
 def _tfds_load(name, split, data_dir, download, with_info=False):

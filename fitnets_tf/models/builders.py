@@ -62,20 +62,21 @@ def build_network(spec: NetSpec, seed=None) -> keras.Model:
     x = inputs
     index = 0
     for b, block in enumerate(spec.blocks, start=1):
+        block_pieces = block.num_pieces if block.num_pieces and spec.activation == "maxout" else pieces
         for width, kernel, padding in zip(block.widths, block.kernel_sizes(), block.paddings()):
             index += 1
             if isinstance(padding, int):
                 x = keras.layers.ZeroPadding2D(padding, name=f"conv{index}_pad")(x)
                 padding = "valid"
             x = keras.layers.Conv2D(
-                width * pieces,
+                width * block_pieces,
                 kernel,
                 padding=padding,
                 kernel_initializer=_initializer(spec, seed, index),
-                kernel_constraint=_max_norm(spec, CONV_MAX_NORM, [0, 1, 2]),
+                kernel_constraint=_max_norm(spec, block.max_norm or CONV_MAX_NORM, [0, 1, 2]),
                 name=f"conv{index}_linear",
             )(x)
-            x = _nonlinearity(spec, pieces, f"conv{index}")(x)
+            x = _nonlinearity(spec, block_pieces, f"conv{index}")(x)
         if block.pool is not None:
             if block.pool.size is None:
                 x = keras.layers.GlobalMaxPooling2D(name=f"pool{b}")(x)

@@ -25,12 +25,16 @@ class BlockSpec:
         kernel_size: one size for every conv of the block, or one per conv.
         padding: "same", "valid", or an explicit zero-padding in pixels (pylearn2's `pad`, then a valid conv).
         pool: pooling after the last conv, or None.
+        num_pieces: maxout pieces of this block's convs (None: the net's `num_pieces`).
+        max_norm: max-norm of this block's conv kernels (None: the paper's conv value, 0.9).
     """
 
     widths: Tuple[int, ...]
     kernel_size: Union[int, Tuple[int, ...]] = 3
     padding: Union[str, int, Tuple[Union[str, int], ...]] = "same"
     pool: Optional[PoolSpec] = PoolSpec()
+    num_pieces: Optional[int] = None
+    max_norm: Optional[float] = None
 
     def kernel_sizes(self):
         ks = self.kernel_size
@@ -90,7 +94,8 @@ class NetSpec:
                     f"A block needs one kernel size and padding per conv. Received: widths={block.widths}, "
                     f"kernel_size={block.kernel_size}, padding={block.padding}"
                 )
-        if self.num_pieces < 1 or self.fc_pieces < 1:
+        if self.num_pieces < 1 or self.fc_pieces < 1 or any(
+                b.num_pieces is not None and b.num_pieces < 1 for b in self.blocks):
             raise ValueError(
                 f"Maxout pieces must be >= 1. Received: num_pieces={self.num_pieces}, fc_pieces={self.fc_pieces}"
             )

@@ -10,9 +10,12 @@ from fitnets_tf.models.zoo import ARCHITECTURES, default_hint_layer, get_spec, l
 # The paper's hint <- guided indices (1-based), written out independently of the zoo.
 PAPER_HINT_LAYERS = {
     "cifar_teacher": 2, "svhn_teacher": 2, "mnist_teacher": 2,
-    "fitnet1": 6, "fitnet2": 6, "fitnet3": 8, "fitnet4": 11, "mnist_fitnet": 4, "svhn_fitnet": 8,
+    "fitnet1": 6, "fitnet2": 6, "fitnet3": 8, "fitnet4": 11, "mnist_fitnet": 4, "mnist_fitnet_uniform": 4,
+    "svhn_fitnet": 8,
     "depth5_30m": 2, "depth5_107m": 2, "depth7_30m": 4, "depth7_107m": 4, "depth9_30m": 5, "depth9_107m": 5,
     "depth11_30m": 7, "depth11_107m": 7,
+    # Not in the paper: the depth study sized for 28x28 inputs, with the same guided layers.
+    "depth5_5m": 2, "depth7_5m": 4, "depth9_5m": 5, "depth11_5m": 7,
     "aflw_teacher": 3, "aflw_fitnet1": 5, "aflw_fitnet2": 5,
     "digits_teacher": 2, "digits_fitnet": 4,
 }
@@ -26,8 +29,10 @@ PAPER_CONV_UNITS = {
     "depth5_30m": [64, 64, 64], "depth5_107m": [128, 128, 128],
     "depth7_30m": [16, 32, 32, 64, 64], "depth7_107m": [32, 64, 80, 80, 128],
     "depth9_30m": [16, 32, 32, 32, 32, 48, 64], "depth9_107m": [32, 32, 64, 80, 80, 96, 128],
+    "depth5_5m": [32, 32, 32], "depth7_5m": [8, 12, 16, 32, 32], "depth9_5m": [8, 12, 16, 16, 16, 24, 32],
+    "depth11_5m": [8, 8, 8, 12, 16, 16, 24, 24, 32],
     "cifar_teacher": [96, 192, 192], "svhn_teacher": [64, 128, 128], "mnist_teacher": [48, 48, 24],
-    "mnist_fitnet": [16, 16, 16, 16, 12, 12],
+    "mnist_fitnet": [16, 16, 16, 16, 12, 12], "mnist_fitnet_uniform": [16, 16, 16, 16, 12, 12],
     "aflw_teacher": [128, 512, 512], "aflw_fitnet1": [16] + [32] * 6, "aflw_fitnet2": [32] + [64] * 6,
 }
 
@@ -35,6 +40,7 @@ PAPER_CONV_UNITS = {
 GUIDED_AT_END_OF_BLOCK_2 = [
     "fitnet1", "fitnet2", "fitnet3", "fitnet4", "svhn_fitnet", "mnist_fitnet",
     "depth5_30m", "depth5_107m", "depth7_30m", "depth7_107m", "depth9_30m", "depth9_107m",
+    "depth5_5m", "depth7_5m", "depth9_5m",
 ]
 
 _MODELS = {}
@@ -164,3 +170,17 @@ def test_unknown_architecture_lists_the_names():
 def test_get_spec_rejects_malformed_overrides(overrides, match):
     with pytest.raises(ValueError, match=match):
         get_spec("fitnet1", **overrides)
+
+
+def test_mnist_fitnet_follows_the_original_yaml_and_the_uniform_variant_the_papers_rule():
+    """MNIST_fitnet_valid.yaml: h4, h5 have 4 maxout pieces; max_kernel_norm 0.9 for h0, h1 and 1.9365 after."""
+    code, uniform = built("mnist_fitnet"), built("mnist_fitnet_uniform")
+    for i in range(1, 7):
+        linear = code.get_layer(f"conv{i}_linear")
+        assert linear.filters == (12 * 4 if i > 4 else 16 * 2)
+        assert code.get_layer(f"conv{i}").num_pieces == (4 if i > 4 else 2)
+        assert linear.kernel_constraint.max_value == (0.9 if i <= 2 else 1.9365)
+        assert uniform.get_layer(f"conv{i}_linear").kernel_constraint.max_value == 0.9
+        assert uniform.get_layer(f"conv{i}").num_pieces == 2
+    # Same maps: the hint pair 4 <- 2 and the regressor are unchanged.
+    assert code.get_layer("pool2").output.shape == uniform.get_layer("pool2").output.shape
