@@ -433,7 +433,7 @@ class Experiment:
                 # only the method differs.
                 student = build_network(spec, seed=c.seed + 1)
                 distiller = Distiller(student) if method == "ce" else self._distiller(student)
-            results[f"baseline_{name}"] = self._stage(f"baseline_{name}", distiller, name, epochs)
+            results[f"baseline_{name}"] = self._stage(f"baseline_{name}", distiller, method, epochs)
             self._save_model(student, f"baseline_{name}")
             self.baseline_models[name] = student
         return results
