@@ -1,0 +1,85 @@
+"""The frozen teacher's forward pass in a lower precision, while the student trains in its own policy.
+
+The teacher is never trained, so nothing needs its gradients or float32 master weights: its forward pass (logits in
+stage 2, hints in stage 1) can run in bfloat16 or float16 wherever the hardware computes those natively, and its
+outputs are cast to float32 before any loss. `teacher_in_precision` returns a separate copy of the teacher whose
+layers compute in the lower precision (variables stay float32, as under Keras's `mixed_*` policies), so the
+original teacher -- the model the pipeline saves and reports -- is untouched.
+
+`native_low_precision()` is what `auto` picks: bfloat16 on CPUs with AVX512-BF16 or AMX-BF16 and on GPUs of compute
+capability 8.0 or more; float16 on GPUs of 7.0-7.9 (tensor cores without bfloat16); float32 elsewhere (a CPU
+without bfloat16 units emulates it, slower than float32).
+"""
+
+import functools
+
+import keras
+import tensorflow as tf
+
+TEACHER_PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+_CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_flags():
+    """The CPU's feature flags from /proc/cpuinfo (an empty set where there is none, e.g. macOS)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def native_low_precision(gpus=None, flags=None):
+    """The fastest precision the hardware computes natively: "bfloat16", "float16" or "float32".
+
+    Args:
+        gpus: compute capabilities ((major, minor), ...) of the visible GPUs; None asks TensorFlow.
+        flags: CPU feature flags; None reads /proc/cpuinfo.
+    """
+    if gpus is None:
+        gpus = tuple(tf.config.experimental.get_device_details(d).get("compute_capability") or (0, 0)
+                     for d in tf.config.list_physical_devices("GPU"))
+    if gpus:
+        oldest = min(tuple(c) for c in gpus)
+        return "bfloat16" if oldest >= (8, 0) else "float16" if oldest >= (7, 0) else "float32"
+    flags = cpu_flags() if flags is None else flags
+    return "bfloat16" if any(f in flags for f in _CPU_BF16_FLAGS) else "float32"
+
+
+def resolve_teacher_precision(precision):
+    """`precision` itself, or for "auto" the hardware's native low precision. Raises ValueError naming the choices."""
+    if precision not in TEACHER_PRECISIONS:
+        raise ValueError(
+            f"teacher_precision must be one of {', '.join(TEACHER_PRECISIONS)}. Received: {precision!r}"
+        )
+    return native_low_precision() if precision == "auto" else precision
+
+
+def _copy(model):
+    """A new model with `model`'s architecture and weights (shares nothing with it)."""
+    copy = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model))
+    if not copy.built:
+        copy.build(model.input_shape)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def teacher_in_precision(teacher, precision):
+    """The teacher to run the forward pass with: `teacher` itself for "float32", else a copy computing in
+    `precision` ("bfloat16" or "float16"; variables float32, every output cast back to float32).
+
+    The copy is taken when this is called: the teacher is frozen, so its weights do not change afterwards.
+    """
+    precision = resolve_teacher_precision(precision)
+    if precision == "float32":
+        return teacher
+    copy = _copy(teacher)
+    policy = keras.dtype_policies.get(f"mixed_{precision}")
+    for layer in copy._flatten_layers(include_self=True):
+        layer.dtype_policy = policy
+    copy.trainable = False
+    return copy

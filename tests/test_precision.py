@@ -1,0 +1,79 @@
+"""The teacher's forward pass in bfloat16/float16: hardware choice, an independent copy, outputs near float32."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from fitnets_tf.models import build_network, zoo
+from fitnets_tf.precision import native_low_precision, resolve_teacher_precision, teacher_in_precision
+
+
+@pytest.mark.parametrize("gpus, flags, expected", [
+    ((), {"avx512f", "avx512_bf16"}, "bfloat16"),
+    ((), {"avx512f", "amx_bf16"}, "bfloat16"),
+    ((), {"avx2", "fma"}, "float32"),
+    (((8, 0),), set(), "bfloat16"),
+    (((9, 0), (7, 5)), set(), "float16"),  # the oldest GPU decides
+    (((6, 1),), {"avx512_bf16"}, "float32"),  # a GPU without tensor cores: float32, whatever the CPU
+])
+def test_native_low_precision(gpus, flags, expected):
+    assert native_low_precision(gpus=gpus, flags=flags) == expected
+
+
+def test_resolve_refuses_an_unknown_precision():
+    assert resolve_teacher_precision("float16") == "float16"
+    assert resolve_teacher_precision("auto") in ("float32", "bfloat16", "float16")
+    with pytest.raises(ValueError, match="teacher_precision must be one of auto, float32, bfloat16, float16"):
+        resolve_teacher_precision("int8")
+
+
+def _softened(logits, tau=3.0):
+    return tf.nn.softmax(tf.cast(logits, tf.float32) / tau).numpy()
+
+
+def _trained_like(model, seed=0):
+    """Weights of a realistic scale (the paper's U(-0.005, 0.005) start gives logits near 0, where any precision
+    agrees): Glorot-scaled random weights."""
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.normal(0, np.sqrt(2.0 / max(1, np.prod(w.shape[:-1]))), w.shape).astype("float32")
+                       for w in model.get_weights()])
+    return model
+
+
+@pytest.mark.parametrize("precision, tolerance", [("bfloat16", 0.03), ("float16", 0.005)])
+def test_a_low_precision_teacher_is_a_separate_copy_close_to_float32(precision, tolerance):
+    teacher = _trained_like(build_network(zoo.get_spec("digits_teacher"), seed=0))
+    before = [w.numpy().copy() for w in teacher.weights]
+    low = teacher_in_precision(teacher, precision)
+    assert low is not teacher and not low.trainable
+    assert {layer.dtype_policy.name for layer in teacher.layers} == {"float32"}  # the original is untouched
+    assert all(v.dtype == "float32" for v in low.weights)  # mixed policy: float32 variables
+    assert any(layer.compute_dtype == precision for layer in low.layers)
+    x = tf.constant(np.random.default_rng(1).random((64, 8, 8, 1)).astype("float32"))
+    reference, got = teacher(x, training=False), low(x, training=False)
+    assert got.dtype == precision
+    # The largest difference of the softened teacher probabilities (tau = 3), the targets of the KD loss.
+    assert np.abs(_softened(reference) - _softened(got)).max() < tolerance
+    assert np.abs(_softened(reference) - _softened(got)).max() > 0  # it really ran in the lower precision
+    for w, b in zip(teacher.weights, before):
+        np.testing.assert_array_equal(w.numpy(), b)
+
+
+def test_float32_is_the_teacher_itself():
+    teacher = build_network(zoo.get_spec("digits_teacher"), seed=0)
+    assert teacher_in_precision(teacher, "float32") is teacher
+
+
+def test_a_keras_applications_teacher_in_bfloat16():
+    teacher = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), classes=10, alpha=0.35,
+                                             classifier_activation=None)
+    low = teacher_in_precision(teacher, "bfloat16")
+    x = tf.constant(np.random.default_rng(2).random((8, 32, 32, 3)).astype("float32"))
+    reference, got = teacher(x, training=False).numpy(), tf.cast(low(x, training=False), tf.float32).numpy()
+    # Untrained, its logits are tiny (~1e-11), so compare them relative to their scale: bfloat16 keeps 8 bits.
+    relative = np.abs(reference - got).max() / np.abs(reference).max()
+    assert 0 < relative < 0.1
+    # Batch-norm statistics and every other weight were copied, not re-initialised.
+    for a, b in zip(teacher.weights, low.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
