@@ -531,7 +531,8 @@ def _row(cell_name, x, method, model, run_results, cell=None):
         if row is None:
             continue
         first = first or row
-        per_seed.append({"seed": seed, "test_accuracy": row["test_accuracy"], "run": f"{cell_name}/seed{seed}"})
+        per_seed.append({"seed": seed, "test_accuracy": row["test_accuracy"], "run": f"{cell_name}/seed{seed}",
+                         "at_chance": bool(row.get("at_chance")), "best_epoch": row.get("best_epoch")})
     if first is None:
         return None
     return {
@@ -601,7 +602,8 @@ def markdown(summary):
     lines = [f"# Experiment: {title} ({s['dataset']}, teacher {s['teacher']})", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in s["rows"]:
-        per_seed = ", ".join("-" if p["test_accuracy"] is None else f"{100 * p['test_accuracy']:.2f}"
+        per_seed = ", ".join("-" if p["test_accuracy"] is None else
+                             f"{100 * p['test_accuracy']:.2f}{'*' if p.get('at_chance') else ''}"
                              for p in r["per_seed"])
         lines.append("| " + " | ".join([
             str(r["cell"]), r["method"], format_mean_std(r["test_accuracy"]), str(r["test_accuracy"]["n"]),
@@ -614,6 +616,14 @@ def markdown(summary):
               "the same initial weights with KD alone and with cross-entropy alone. Multiplications counted from "
               "the conv/dense layers (see models.counting).",
               f"Teacher: {_SHARING_TEXT[s['teacher_sharing']].format(runs=', '.join(s['teacher_runs']))}."]
+    stuck = [f"{r['cell']} {r['method']}" for r in s["rows"] if any(p.get("at_chance") for p in r["per_seed"])]
+    if stuck:
+        trainable = [f"{r['cell']} {r['method']}" for r in s["rows"] if r["model"] != "teacher" and r["per_seed"]
+                     and not any(p.get("at_chance") for p in r["per_seed"])]
+        lines += ["", f"\\* never left chance (test accuracy below 1.5 / classes): {', '.join(stuck)}. These runs "
+                  "did not get the student off the plateau of its initialisation within their budget; they say "
+                  "nothing about how well the method trains the student. Trainable in every seed: "
+                  f"{', '.join(trainable) or 'none'}."]
     notes = [f"- {c['name']}: {c['note']}" for c in s["cells"] if c["note"]]
     if notes:
         lines += ["", "Hint pairs moved by the regressor's constraint (hint map no larger than guided map):", *notes]

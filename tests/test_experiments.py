@@ -265,6 +265,17 @@ def test_methods_sweep_writes_a_consistent_table_json_and_plot(methods_sweep):
     with open(os.path.join(sweep_dir, "digits_fitnet", "seed0", "results.json")) as f:
         assert json.load(f)["hint_pairs"] == [{"guided": "pool1", "hint": "pool1", "regressor": "conv"}]
     assert rows["HT+KD"]["parameters"] == rows["CE"]["parameters"] < rows["teacher (CE)"]["parameters"]
+    # A run that never left chance is starred in the table and named in a note, with the trainable rows beside it.
+    stuck = []
+    for method, row in rows.items():
+        for p in row["per_seed"]:
+            assert p["at_chance"] == per_run[p["seed"]][models[method]]["at_chance"]
+            if p["at_chance"]:
+                stuck.append(f"{row['cell']} {method}")
+                assert f"{100 * p['test_accuracy']:.2f}*" in table
+    assert ("never left chance" in table) == bool(stuck)
+    for name in stuck:
+        assert name in table.split("never left chance", 1)[1]
 
 
 @pytest.mark.slow
@@ -313,3 +324,23 @@ def test_the_digits_variants_of_depth_and_hint_location_run_end_to_end(tmp_path,
         assert 0.0 <= row["test_accuracy"]["mean"] <= 1.0 and row["test_accuracy"]["n"] == 1
     with open(os.path.join(sweep_dir, f"{experiment}.png"), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_table_stars_runs_that_never_left_chance_and_names_the_trainable_ones():
+    def row(method, model, accs, chance):
+        return {"cell": "s", "x": "s", "method": method, "model": model, "hint_taps": [],
+                "test_accuracy": experiments.mean_std(accs), "parameters": 10, "multiplications": 10,
+                "per_seed": [{"seed": k, "test_accuracy": a, "at_chance": c} for k, (a, c) in
+                             enumerate(zip(accs, chance))]}
+    summary = {"experiment": "methods", "student": "s", "dataset": "d", "teacher": "t", "depth_budget": "30m",
+               "seeds": [0, 1], "teacher_sharing": "sweep", "teacher_runs": ["s/seed0"], "cells": [],
+               "epochs": {"teacher_epochs": 1}, "command": "c",
+               "rows": [row("CE", "baseline_ce", [0.10, 0.85], [True, False]),
+                        row("CE (Glorot init)", "baseline_ce_glorot", [0.86, 0.87], [False, False]),
+                        row("teacher (CE)", "teacher", [0.9, 0.9], [False, False])]}
+    table = experiments.markdown(summary)
+    assert "| 10.00*, 85.00 |" in table and "| 86.00, 87.00 |" in table
+    note = table.split("never left chance", 1)[1].splitlines()[0]
+    assert "s CE." in note and "Trainable in every seed: s CE (Glorot init)." in note
+    summary["rows"] = summary["rows"][1:]
+    assert "never left chance" not in experiments.markdown(summary)
