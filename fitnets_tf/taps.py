@@ -173,6 +173,10 @@ def _outer_input(layer):
     return tensors[0] if len(tensors) == 1 else list(tensors)
 
 
+def _inputs(model):
+    return model.inputs[0] if len(model.inputs) == 1 else model.inputs
+
+
 def _tensor(model, parts):
     """The symbolic tensor of `parts` (a path) in `model`'s graph; nested models are cut and re-applied."""
     pyramid = getattr(model, "pyramid_outputs", None) or {}
@@ -181,7 +185,7 @@ def _tensor(model, parts):
             return pyramid[parts[0]]
         return model.get_layer(parts[0]).output
     inner = model.get_layer(parts[0])
-    sub = keras.Model(inner.inputs, _tensor(inner, parts[1:]), name=f"{inner.name}_to_{parts[-1]}")
+    sub = keras.Model(_inputs(inner), _tensor(inner, parts[1:]), name=f"{inner.name}_to_{parts[-1]}")
     return sub(_outer_input(inner))
 
 
@@ -214,7 +218,7 @@ def tap_model(model, taps, name, input_shape=None):
     names = [t.name if isinstance(t, Tap) else t for t in taps]
     if is_functional(model):
         outputs = [_tensor(model, n.split(SEPARATOR)) for n in names]
-        return keras.Model(model.inputs, outputs, name=name)
+        return keras.Model(_inputs(model), outputs, name=name)
     return ProtocolTaps(model, names, input_shape)
 
 
@@ -273,7 +277,7 @@ def _logits_tensor(model, output):
         inner_logits, note = _logits_tensor(op, op.outputs[0])
         if note is None:
             return output, None
-        sub = keras.Model(op.inputs, inner_logits, name=f"{op.name}_logits")
+        sub = keras.Model(_inputs(op), inner_logits, name=f"{op.name}_logits")
         return sub(_outer_input(op)), f"{note} of nested model '{op.name}'"
     return output, None
 
@@ -297,7 +301,7 @@ def logits_model(model, role="teacher", input_shape=None):
             return model
         logger.warning("%s '%s' ends in a softmax: %s, so that KD sees logits (probabilities would make it silently "
                        "wrong).", role, model.name, note)
-        return keras.Model(model.inputs, logits, name=f"{model.name}_logits")
+        return keras.Model(_inputs(model), logits, name=f"{model.name}_logits")
     if input_shape is not None:
         rng = np.random.default_rng(0)
         out = np.asarray(model(rng.normal(size=(4, *input_shape)).astype("float32"), training=False), "float64")

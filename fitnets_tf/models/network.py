@@ -69,7 +69,7 @@ class FitNetsNetwork(keras.Model):
         if unknown:
             raise ValueError(f"{unknown} are not intermediate outputs of '{self.name}'. Choose from: "
                              f"{', '.join(self.intermediate_names)}.")
-        sub = keras.Model(self.inputs, [self.get_layer(n).output for n in names], name=f"{self.name}_intermediates")
+        sub = keras.Model(self.input, [self.get_layer(n).output for n in names], name=f"{self.name}_intermediates")
         outputs = sub(inputs, training=training)
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
         return dict(zip(names, outputs))
