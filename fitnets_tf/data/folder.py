@@ -77,3 +77,24 @@ def folder_splits(info, validation_size, seed, count_fn, splits_cls, test_fracti
     sizes = {key: len(idx) for key, idx in parts.items()}
     return splits_cls(train=dataset(parts["train"]), validation=dataset(parts["validation"]) if count else None,
                       test=dataset(parts["test"]), info=info, num_examples=sizes)
+
+
+def write_digits_folder(path, size=32, channels=3):
+    """Writes scikit-learn's 1,797 8x8 digits as `size` x `size` PNGs, one subfolder per class ("0".."9"), into
+    `path`: an example class-per-subfolder folder for `folder:PATH`, made offline. Returns `path`.
+
+    The grey levels (0..255, see `digits_arrays`) are upscaled (bilinear) and repeated over `channels`. An
+    existing, complete folder is left as it is."""
+    from fitnets_tf.data.digits import digits_arrays
+
+    images, labels = digits_arrays()
+    if os.path.isdir(path) and sum(len(files) for _, _, files in os.walk(path)) == len(labels):
+        return path
+    scaled = tf.image.resize(tf.cast(images, tf.float32), (size, size), method="bilinear")
+    scaled = tf.cast(tf.clip_by_value(tf.round(scaled), 0, 255), tf.uint8)
+    for i, (image, label) in enumerate(zip(scaled, labels)):
+        folder = os.path.join(path, str(int(label)))
+        os.makedirs(folder, exist_ok=True)
+        image = tf.repeat(image[..., :1], channels, axis=-1)
+        tf.io.write_file(os.path.join(folder, f"{i:04d}.png"), tf.io.encode_png(image))
+    return path
