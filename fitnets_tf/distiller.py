@@ -110,7 +110,8 @@ class Distiller(keras.Model):
                 raise ValueError(f"The teacher '{teacher.name}' takes {tuple(teacher_shape)} images but the student "
                                  f"'{student.name}' takes {self.image_shape}.")
         # The models' logits: a final softmax is stripped (sharing the variables), see `taps.logits_model`.
-        self.student_logits = taps.logits_model(student, "student", self.image_shape)
+        self.student_logits = taps.logits_model(student, "student" if teacher is not None else "model",
+                                                self.image_shape)
         self.teacher_logits = None if teacher is None else taps.logits_model(teacher, "teacher", self.image_shape)
         self.pairing = None
         if isinstance(hint_pairs, str):

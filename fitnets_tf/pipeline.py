@@ -135,7 +135,8 @@ def validate(config: RunConfig):
     try:
         data_lib.dataset_info(config.dataset, config.image_size)
     except ValueError as error:
-        raise ConfigError(f"--dataset: {error}") from None
+        message = str(error)
+        raise ConfigError(f"--dataset: {message[:1].lower()}{message[1:]}") from None
     names = zoo.list_architectures()
     for flag in ("teacher", "student"):
         value = getattr(config, flag)

@@ -248,3 +248,22 @@ def test_teacher_and_student_input_shapes_must_agree():
                               keras.layers.Dense(CLASSES)])
     with pytest.raises(ValueError, match=r"takes \(32, 32, 3\) images but the student .* takes \(16, 16, 3\)"):
         Distiller(small, mobilenet_teacher())
+
+
+def test_a_subclassed_teacher_gives_hints_through_the_protocol_and_never_changes():
+    teacher = SubclassedStudent(name="sub_teacher")
+    teacher(images(1)[0])
+    student = functional_student()
+    distiller = Distiller(student, teacher, hint_pairs=[HintPair("c2", "block1")])
+    assert distiller.pair_report[0]["hint_shape"] == [32, 32, 6] and distiller.pair_report[0]["guided_shape"] == [
+        32, 32, 8]
+    t0, s0 = snapshot(teacher), snapshot(student)
+    run_stage(distiller, "hint")
+    assert changed(t0, teacher) == set()
+    assert {layer_of(p) for p in changed(s0, student)} == {"c1", "c2"}
+    # The hint is the teacher's own block1, computed independently.
+    x, _ = images(2)
+    (hint,) = distiller.teacher_outputs(x)
+    np.testing.assert_allclose(np.asarray(hint), np.asarray(teacher.conv1(x)), rtol=1e-6)
+    run_stage(distiller, "kd", epochs=1)
+    assert changed(t0, teacher) == set()
