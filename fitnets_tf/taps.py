@@ -19,7 +19,10 @@ when it defines
                                 model's own layers (so the tensors depend on the model's variables).
 
 and its `call` returns logits (pre-softmax). The zoo's networks (`fitnets_tf.models.FitNetsNetwork`) implement it,
-though they are functional inside and are cut on their graph like any functional model.
+though they are functional inside and are cut on their graph like any functional model. A protocol hint carries no
+layer, so its regressor ends linearly (functional hints end in the hint layer's own non-linearity, Sec. 2.2). A
+subclassed model saved as .keras reloads only if its class is registered (`keras.saving.register_keras_serializable`)
+and imported.
 
 Stage 1 trains exactly the variables the guided output depends on: for a functional model the truncated sub-model
 holds exactly those; for a protocol model they are found by differentiating the guided output once, on a zero
