@@ -117,3 +117,15 @@ def test_the_command_line_takes_the_users_models_and_folder(tmp_path):
     assert results["hint_pairs"] == [{"guided": "s4", "hint": "mobilenetv2_0.35_32/block_3_expand_relu",
                                       "regressor": "conv"}]
     assert "--student_path" in open(model_dir / "flags.cfg").read()
+
+
+def test_dataset_flag_takes_tfds_names_and_folders_and_names_what_is_wrong(tmp_path):
+    pipeline.validate(pipeline.RunConfig(model_dir=str(tmp_path), dataset="kmnist"))
+    pipeline.validate(pipeline.RunConfig(model_dir=str(tmp_path), dataset="rock_paper_scissors", image_size=32))
+    pipeline.validate(pipeline.RunConfig(model_dir=str(tmp_path), dataset=write_images(tmp_path / "i", per_class=1)))
+    with pytest.raises(pipeline.ConfigError, match=r"^--dataset: unknown dataset 'folder:/nowhere'.*no such directory"):
+        pipeline.validate(pipeline.RunConfig(model_dir=str(tmp_path), dataset="folder:/nowhere"))
+    with pytest.raises(pipeline.ConfigError, match=r"^--student_path: no file at"):
+        pipeline.validate(pipeline.RunConfig(model_dir=str(tmp_path), student_path=str(tmp_path / "absent.keras")))
+    with pytest.raises(pipeline.ConfigError, match=r"^--image_size: must be >= 1"):
+        pipeline.validate(pipeline.RunConfig(model_dir=str(tmp_path), image_size=0))
