@@ -4,8 +4,9 @@
 
 Images are PNG, JPEG, GIF or BMP (what `tf.io.decode_image` reads), decoded to uint8 with the channels of the first
 image (or `channels`) and resized (bilinear) to `image_size` x `image_size`, or to the first image's size when
-`image_size` is None. The test and validation splits are drawn reproducibly: one permutation of all files seeded by
-`seed`, the first `test_fraction` of it is the test split, the next `validation_size` the validation split.
+`image_size` is None. The test and validation splits are drawn reproducibly with `seed` and stratified by class
+(when every class has enough images): `test_fraction` of all files is the test split, `validation_size` of the rest
+the validation split.
 """
 
 import math
@@ -52,15 +53,27 @@ def folder_info(name, image_size=None, channels=None):
                        preprocessing="scale")
 
 
+def _split(indices, labels, count, seed):
+    """(`count` of `indices`, the rest), drawn with `seed`, stratified by class when every class can give one."""
+    from sklearn.model_selection import train_test_split
+
+    try:
+        rest, taken = train_test_split(indices, test_size=count, random_state=seed, stratify=labels[indices])
+    except ValueError:  # a class too small to stratify: a plain seeded draw
+        order = np.random.default_rng(seed).permutation(indices)
+        taken, rest = order[:count], order[count:]
+    return np.sort(taken), np.sort(rest)
+
+
 def folder_splits(info, validation_size, seed, count_fn, splits_cls, test_fraction=TEST_FRACTION):
     """`Splits` of a folder (see the module docstring). `count_fn` is `sources.validation_count`."""
     _, files = _listing(info.name[len(PREFIX):])
-    order = np.random.default_rng(seed).permutation(len(files))
+    labels_all = np.array([label for _, label in files])
     num_test = max(1, math.ceil(test_fraction * len(files)))
-    rest = order[num_test:]
+    test, rest = _split(np.arange(len(files)), labels_all, num_test, seed)
     count = count_fn(validation_size, len(rest))
-    parts = {"test": order[:num_test], "validation": rest[len(rest) - count:] if count else rest[:0],
-             "train": rest[:len(rest) - count]}
+    validation, train = _split(rest, labels_all, count, seed + 1) if count else (rest[:0], rest)
+    parts = {"test": test, "validation": validation, "train": train}
     height, width, depth = info.image_shape
 
     def decode(path, label):

@@ -47,6 +47,7 @@ def test_a_folder_of_pngs_gives_reproducible_disjoint_splits(tmp_path):
         assert labels == [i // 10 for i in ids]  # subfolders sorted by name: circle 0, square 1, triangle 2
         seen[key] = ids
     assert sorted(sum(seen.values(), [])) == list(range(total))  # disjoint, and every file used once
+    assert sorted(i // 10 for i in seen["test"]) == [0, 0, 1, 1, 2, 2]  # stratified: 2 test images per class
     again = load_splits(name, validation_size=0.2, seed=3, image_size=8)
     assert ids_and_labels(again.test)[0] == seen["test"]
     other = load_splits(name, validation_size=0.2, seed=4, image_size=8)
