@@ -267,3 +267,12 @@ def test_a_subclassed_teacher_gives_hints_through_the_protocol_and_never_changes
     np.testing.assert_allclose(np.asarray(hint), np.asarray(teacher.conv1(x)), rtol=1e-6)
     run_stage(distiller, "kd", epochs=1)
     assert changed(t0, teacher) == set()
+
+
+def test_automatic_pairing_on_a_subclassed_student_uses_its_protocol_names():
+    student = SubclassedStudent(name="sub")
+    student(images(1)[0])
+    distiller = Distiller(student, mobilenet_teacher(classifier_activation=None), hint_pairs="auto")
+    (report,) = distiller.pair_report
+    assert report["guided"] in SubclassedStudent.intermediate_names
+    assert report["guided_shape"][0] >= report["hint_shape"][0]
