@@ -44,6 +44,9 @@ MIXED_PRECISION = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 _RUNTIME_KEYS = ("model_dir", "data_dir", "download", "verbose", "latency_runs", "export", "overwrite",
                  "jit_compile", "experiment", "deterministic")
 
+# Fields added after runs were written (issue 10): omitted from run_config.json while None.
+_ADDED_KEYS = ("student_path", "image_size")
+
 
 class ConfigError(ValueError):
     """A setting is invalid; the message names it and what to do instead."""
@@ -108,7 +111,9 @@ class RunConfig:
     overwrite: bool = False
 
     def to_json(self):
-        return dataclasses.asdict(self)
+        """The fields as a dict; fields added later are left out while unset, so that a model_dir written before
+        they existed still holds the same identity and resumes."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if not (k in _ADDED_KEYS and v is None)}
 
     def identity(self):
         """The settings that define the experiment (a model_dir holding another identity is refused)."""

@@ -129,3 +129,15 @@ def test_dataset_flag_takes_tfds_names_and_folders_and_names_what_is_wrong(tmp_p
         pipeline.validate(pipeline.RunConfig(model_dir=str(tmp_path), student_path=str(tmp_path / "absent.keras")))
     with pytest.raises(pipeline.ConfigError, match=r"^--image_size: must be >= 1"):
         pipeline.validate(pipeline.RunConfig(model_dir=str(tmp_path), image_size=0))
+
+
+def test_a_model_dir_written_before_student_path_and_image_size_existed_still_resumes(tmp_path):
+    config = pipeline.RunConfig(model_dir=str(tmp_path / "old"))
+    os.makedirs(config.model_dir)
+    old = dict(config.to_json())
+    assert "student_path" not in old and "image_size" not in old  # what an earlier version wrote
+    with open(os.path.join(config.model_dir, "run_config.json"), "w") as f:
+        json.dump(old, f)
+    pipeline.prepare_model_dir(config)  # accepted: the same run
+    with pytest.raises(pipeline.ConfigError, match="differs in: image_size"):
+        pipeline.prepare_model_dir(pipeline.RunConfig(model_dir=str(tmp_path / "old"), image_size=16))
