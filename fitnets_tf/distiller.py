@@ -10,30 +10,39 @@
 Stage 1 differentiates ONLY the student truncated at its guided layer(s) and the regressor(s), against the frozen
 teacher truncated at its hint layer(s); the truncated student shares its variables with the full one, so W*_Guided
 is in the student when stage 2 starts (Algorithm 1, line 3) without any copy. The teacher is never trained.
+
+Student and teacher may be any Keras models: functional or Sequential (layers by name), with nested models (a path
+"backbone/layer"), keras-hub style `pyramid_outputs`, or subclassed models implementing the intermediate-outputs
+protocol; `fitnets_tf.taps` resolves the references and cuts the models. A model ending in a softmax is used through
+its pre-softmax logits (logged). `hint_pairs="auto"` picks the paper's middle-layer pair (`taps.auto_pair`).
 """
 
 import dataclasses
+import logging
 from typing import Union
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from fitnets_tf import losses
-from fitnets_tf.models.builders import resolve_tap
-from fitnets_tf.regressor import build_regressor, hint_nonlinearity
+from fitnets_tf import losses, taps
+from fitnets_tf.regressor import build_regressor, choose_regressor, hint_nonlinearity
 from fitnets_tf.schedules import KDLambdaSchedule
 
 STAGES = ("hint", "kd", "ce")
 HINT_MODES = ("sequential", "joint")
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
 class HintPair:
     """One hint: student layer `guided` is taught teacher layer `hint` (paper notation "guided <- hint").
 
-    Layers are 1-based paper indices (tapped after the max-pool that follows them, as in the paper's code) or
-    literal layer names such as "conv8" or "pool2" (see `fitnets_tf.models.builders.resolve_tap`).
+    Layers are 1-based paper indices on the zoo's networks (tapped after the max-pool that follows them, as in the
+    paper's code), literal layer names ("conv8", "pool2", "block_3_expand_relu"), paths into nested models
+    ("mobilenetv2_0.35_32/block_3_expand_relu") or protocol names (see `fitnets_tf.taps`). `regressor` is one of
+    `regressor.REGRESSOR_KINDS`; "auto" takes the paper's conv where it applies.
     """
 
     guided: Union[int, str]
@@ -45,15 +54,19 @@ class Distiller(keras.Model):
     """A `keras.Model` whose `train_step` runs one FitNets stage; `call` is the student's forward pass.
 
     Args:
-        student: the FitNet, a functional model from `build_network` (images -> logits).
-        teacher: the trained teacher (images -> logits), never updated here. Needed by stages "hint" and "kd".
-        hint_pairs: `HintPair`s for stage 1.
+        student: the FitNet (images -> logits): a model from `build_network` or any Keras model (see `taps`).
+        teacher: the trained teacher (images -> logits, or -> softmax: its logits are then used), never updated
+            here. Needed by stages "hint" and "kd".
+        hint_pairs: `HintPair`s for stage 1, or "auto": the paper's choice, the middle layers (`taps.auto_pair`).
         temperature: tau of the softened outputs (paper: 3).
         kd_lambda: a float or a `KDLambdaSchedule` (paper: 4 -> 1 linear); read at the start of each epoch.
         tau_squared: multiply the soft KD term by tau^2 (Hinton et al.); off in the paper and its code.
         hint_spatial_mean: the original code's hint reduction (see `losses.hint_loss`).
         regressor_initializer: initializer (name) of the regressors' weights.
         seed: makes the regressors' initial weights reproducible.
+        input_shape: (H, W, C) of the images; needed only when neither model says it (unbuilt subclassed models).
+
+    After construction `pair_report` holds, per pair, the resolved references, both shapes, the regressor and why.
     """
 
     def __init__(
@@ -67,6 +80,7 @@ class Distiller(keras.Model):
         hint_spatial_mean=False,
         regressor_initializer="glorot_uniform",
         seed=None,
+        input_shape=None,
         name="distiller",
         **kwargs,
     ):
@@ -87,22 +101,55 @@ class Distiller(keras.Model):
             name="kd_lambda", shape=(), initializer=keras.initializers.Constant(self.kd_lambda_schedule(0)),
             trainable=False,
         )
+        self.image_shape = tuple(
+            input_shape or taps.model_input_shape(student) or (taps.model_input_shape(teacher) if teacher else None)
+            or ()) or None
+        if teacher is not None and self.image_shape is not None:
+            teacher_shape = taps.model_input_shape(teacher)
+            if teacher_shape is not None and tuple(teacher_shape) != self.image_shape:
+                raise ValueError(f"The teacher '{teacher.name}' takes {tuple(teacher_shape)} images but the student "
+                                 f"'{student.name}' takes {self.image_shape}.")
+        # The models' logits: a final softmax is stripped (sharing the variables), see `taps.logits_model`.
+        self.student_logits = taps.logits_model(student, "student" if teacher is not None else "model",
+                                                self.image_shape)
+        self.teacher_logits = None if teacher is None else taps.logits_model(teacher, "teacher", self.image_shape)
+        self.pairing = None
+        if isinstance(hint_pairs, str):
+            if hint_pairs != "auto":
+                raise ValueError(f"hint_pairs must be HintPairs or 'auto'. Received: hint_pairs={hint_pairs!r}")
+            if teacher is None:
+                raise ValueError("Hint pairs need a teacher. Received: teacher=None")
+            guided, hint, self.pairing = taps.auto_pair(student, teacher, self.image_shape)
+            logger.warning("Automatic hint pair: %s.", self.pairing)
+            hint_pairs = [HintPair(guided, hint, "auto")]
         self.hint_pairs = []
         self.regressors = []
+        self.pair_report = []
         for i, pair in enumerate(hint_pairs):
             if teacher is None:
                 raise ValueError("Hint pairs need a teacher. Received: teacher=None")
-            _, guided = resolve_tap(student, pair.guided, "guided layer")
-            hint_layer, hint = resolve_tap(teacher, pair.hint, "hint layer")
-            self.hint_pairs.append(HintPair(guided, hint, pair.regressor))  # the taps' layer names
+            guided = taps.resolve(student, pair.guided, "guided layer")
+            hint = taps.resolve(teacher, pair.hint, "hint layer")
+            guided_shape = self._tap_shape(student, guided)
+            hint_shape = self._tap_shape(teacher, hint)
+            kind, reason = pair.regressor, "chosen by the user"
+            if kind == "auto":
+                kind, reason = choose_regressor(guided_shape, hint_shape)
+                logger.warning("Regressor of pair %s <- %s: '%s' (%s).", guided.name, hint.name, kind, reason)
+            self.hint_pairs.append(HintPair(guided.name, hint.name, kind))  # the resolved references
+            self.pair_report.append({
+                "guided": guided.name, "hint": hint.name, "guided_shape": list(guided_shape[1:]),
+                "hint_shape": list(hint_shape[1:]), "regressor": kind, "regressor_reason": reason,
+                "pairing": self.pairing,
+            })
             self.regressors.append(
                 build_regressor(
-                    student.get_layer(guided).output.shape,
-                    teacher.get_layer(hint).output.shape,
-                    kind=pair.regressor,
-                    nonlinearity=hint_nonlinearity(teacher.get_layer(hint_layer)),
-                    guided_name=f"{student.name}/{guided}",
-                    hint_name=f"{teacher.name}/{hint}",
+                    guided_shape,
+                    hint_shape,
+                    kind=kind,
+                    nonlinearity=hint_nonlinearity(hint.layer) if hint.layer is not None else ("linear", 1),
+                    guided_name=f"{student.name}/{guided.name}",
+                    hint_name=f"{teacher.name}/{hint.name}",
                     initializer=keras.initializers.get({
                         "class_name": regressor_initializer,
                         "config": {"seed": None if seed is None else seed * 1000 + 900 + i},
@@ -118,6 +165,13 @@ class Distiller(keras.Model):
         self.kd_loss_tracker = keras.metrics.Mean(name="kd_loss")
         self.kd_lambda_tracker = keras.metrics.Mean(name="kd_lambda")
         self.accuracy_metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+    def _tap_shape(self, model, tap):
+        """The (None, ...) output shape of one tap (symbolic for functional models, one zero image otherwise)."""
+        cut = taps.tap_model(model, [tap], f"{model.name}_tap", self.image_shape)
+        if isinstance(cut, keras.Model):
+            return tuple(cut.outputs[0].shape)
+        return tuple(taps.output_shapes(cut, self.image_shape)[0])
 
     # ----------------------------------------------------------------------------------------------- set-up
     def compile(self, optimizer="rmsprop", stage="kd", pairs=None, jit_compile="auto", **kwargs):
@@ -156,13 +210,10 @@ class Distiller(keras.Model):
         if stage == "hint":
             guided = [self.hint_pairs[i].guided for i in pairs]
             hints = [self.hint_pairs[i].hint for i in pairs]
-            # One multi-output sub-model per side: the shared prefix of several pairs is computed once.
-            self.guided_model = keras.Model(
-                self.student.inputs, [self.student.get_layer(g).output for g in guided], name="student_guided"
-            )
-            self.hint_model = keras.Model(
-                self.teacher.inputs, [self.teacher.get_layer(h).output for h in hints], name="teacher_hints"
-            )
+            # One multi-output sub-model per side: the shared prefix of several pairs is computed once. Each shares
+            # its model's variables; the guided one holds exactly those its outputs depend on (`taps.tap_model`).
+            self.guided_model = taps.tap_model(self.student, guided, "student_guided", self.image_shape)
+            self.hint_model = taps.tap_model(self.teacher, hints, "teacher_hints", self.image_shape)
         if not self.stage_variables:
             raise ValueError(
                 f"Stage '{stage}' has no trainable variables: model '{self.student.name}' is frozen "
@@ -203,7 +254,7 @@ class Distiller(keras.Model):
         """
 
     def call(self, inputs, training=False):
-        return self.student(self._split_inputs(inputs)[0], training=training)
+        return self.student_logits(self._split_inputs(inputs)[0], training=training)
 
     # ------------------------------------------------------------------------------------------- the steps
     def teacher_outputs(self, images):
@@ -212,7 +263,7 @@ class Distiller(keras.Model):
             hints = self.hint_model(images, training=False)
             return tuple(hints) if isinstance(hints, (list, tuple)) else (hints,)
         if self.stage == "kd":
-            return (self.teacher(images, training=False),)
+            return (self.teacher_logits(images, training=False),)
         raise ValueError("Stage 'ce' uses no teacher outputs.")
 
     def cache_teacher_outputs(self, dataset, batch_size, shuffle_seed=None, repeat=False):
@@ -265,7 +316,7 @@ class Distiller(keras.Model):
             for i, g, h in zip(self.active_pairs, guided, teacher_targets):
                 total += losses.hint_loss(h, self.regressors[i](g, training=training), self.hint_spatial_mean)
             return total, {"hint_loss": total}, None
-        logits = self.student(x, training=training)
+        logits = self.student_logits(x, training=training)
         if self.stage == "ce":
             ce = losses.cross_entropy(y, logits)
             return ce, {"ce_loss": ce}, logits

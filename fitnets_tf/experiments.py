@@ -442,9 +442,10 @@ def recorded_differences(run):
     if recorded is None:
         return None
     expected = run.config.identity()
+    recorded_settings = pipeline.recorded_identity(recorded)
     diff = []
     for key, value in expected.items():
-        old = recorded.get(key)
+        old = recorded_settings.get(key)
         if key == "teacher_path":
             value = _sweep_relative(value, run.config.model_dir)
             old = _sweep_relative(old, recorded.get("model_dir"))

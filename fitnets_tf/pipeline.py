@@ -2,7 +2,8 @@
 
 Steps, each resumable (a finished step is restored, an interrupted one resumes from its last epoch):
   1. data splits and preprocessing (fitted on train, saved as preprocessing.npz);
-  2. the teacher: loaded from `teacher_path`, or trained with cross-entropy;
+  2. the teacher: loaded from `teacher_path` (any .keras model: nested backbones, a final softmax is stripped for
+     KD), or trained with cross-entropy; the student: a zoo architecture, or `student_path` (an untrained .keras);
   3. the FitNet: stage 1 (hints; one stage per hint pair, or all pairs jointly), then stage 2 (KD);
   4. baselines on the same student architecture and initial weights: "ce" (plain backprop), "kd" (KD alone);
   5. test accuracy, parameters, multiplications and measured latency of every model -> results.json, results.md;
@@ -28,7 +29,7 @@ from fitnets_tf import data as data_lib
 from fitnets_tf.distiller import HINT_MODES, Distiller, HintPair
 from fitnets_tf.export import export_saved_model
 from fitnets_tf.io_utils import atomic_save, atomic_write_json, read_json
-from fitnets_tf.models import build_network
+from fitnets_tf.models import FitNetsNetwork, build_network
 from fitnets_tf.models import zoo
 from fitnets_tf.models.spec import INITIALIZERS
 from fitnets_tf.optimizers import OPTIMIZERS, build_optimizer
@@ -48,7 +49,6 @@ MIXED_PRECISION = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 _RUNTIME_KEYS = ("model_dir", "data_dir", "download", "verbose", "latency_runs", "export", "overwrite",
                  "jit_compile", "experiment", "deterministic")
 
-
 # What a run recorded before a setting existed actually ran with, where that differs from today's default.
 _UNRECORDED_SETTINGS = {"rmsprop_max_scaling": 0.0}
 
@@ -64,7 +64,8 @@ class RunConfig:
     model_dir: str
     experiment: str = "digits"
     # data
-    dataset: str = "digits"
+    dataset: str = "digits"  # a built-in name, any TFDS image-classification data set, or "folder:PATH"
+    image_size: Optional[int] = None  # resize images to image_size x image_size
     data_dir: Optional[str] = None
     download: bool = False
     validation_size: float = 0.1
@@ -78,6 +79,7 @@ class RunConfig:
     teacher: str = "digits_teacher"
     student: str = "digits_fitnet"
     teacher_path: Optional[str] = None
+    student_path: Optional[str] = None  # an untrained student saved as .keras, instead of `student`
     initializer: Optional[str] = None  # None: each architecture's own
     # hints (stage 1)
     hints: Optional[Tuple[Tuple[str, str], ...]] = None  # ((guided, hint), ...); None: the architectures' defaults
@@ -139,19 +141,26 @@ def compute_policy(mixed_precision):
 
 def validate(config: RunConfig):
     """Checks every setting that can be checked without data; raises ConfigError naming the flag."""
-    _check(config.dataset in data_lib.DATASETS, "dataset",
-           f"unknown dataset {config.dataset!r}. Choose one of: {', '.join(data_lib.DATASETS)}.")
+    _check(config.image_size is None or config.image_size >= 1, "image_size",
+           f"must be >= 1. Received: {config.image_size!r}")
+    try:
+        data_lib.dataset_info(config.dataset, config.image_size)
+    except ValueError as error:
+        message = str(error)
+        raise ConfigError(f"--dataset: {message[:1].lower()}{message[1:]}") from None
     names = zoo.list_architectures()
     for flag in ("teacher", "student"):
         value = getattr(config, flag)
-        _check(value in names, flag, f"unknown architecture {value!r}. Choose one of: {', '.join(names)}.")
+        if getattr(config, f"{flag}_path") is None:
+            _check(value in names, flag, f"unknown architecture {value!r}. Choose one of: {', '.join(names)}, or "
+                   f"give --{flag}_path.")
     for flag in ("teacher_epochs", "hint_epochs", "kd_epochs", "baseline_epochs", "kd_lambda_decay_start",
                  "patience", "teacher_patience"):
         value = getattr(config, flag)
         _check(value is None or (isinstance(value, int) and value >= 0), flag,
                f"must be an integer >= 0. Received: {value!r}")
     if config.use_extra:
-        _check(data_lib.dataset_info(config.dataset).has_extra, "use_extra",
+        _check(data_lib.dataset_info(config.dataset, config.image_size).has_extra, "use_extra",
                f"dataset {config.dataset!r} has no 'extra' split (only svhn_cropped has one).")
     _check(config.batch_size >= 1, "batch_size", f"must be >= 1. Received: {config.batch_size}")
     _check(config.train_size is None or (isinstance(config.train_size, int) and config.train_size >= 1),
@@ -174,6 +183,9 @@ def validate(config: RunConfig):
            f"choose one of {', '.join(MIXED_PRECISION)}.")
     for b in config.baselines:
         _check(b in BASELINES, "baselines", f"unknown baseline {b!r}. Choose from: {', '.join(BASELINES)}.")
+        _check(not (b.endswith("_glorot") and config.student_path), "baselines",
+               f"{b!r} re-initialises a zoo architecture; a --student_path student starts from its saved weights. "
+               "Use ce or kd with --student_path.")
     if config.preprocessing is not None:
         _check(config.preprocessing in data_lib.PREPROCESSING_KINDS, "preprocessing",
                f"choose one of {', '.join(data_lib.PREPROCESSING_KINDS)}.")
@@ -181,8 +193,12 @@ def validate(config: RunConfig):
         _check(os.path.isfile(config.teacher_path), "teacher_path",
                f"no file at {config.teacher_path!r}. Give a teacher saved as .keras (e.g. a previous run's "
                "<model_dir>/teacher.keras), or leave the flag empty to train the teacher.")
+    if config.student_path is not None:
+        _check(os.path.isfile(config.student_path), "student_path",
+               f"no file at {config.student_path!r}. Give an (untrained) student saved as .keras "
+               "(`model.save('student.keras')`), or leave the flag empty to use --student.")
     if config.cache_teacher_outputs == "true" and config.augment:
-        info = data_lib.dataset_info(config.dataset)
+        info = data_lib.dataset_info(config.dataset, config.image_size)
         crop = info.crop_padding if config.crop_padding is None else config.crop_padding
         flip = info.allow_flip if config.flip is None else config.flip
         _check(not (crop or flip), "cache_teacher_outputs",
@@ -220,16 +236,51 @@ def _jit(config):
     return {"auto": "auto", "true": True, "false": False}[config.jit_compile]
 
 
-def load_teacher(path, info):
-    """Loads a teacher .keras file and checks it fits the data; errors name the file and the mismatch."""
+def load_model_file(path, flag="teacher_path"):
+    """Loads a .keras model (any architecture; custom classes must be registered for serialization)."""
     try:
-        teacher = keras.saving.load_model(path, compile=False)
+        return keras.saving.load_model(path, compile=False)
     except Exception as error:  # Keras raises several types for a bad file.
         raise ConfigError(
-            f"--teacher_path: cannot load {path!r} as a Keras model ({type(error).__name__}: "
-            f"{str(error).splitlines()[0] if str(error) else ''}). Give a .keras file saved by this project."
+            f"--{flag}: cannot load {path!r} as a Keras model ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''}). Give a model saved with model.save('x.keras') "
+            "(a subclassed model's class must be registered with keras.saving.register_keras_serializable and "
+            "imported)."
         ) from None
-    shape, classes = tuple(teacher.input_shape[1:]), teacher.output_shape[-1]
+
+
+def _io_shapes(model):
+    """(input (H, W, C), number of classes) of a model, or (None, None) when it does not say."""
+    from fitnets_tf.taps import model_input_shape
+
+    shape = model_input_shape(model)
+    try:
+        classes = model.output_shape[-1]
+    except (AttributeError, ValueError, RuntimeError):
+        classes = None
+    return (None if shape is None else tuple(shape)), classes
+
+
+def check_shapes(info, teacher, student, teacher_where="", student_where=""):
+    """Refuses, in one line naming all three, data / teacher / student whose image shapes or classes disagree."""
+    data = (tuple(info.image_shape), info.num_classes)
+    (t_shape, t_classes), (s_shape, s_classes) = _io_shapes(teacher), _io_shapes(student)
+    bad = [not (t_shape in (None, data[0]) and t_classes in (None, data[1])),
+           not (s_shape in (None, data[0]) and s_classes in (None, data[1]))]
+    if any(bad):
+        flags = "/".join(f for f, b in zip(("--teacher_path", "--student_path"), bad) if b)
+        raise ConfigError(
+            f"{flags}: the teacher {teacher_where}takes {t_shape} images and predicts {t_classes} classes, but "
+            f"dataset {info.name!r} has {data[0]} images and {data[1]} classes, and the student {student_where}"
+            f"takes {s_shape} images and predicts {s_classes} classes. Give models built for the data, or resize "
+            "the images with --image_size."
+        )
+
+
+def load_teacher(path, info):
+    """Loads a teacher .keras file and checks it fits the data; errors name the file and the mismatch."""
+    teacher = load_model_file(path, "teacher_path")
+    shape, classes = _io_shapes(teacher)
     if shape != tuple(info.image_shape) or classes != info.num_classes:
         raise ConfigError(
             f"--teacher_path: the teacher in {path!r} takes {shape} images and predicts {classes} classes, but "
@@ -238,15 +289,19 @@ def load_teacher(path, info):
     return teacher
 
 
+def recorded_identity(recorded):
+    """The identity a run_config.json records. A setting the run did not record (a field added since) is filled
+    in with what it meant then, so that runs written by earlier versions resume instead of being refused."""
+    defaults = {**RunConfig(model_dir="").identity(), **_UNRECORDED_SETTINGS}
+    return {**defaults, **{k: v for k, v in recorded.items() if k not in _RUNTIME_KEYS}}
+
+
 def prepare_model_dir(config: RunConfig):
     """Refuses a model_dir that holds a different experiment (unless overwrite, which moves it aside)."""
     path = os.path.join(config.model_dir, "run_config.json")
     previous = read_json(path)
     if previous is not None:
-        # A setting the old run did not record (a field added since) ran with what it meant then: fill it in
-        # rather than refusing every earlier run.
-        defaults = {**RunConfig(model_dir=config.model_dir).identity(), **_UNRECORDED_SETTINGS}
-        old = {**defaults, **{k: v for k, v in previous.items() if k not in _RUNTIME_KEYS}}
+        old = recorded_identity(previous)
         if old != config.identity():
             if not config.overwrite:
                 diff = sorted(k for k in set(old) | set(config.identity()) if old.get(k) != config.identity().get(k))
@@ -270,9 +325,9 @@ class Experiment:
         self.config = config
         self.strategy = strategy or tf.distribute.get_strategy()
         self.command = command
-        self.info = data_lib.dataset_info(config.dataset)
-        self.teacher_spec = _spec(config, config.teacher, self.info)
-        self.student_spec = _spec(config, config.student, self.info)
+        self.info = data_lib.dataset_info(config.dataset, config.image_size)
+        self.teacher_spec = None if config.teacher_path else _spec(config, config.teacher, self.info)
+        self.student_spec = None if config.student_path else _spec(config, config.student, self.info)
         self.dir = config.model_dir
         self.timings = {}
 
@@ -285,15 +340,45 @@ class Experiment:
         c = self.config
         with self.strategy.scope():
             if c.teacher_path:
-                self.teacher = load_teacher(c.teacher_path, self.info)
+                self.teacher = load_model_file(c.teacher_path, "teacher_path")
             else:
                 self.teacher = build_network(self.teacher_spec, seed=c.seed)
-            self.student = build_network(self.student_spec, seed=c.seed + 1)
-            self.pairs = _hint_pairs(c, self.teacher_spec, self.student_spec)
+            self.student = self.new_student()
+            check_shapes(self.info, self.teacher, self.student,
+                         f"in {c.teacher_path!r} " if c.teacher_path else f"'{self.teacher.name}' ",
+                         f"in {c.student_path!r} " if c.student_path else f"'{self.student.name}' ")
+            self.pairs = self._pairs()
             try:
                 self.distiller = self._distiller(self.student, self.pairs)
             except ValueError as error:
                 raise ConfigError(f"--hints: {error}") from None
+            self.pairs = list(self.distiller.hint_pairs)  # resolved ("auto" becomes the chosen pair)
+        for report in self.distiller.pair_report:
+            print(f"[fitnets] hint pair: guided {report['guided']!r} {tuple(report['guided_shape'])} <- hint "
+                  f"{report['hint']!r} {tuple(report['hint_shape'])}, regressor {report['regressor']!r} "
+                  f"({report['regressor_reason']})" + (f"; pairing: {report['pairing']}" if report["pairing"] else ""))
+
+    def new_student(self):
+        """A fresh student: the zoo architecture (seed + 1), or the .keras file of `student_path` (its saved initial
+        weights), so that the FitNet and the baselines start from the same weights."""
+        c = self.config
+        if c.student_path:
+            return load_model_file(c.student_path, "student_path")
+        return build_network(self.student_spec, seed=c.seed + 1)
+
+    def _pairs(self):
+        """--hints; else the zoo architectures' own pair; else (a model from a file that is not a zoo network)
+        the paper's automatic choice, the middle layers (`taps.auto_pair`)."""
+        c = self.config
+        if c.hints:
+            return [HintPair(g, h, c.regressor) for g, h in c.hints]
+        zoo_teacher = self.teacher_spec is not None or isinstance(self.teacher, FitNetsNetwork) or (
+            self.teacher.name == c.teacher and "conv1" in [layer.name for layer in self.teacher.layers])
+        if self.student_spec is not None and zoo_teacher:
+            teacher_spec = self.teacher_spec or (self.teacher.spec if isinstance(self.teacher, FitNetsNetwork)
+                                                 else _spec(c, c.teacher, self.info))
+            return _hint_pairs(c, teacher_spec, self.student_spec)
+        return "auto"
 
     def _distiller(self, student, pairs=()):
         c = self.config
@@ -302,6 +387,7 @@ class Experiment:
         return Distiller(
             student, self.teacher, hint_pairs=pairs, temperature=c.temperature, kd_lambda=schedule,
             tau_squared=c.tau_squared, hint_spatial_mean=c.hint_spatial_mean, seed=c.seed,
+            input_shape=self.info.image_shape,
         )
 
     # ------------------------------------------------------------------------------------------------ data
@@ -310,7 +396,7 @@ class Experiment:
         try:
             self.splits = data_lib.load_splits(
                 c.dataset, data_dir=c.data_dir, download=c.download, validation_size=c.validation_size,
-                use_extra=c.use_extra, seed=c.seed,
+                use_extra=c.use_extra, seed=c.seed, image_size=c.image_size,
             )
         except ValueError as error:  # a validation split the data cannot give
             raise ConfigError(f"--validation_size: {error}") from None
@@ -426,12 +512,11 @@ class Experiment:
         results = {}
         for name in c.baselines:
             method, _, start = name.partition("_")
-            spec = dataclasses.replace(self.student_spec, initializer=BASELINE_INITIALIZER) if start else (
-                self.student_spec)
             with self.strategy.scope():
                 # Same architecture AND the same initial weights as the FitNet (or Glorot's, for "*_glorot"):
                 # only the method differs.
-                student = build_network(spec, seed=c.seed + 1)
+                student = build_network(dataclasses.replace(self.student_spec, initializer=BASELINE_INITIALIZER),
+                                        seed=c.seed + 1) if start else self.new_student()
                 distiller = Distiller(student) if method == "ce" else self._distiller(student)
             results[f"baseline_{name}"] = self._stage(f"baseline_{name}", distiller, method, epochs)
             self._save_model(student, f"baseline_{name}")
@@ -491,6 +576,8 @@ class Experiment:
             "train_examples": self.splits.num_examples.get("train"),
             "validation_examples": self.splits.num_examples.get("validation"),
             "hint_pairs": [dataclasses.asdict(p) for p in self.distiller.hint_pairs],
+            # per pair: both references and shapes, the regressor and why, and how the pair was chosen
+            "hint_pair_details": [dict(r) for r in self.distiller.pair_report],
             "config": c.to_json(), "stage_seconds": self.timings, "histories": histories,
             "replicas": self.strategy.num_replicas_in_sync,
             "compute_policy": keras.mixed_precision.global_policy().name,

@@ -12,7 +12,7 @@ import keras
 
 from fitnets_tf.layers import Maxout
 
-REGRESSOR_KINDS = ("conv", "conv1x1", "dense")
+REGRESSOR_KINDS = ("conv", "conv1x1", "dense", "resize", "auto")
 
 
 def hint_nonlinearity(layer):
@@ -21,6 +21,11 @@ def hint_nonlinearity(layer):
         return "maxout", layer.num_pieces
     if isinstance(layer, keras.layers.Activation):
         return keras.activations.serialize(layer.activation), 1
+    if isinstance(layer, keras.layers.ReLU):  # keras.applications' ReLU6 is ReLU(max_value=6)
+        config = layer.get_config()
+        if config.get("negative_slope") or config.get("threshold"):
+            return "linear", 1  # no named activation matches; the regressor stays linear
+        return ("relu6" if config.get("max_value") == 6 else "relu"), 1
     activation = getattr(layer, "activation", None)
     if activation is not None:
         name = keras.activations.serialize(activation)
@@ -31,6 +36,20 @@ def hint_nonlinearity(layer):
 def regressor_kernel(guided_shape, hint_shape):
     """The paper's kernel rule: k_i = N_g,i - N_h,i + 1 for the two spatial axes of (batch, H, W, C) shapes."""
     return tuple(int(g) - int(h) + 1 for g, h in zip(guided_shape[1:3], hint_shape[1:3]))
+
+
+def choose_regressor(guided_shape, hint_shape):
+    """The "auto" regressor: (kind, reason). The paper's "conv" when both are maps and k = N_g - N_h + 1 >= 1;
+    "resize" for two maps it cannot map; "dense" when one side is not a 4-D map."""
+    if len(guided_shape) == 4 and len(hint_shape) == 4:
+        kernel = regressor_kernel(guided_shape, hint_shape)
+        if min(kernel) >= 1:
+            return "conv", f"the paper's rule applies: kernel N_g - N_h + 1 = {kernel}"
+        return "resize", (f"the hint map {tuple(hint_shape[1:3])} is larger than the guided map "
+                          f"{tuple(guided_shape[1:3])} on some axis (kernel {kernel}), so the guided map is resized "
+                          "to the hint's size and a 1x1 conv maps the channels")
+    return "dense", (f"one side is not a 4-D map (guided {len(guided_shape)}-D, hint {len(hint_shape)}-D), so the "
+                     "guided output is flattened and mapped by a fully connected layer")
 
 
 def _refuse(reason, guided, hint, choose):
@@ -54,8 +73,10 @@ def build_regressor(
 
     Args:
         guided_shape, hint_shape: full shapes with a batch axis, e.g. (None, 16, 16, 80) and (None, 15, 15, 192).
-        kind: "conv" (the paper's valid conv, kernel N_g - N_h + 1), "conv1x1" (equal spatial sizes only), or
-            "dense" (flatten, fully connected, reshape: maps any pair, at the cost of many weights).
+        kind: "conv" (the paper's valid conv, kernel N_g - N_h + 1), "conv1x1" (equal spatial sizes only),
+            "dense" (flatten, fully connected, reshape: maps any pair, at the cost of many weights), "resize"
+            (bilinear resize to the hint's spatial size, then a 1x1 conv: any two maps), or "auto"
+            (`choose_regressor`).
         nonlinearity: the hint layer's, from `hint_nonlinearity`: ("maxout", pieces), ("relu", 1), ("linear", 1).
         guided_name, hint_name: named in the error when the pair cannot be mapped.
     Returns:
@@ -65,6 +86,8 @@ def build_regressor(
     """
     if kind not in REGRESSOR_KINDS:
         raise ValueError(f"regressor must be one of {REGRESSOR_KINDS}. Received: regressor={kind!r}")
+    if kind == "auto":
+        kind, _ = choose_regressor(guided_shape, hint_shape)
     guided, hint = (guided_name, guided_shape), (hint_name, hint_shape)
     activation, pieces = nonlinearity
     out_units = int(hint_shape[-1])
@@ -84,7 +107,7 @@ def build_regressor(
                        f"{kernel} (the original code refuses this too: it 'needs zero-padding')"),
                 guided, hint,
                 "Choose an earlier guided layer (a larger map) or a deeper hint layer (a smaller map), "
-                "or regressor='dense'.",
+                "or regressor='resize' (resize + 1x1 conv), regressor='dense' or regressor='auto'.",
             )
         if kind == "conv1x1" and kernel != (1, 1):
             _refuse(
@@ -95,6 +118,13 @@ def build_regressor(
         x = keras.layers.Conv2D(
             out_units * pieces, kernel, padding="valid", kernel_initializer=initializer, name=f"{name}_conv"
         )(inputs)
+    elif kind == "resize":
+        if len(guided_shape) != 4 or len(hint_shape) != 4:
+            _refuse(("resize", "resizing needs a 4-D (batch, H, W, C) map on both sides"), guided, hint,
+                    "Choose regressor='dense' (or 'auto').")
+        x = keras.layers.Resizing(int(hint_shape[1]), int(hint_shape[2]), interpolation="bilinear",
+                                  name=f"{name}_resize")(inputs)
+        x = keras.layers.Conv2D(out_units * pieces, 1, kernel_initializer=initializer, name=f"{name}_conv")(x)
     else:
         x = keras.layers.Flatten(name=f"{name}_flatten")(inputs) if len(guided_shape) > 2 else inputs
         x = keras.layers.Dense(

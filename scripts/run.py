@@ -25,11 +25,14 @@ flags.DEFINE_string("experiment", run_flags.DEFAULT.experiment, "A name for the 
 flags.DEFINE_bool("overwrite", False, "If model_dir holds a different run, move it aside and start anew.")
 run_flags.define_run_flags(
     student_help="FitNet (student) architecture.",
-    teacher_path_help="A trained teacher (.keras) to use instead of training one.",
+    teacher_path_help="A trained teacher saved as .keras to use instead of training one: any Keras model (a "
+                      "keras.applications backbone nested in your model included; a final softmax is stripped for KD).",
     export_default=True)
 flags.adopt_module_key_flags(run_flags)  # --helpshort lists the shared flags too
-flags.DEFINE_list("hints", None, "Hint pairs guided:hint, e.g. '11:2' or 'conv4:conv2,6:3'; default is the "
-                  "architectures' own pair (paper index, 1-based).")
+flags.DEFINE_list("hints", None, "Hint pairs guided:hint, e.g. '11:2' or 'conv4:conv2,6:3' or "
+                  "'c4:mobilenetv2_1.00_32/block_3_expand_relu' (a path into a nested model); default is the zoo "
+                  "architectures' own pair (paper index, 1-based), or for models from files the paper's automatic "
+                  "choice: the middle layers, with --regressor=auto.")
 flags.DEFINE_string("retrain_from", None, "The model_dir of a run tuned with early stopping on the validation "
                     "split: retrain every stage on train + validation (--validation_size=0) for the epochs that "
                     "run chose, as the paper did for CIFAR.")

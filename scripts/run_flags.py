@@ -20,7 +20,8 @@ DEFAULT = pipeline.RunConfig(model_dir="")
 
 # The RunConfig fields a flag of the same name sets directly.
 _SHARED_FIELDS = (
-    "dataset", "data_dir", "download", "train_size", "use_extra", "preprocessing", "augment", "crop_padding", "flip",
+    "dataset", "image_size", "student_path", "data_dir", "download", "train_size", "use_extra", "preprocessing",
+    "augment", "crop_padding", "flip",
     "teacher", "student", "teacher_path", "initializer", "regressor", "hint_mode", "hint_spatial_mean",
     "temperature", "kd_lambda", "kd_lambda_final", "kd_lambda_decay_start", "kd_lambda_decay_end", "tau_squared",
     "teacher_epochs", "hint_epochs", "kd_epochs", "baseline_epochs", "patience", "teacher_patience",
@@ -34,8 +35,12 @@ _SHARED_FIELDS = (
 def define_run_flags(student_help, teacher_path_help, export_default):
     """Defines the flags of a pipeline run (data, networks, hints, KD, training, outputs)."""
     # data
-    flags.DEFINE_string("dataset", DEFAULT.dataset, f"The dataset, one of {', '.join(DATASETS)}; 'digits' is "
-                        "embedded and needs no network.")
+    flags.DEFINE_string("dataset", DEFAULT.dataset, f"The dataset: one of {', '.join(DATASETS)} ('digits' is "
+                        "embedded and needs no network); any TFDS image-classification data set by name (an 'image' "
+                        "and a 'label' feature); or folder:PATH, a local folder with one subfolder of images per "
+                        "class (test and validation splits drawn with --seed).")
+    flags.DEFINE_integer("image_size", None, "Resize every image to image_size x image_size (bilinear); needed for "
+                         "data sets whose images have no fixed size. Default: the data set's own size.")
     flags.DEFINE_string("data_dir", None, "TFDS data directory holding prepared data (see `tfds build`).")
     flags.DEFINE_bool("download", False, "Let TFDS download a missing dataset (needs internet).")
     flags.DEFINE_float("validation_size", DEFAULT.validation_size, "Fraction of the train split held out for "
@@ -52,6 +57,9 @@ def define_run_flags(student_help, teacher_path_help, export_default):
     flags.DEFINE_string("teacher", DEFAULT.teacher, "Teacher architecture (see scripts/count.py for the names).")
     flags.DEFINE_string("student", DEFAULT.student, student_help)
     flags.DEFINE_string("teacher_path", None, teacher_path_help)
+    flags.DEFINE_string("student_path", None, "An untrained student architecture saved as .keras (any Keras model: "
+                        "functional, nested or subclassed with the intermediate-outputs protocol of fitnets_tf.taps) "
+                        "to use instead of --student; the baselines start from the same saved weights.")
     flags.DEFINE_string("initializer", None, "Override both nets' initializer: paper, glorot_uniform or he_normal.")
     # hints
     flags.DEFINE_string("regressor", DEFAULT.regressor, f"The regressor of stage 1: {', '.join(REGRESSOR_KINDS)}.")

@@ -3,7 +3,7 @@ import keras
 import pytest
 
 from fitnets_tf.layers import Maxout
-from fitnets_tf.regressor import build_regressor, hint_nonlinearity, regressor_kernel
+from fitnets_tf.regressor import build_regressor, choose_regressor, hint_nonlinearity, regressor_kernel
 
 
 @pytest.mark.parametrize("guided,hint,kernel", [
@@ -76,3 +76,36 @@ def test_dense_regressor_maps_any_pair(guided, hint, pieces):
 def test_unknown_kind():
     with pytest.raises(ValueError, match="regressor='fc'"):
         build_regressor((None, 8, 8, 4), (None, 8, 8, 4), kind="fc")
+
+
+def test_resize_regressor_maps_a_smaller_guided_map_onto_a_larger_hint():
+    regressor = build_regressor((None, 4, 4, 6), (None, 8, 8, 5), kind="resize", nonlinearity=("relu", 1))
+    # bilinear resize has no weights; then a 1x1 conv: O_g * O_h weights + O_h biases
+    assert regressor.count_params() == 6 * 5 + 5
+    x = np.random.default_rng(0).normal(size=(2, 4, 4, 6)).astype("float32")
+    out = np.asarray(regressor(x))
+    assert out.shape == (2, 8, 8, 5) and out.min() >= 0.0
+    # a constant map stays constant through the resize: the output is the 1x1 conv of that constant
+    conv = regressor.get_layer("regressor_conv")
+    constant = np.ones((1, 4, 4, 6), "float32")
+    expected = np.maximum(np.ones(6) @ conv.kernel.numpy()[0, 0] + conv.bias.numpy(), 0)
+    np.testing.assert_allclose(np.asarray(regressor(constant))[0, 3, 5], expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("guided,hint,kind", [
+    ((None, 16, 16, 8), (None, 8, 8, 4), "conv"),     # the paper's rule applies (k = 9)
+    ((None, 8, 8, 8), (None, 16, 16, 4), "resize"),   # hint map larger
+    ((None, 16, 8, 8), (None, 8, 16, 4), "resize"),   # one axis larger
+    ((None, 8, 8, 8), (None, 10), "dense"),           # conv guided by a dense hint
+    ((None, 12), (None, 4, 4, 2), "dense"),
+])
+def test_auto_takes_the_paper_rule_where_it_applies_and_says_why(guided, hint, kind):
+    chosen, reason = choose_regressor(guided, hint)
+    assert chosen == kind and reason
+    regressor = build_regressor(guided, hint, kind="auto")
+    assert tuple(regressor(np.ones((1, *guided[1:]), "float32")).shape) == (1, *hint[1:])
+
+
+def test_relu6_hint_of_keras_applications():
+    assert hint_nonlinearity(keras.layers.ReLU(6.0)) == ("relu6", 1)
+    assert hint_nonlinearity(keras.layers.ReLU()) == ("relu", 1)

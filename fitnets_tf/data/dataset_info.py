@@ -50,9 +50,16 @@ _INFOS = {
 }
 
 
-def dataset_info(name):
-    """Returns the `DatasetInfo` of `name`; raises ValueError naming the choices for an unknown name."""
+def dataset_info(name, image_size=None):
+    """Returns the `DatasetInfo` of `name` (a built-in name, any TFDS image-classification data set, or
+    "folder:PATH"; see `catalog`), with images resized to `image_size` when given; raises ValueError naming the
+    choices for an unknown name."""
+    from fitnets_tf.data import catalog  # catalog imports this module
+
+    if isinstance(name, str) and name in _INFOS:
+        return catalog.with_image_size(_INFOS[name], image_size)
     try:
-        return _INFOS[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"Unknown dataset {name!r}. Choose one of: {', '.join(DATASETS)}.") from None
+        return catalog.other_info(name, image_size)
+    except ValueError as error:
+        raise ValueError(f"Unknown dataset {name!r}. Choose one of: {', '.join(DATASETS)}, any TFDS "
+                         f"image-classification data set by name, or folder:PATH ({error}).") from None

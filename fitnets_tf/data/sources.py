@@ -13,6 +13,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from fitnets_tf.data import catalog, folder
 from fitnets_tf.data.dataset_info import DatasetInfo, dataset_info
 from fitnets_tf.data.digits import DIGITS_TEST_FRACTION, digits_arrays, split_digits
 from fitnets_tf.data.idx import DEBIAN_FASHION_MNIST_DIR, idx_directory, load_idx_split
@@ -73,11 +74,11 @@ def validation_count(validation_size, num_train):
     return min(math.ceil(validation_size * num_train), num_train - 1)
 
 
-def load_splits(name, data_dir=None, download=False, validation_size=0.1, use_extra=False, seed=0):
+def load_splits(name, data_dir=None, download=False, validation_size=0.1, use_extra=False, seed=0, image_size=None):
     """Loads `name` as `Splits` of unbatched (image uint8 [H, W, C], label int64) datasets in a fixed order.
 
     Args:
-        name: one of `DATASETS`.
+        name: one of `DATASETS`, any TFDS image-classification data set, or "folder:PATH" (see `catalog`).
         data_dir: TFDS data directory (None: TFDS's default, `$TFDS_DATA_DIR` or ~/tensorflow_datasets).
             Ignored for "digits".
         download: let TFDS download and prepare a missing dataset (needs internet). When False, a missing dataset
@@ -87,24 +88,37 @@ def load_splits(name, data_dir=None, download=False, validation_size=0.1, use_ex
             images); 0 for none.
         use_extra: svhn_cropped only: append the 531,131-image `extra` split to train (the paper's SVHN setting;
             the validation examples still come from `train` only).
-        seed: seed of the stratified digits split. TFDS splits are fixed and ignore it.
+        seed: seed of the stratified digits split and of a folder's split. TFDS splits are fixed and ignore it.
+        image_size: resize every image to image_size x image_size (bilinear); None keeps the data set's size.
 
     Returns:
         `Splits`. For TFDS datasets `num_examples` comes from the datasets' cardinality (under
         `tfds.testing.mock_data` that is the mock's example count, since the mock ignores slicing).
     """
-    info = dataset_info(name)
+    info = dataset_info(name, image_size)
     if use_extra and not info.has_extra:
         raise ValueError(
             f"use_extra=True needs a dataset with an 'extra' split (svhn_cropped); got {name!r}. "
             "Drop use_extra, or load svhn_cropped."
         )
     validation_count(validation_size, None)  # Refuse a bad value before any loading.
+    if folder.is_folder(name):
+        return folder.folder_splits(info, validation_size, seed, validation_count, Splits)
     if name == "digits":
-        return _digits_splits(info, validation_size, seed)
-    if name == "fashion_mnist":
-        return _fashion_mnist_splits(info, data_dir, download, validation_size)
-    return _tfds_splits(info, data_dir, download, validation_size, use_extra)
+        splits = _digits_splits(info, validation_size, seed)
+    elif name == "fashion_mnist":
+        splits = _fashion_mnist_splits(info, data_dir, download, validation_size)
+    else:
+        splits = _tfds_splits(info, data_dir, download, validation_size, use_extra)
+    return _resized(splits, image_size)
+
+
+def _resized(splits, image_size):
+    if not image_size:
+        return splits
+    train, validation, test = (None if ds is None else catalog.resize_split(ds, splits.info.image_shape)
+                               for ds in (splits.train, splits.validation, splits.test))
+    return dataclasses.replace(splits, train=train, validation=validation, test=test)
 
 
 def _digits_splits(info, validation_size, seed):

@@ -3,9 +3,10 @@
 from fitnets_tf.models.builders import (
     build_network, layer_index, resolve_layer, resolve_tap, tap_names, truncated_model,
 )
+from fitnets_tf.models.network import FitNetsNetwork
 from fitnets_tf.models.spec import BlockSpec, NetSpec, PoolSpec
 
 __all__ = [
-    "BlockSpec", "NetSpec", "PoolSpec", "build_network", "layer_index", "resolve_layer", "resolve_tap", "tap_names",
+    "BlockSpec", "FitNetsNetwork", "NetSpec", "PoolSpec", "build_network", "layer_index", "resolve_layer", "resolve_tap", "tap_names",
     "truncated_model",
 ]

@@ -54,8 +54,16 @@ def build_network(spec: NetSpec, seed=None) -> keras.Model:
         spec: the architecture.
         seed: makes the initial weights reproducible (each layer draws from its own derived seed).
     Returns:
-        A functional `keras.Model` named `spec.name`, output `logits` of shape (batch, num_classes).
+        A `FitNetsNetwork` (a functional `keras.Model` subclass exposing named intermediate outputs) named
+        `spec.name`, output `logits` of shape (batch, num_classes).
     """
+    from fitnets_tf.models.network import FitNetsNetwork  # network.py builds its graph with this module
+
+    return FitNetsNetwork(spec, seed=seed)
+
+
+def network_graph(spec: NetSpec, seed=None):
+    """The functional graph of `spec`: (images input, logits output); see `build_network`."""
     pieces = spec.num_pieces if spec.activation == "maxout" else 1
     fc_pieces = spec.fc_pieces if spec.activation == "maxout" else 1
     inputs = keras.Input(spec.input_shape, name="images")
@@ -106,7 +114,7 @@ def build_network(spec: NetSpec, seed=None) -> keras.Model:
         name="logits",
         dtype="float32" if keras.mixed_precision.global_policy().compute_dtype != "float32" else None,
     )(x)
-    return keras.Model(inputs, logits, name=spec.name)
+    return inputs, logits
 
 
 def tap_names(model: keras.Model):

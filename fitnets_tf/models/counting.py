@@ -43,6 +43,12 @@ def _layer_mults(layer):
             c_in = layer.input.shape[-1]
         kh, kw = layer.kernel_size
         return int(positions * kh * kw * (c_in // layer.groups) * layer.filters)
+    if isinstance(layer, keras.layers.DepthwiseConv2D):  # keras.applications' MobileNets: one filter per channel
+        out = layer.output.shape
+        positions = out[2] * out[3] if layer.data_format == "channels_first" else out[1] * out[2]
+        c_in = layer.input.shape[1 if layer.data_format == "channels_first" else -1]
+        kh, kw = layer.kernel_size
+        return int(positions * kh * kw * c_in * layer.depth_multiplier)
     if isinstance(layer, keras.layers.Dense):
         positions = math.prod(layer.output.shape[1:-1])  # 1 for the usual (batch, features) input
         return int(positions * layer.input.shape[-1] * layer.units)

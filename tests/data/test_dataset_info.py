@@ -6,11 +6,12 @@ from fitnets_tf.data import DATASETS, dataset_info
 
 
 def test_every_dataset_has_info():
-    assert DATASETS == ("digits", "mnist", "svhn_cropped", "cifar10", "cifar100")
+    assert DATASETS == ("digits", "mnist", "fashion_mnist", "svhn_cropped", "cifar10", "cifar100")
     shapes = {name: dataset_info(name).image_shape for name in DATASETS}
     assert shapes == {
         "digits": (8, 8, 1),
         "mnist": (28, 28, 1),
+        "fashion_mnist": (28, 28, 1),
         "svhn_cropped": (32, 32, 3),
         "cifar10": (32, 32, 3),
         "cifar100": (32, 32, 3),
@@ -35,7 +36,7 @@ def test_info_is_frozen():
 
 
 def test_unknown_dataset_names_the_choices():
-    with pytest.raises(ValueError, match=r"Unknown dataset 'foo'\. Choose one of: digits, mnist, svhn_cropped"):
+    with pytest.raises(ValueError, match=r"Unknown dataset 'foo'\. Choose one of: digits, mnist, fashion_mnist, svhn_cropped"):
         dataset_info("foo")
 
 

@@ -126,3 +126,11 @@ def test_count_script_prints_json():
         "name": "conv1_linear", "output_shape": [32, 32, 32], "params": 896, "mults": 32 * 32 * 9 * 3 * 32,
     }
     assert table["fitnet1"]["mults"] == pytest.approx(30.2e6, rel=0.02)
+
+
+def test_depthwise_convolutions_are_counted():
+    inputs = keras.Input((8, 8, 4))
+    x = keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2, use_bias=False)(inputs)
+    model = keras.Model(inputs, x)
+    # every output position (8x8) of each of the 4 * 2 output channels takes a 3x3 window of its one input channel
+    assert count_multiplications(model) == 8 * 8 * 3 * 3 * 4 * 2

@@ -1,0 +1,90 @@
+"""Data sets beyond the built-in five: a folder of PNG files written here, and TFDS data sets through the mock."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from fitnets_tf.data import dataset_info, load_splits
+
+CLASSES = ("circle", "square", "triangle")
+
+
+def write_folder(root, per_class=10, sizes=((12, 10), (9, 9))):
+    """PNGs of constant colour: image k (0-based over all files) has every pixel = 3 * k, so it survives resizing
+    and identifies the file. Sizes alternate, to exercise the resize."""
+    k = 0
+    for c, name in enumerate(CLASSES):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            h, w = sizes[i % len(sizes)]
+            png = tf.io.encode_png(np.full((h, w, 3), 3 * k, "uint8")).numpy()
+            (root / name / f"{i:03d}.png").write_bytes(png)
+            k += 1
+    (root / "README.txt").write_text("not a class")
+    return per_class * len(CLASSES)
+
+
+def ids_and_labels(ds):
+    pairs = [(int(image[0, 0, 0]) // 3, int(label)) for image, label in ds.as_numpy_iterator()]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def test_a_folder_of_pngs_gives_reproducible_disjoint_splits(tmp_path):
+    total = write_folder(tmp_path / "shapes")
+    name = f"folder:{tmp_path / 'shapes'}"
+    info = dataset_info(name, image_size=8)
+    assert (info.image_shape, info.num_classes) == ((8, 8, 3), 3)
+    splits = load_splits(name, validation_size=0.2, seed=3, image_size=8)
+    # 20% test (6), then 20% of the remaining 24 for validation (ceil 4.8 = 5), 19 to train.
+    assert splits.num_examples == {"train": 19, "validation": 5, "test": 6}
+    seen = {}
+    for key in ("train", "validation", "test"):
+        ds = getattr(splits, key)
+        assert ds.element_spec[0].shape == (8, 8, 3) and ds.element_spec[0].dtype == tf.uint8
+        ids, labels = ids_and_labels(ds)
+        assert len(ids) == splits.num_examples[key]
+        assert labels == [i // 10 for i in ids]  # subfolders sorted by name: circle 0, square 1, triangle 2
+        seen[key] = ids
+    assert sorted(sum(seen.values(), [])) == list(range(total))  # disjoint, and every file used once
+    assert sorted(i // 10 for i in seen["test"]) == [0, 0, 1, 1, 2, 2]  # stratified: 2 test images per class
+    again = load_splits(name, validation_size=0.2, seed=3, image_size=8)
+    assert ids_and_labels(again.test)[0] == seen["test"]
+    other = load_splits(name, validation_size=0.2, seed=4, image_size=8)
+    assert ids_and_labels(other.test)[0] != seen["test"]
+
+
+def test_a_folder_without_image_size_takes_the_first_images_size(tmp_path):
+    write_folder(tmp_path / "f", per_class=2)
+    splits = load_splits(f"folder:{tmp_path / 'f'}", validation_size=0)
+    assert splits.info.image_shape == (12, 10, 3) and splits.validation is None
+    assert all(image.shape == (12, 10, 3) for image, _ in splits.train.as_numpy_iterator())
+
+
+def test_bad_folders_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="no such directory"):
+        dataset_info(f"folder:{tmp_path / 'absent'}")
+    (tmp_path / "one" / "only").mkdir(parents=True)
+    with pytest.raises(ValueError, match="needs >= 2 subfolders"):
+        dataset_info(f"folder:{tmp_path / 'one'}")
+
+
+@pytest.mark.parametrize("name,image_size,shape,classes", [
+    ("kmnist", None, (28, 28, 1), 10),
+    ("rock_paper_scissors", 32, (32, 32, 3), 3),   # 300x300 images, resized
+])
+def test_any_tfds_image_classification_data_set(name, image_size, shape, classes, tmp_path):
+    with tfds.testing.mock_data(num_examples=6):
+        splits = load_splits(name, data_dir=str(tmp_path), validation_size=0.2, image_size=image_size)
+        assert (splits.info.image_shape, splits.info.num_classes) == (shape, classes)
+        for ds in (splits.train, splits.validation, splits.test):
+            images, labels = next(ds.batch(6).as_numpy_iterator())
+            assert images.shape == (6, *shape) and images.dtype == np.uint8
+            assert labels.min() >= 0 and labels.max() < classes
+
+
+def test_unknown_and_non_classification_names_are_refused():
+    with pytest.raises(ValueError, match="Unknown dataset 'no_such_set'.*folder:PATH"):
+        dataset_info("no_such_set")
+    with pytest.raises(ValueError, match="not an image-classification data set"):
+        dataset_info("glue/cola")
