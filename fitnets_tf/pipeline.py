@@ -9,15 +9,17 @@ Steps, each resumable (a finished step is restored, an interrupted one resumes f
   6. the FitNet exported as a SavedModel taking raw uint8 images (export/).
 
 Layout of `model_dir`:
-  flags.cfg (written by scripts/run.py), run_config.json, preprocessing.npz, checkpoints/<stage>/,
+  run.lock (held while a run is using the directory), flags.cfg (written by scripts/run.py), run_config.json, preprocessing.npz, checkpoints/<stage>/,
   tensorboard/<stage>/{train,validation}, tensorboard/hparams, tensorboard/graphs/<model>,
   teacher.keras, fitnet.keras, baseline_<name>.keras, results.json, results.md, export/.
 """
 
 import dataclasses
 import datetime
+import errno
 import json
 import os
+import shutil
 import time
 from typing import Optional, Tuple
 
@@ -33,6 +35,7 @@ from fitnets_tf.models import zoo
 from fitnets_tf.models.spec import INITIALIZERS
 from fitnets_tf.regressor import REGRESSOR_KINDS
 from fitnets_tf.report import add_ratios, measure_latency, model_row, write_report
+from fitnets_tf.run_lock import ModelDirInUseError, RunLock
 from fitnets_tf.schedules import KDLambdaSchedule
 from fitnets_tf.training import accuracy, train_stage
 
@@ -127,6 +130,8 @@ def compute_policy(mixed_precision):
 
 def validate(config: RunConfig):
     """Checks every setting that can be checked without data; raises ConfigError naming the flag."""
+    _check(not os.path.exists(config.model_dir) or os.path.isdir(config.model_dir), "model_dir",
+           f"{config.model_dir!r} is an existing file, not a directory. Give a directory (it is created if absent).")
     _check(config.dataset in data_lib.DATASETS, "dataset",
            f"unknown dataset {config.dataset!r}. Choose one of: {', '.join(data_lib.DATASETS)}.")
     names = zoo.list_architectures()
@@ -210,12 +215,17 @@ def _jit(config):
 
 def load_teacher(path, info):
     """Loads a teacher .keras file and checks it fits the data; errors name the file and the mismatch."""
+    import zipfile
+
     try:
         teacher = keras.saving.load_model(path, compile=False)
     except Exception as error:  # Keras raises several types for a bad file.
+        # For a file that is not a zip archive Keras says "File not found", which misleads: the file exists.
+        reason = ("not a zip archive" if not zipfile.is_zipfile(path) else
+                  f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
         raise ConfigError(
-            f"--teacher_path: cannot load {path!r} as a Keras model ({type(error).__name__}: "
-            f"{str(error).splitlines()[0] if str(error) else ''}). Give a .keras file saved by this project."
+            f"--teacher_path: cannot load {path!r}: the file exists but is not a readable .keras model ({reason}). "
+            "Give a .keras file saved by this project (e.g. a previous run's <model_dir>/teacher.keras)."
         ) from None
     shape, classes = tuple(teacher.input_shape[1:]), teacher.output_shape[-1]
     if shape != tuple(info.image_shape) or classes != info.num_classes:
@@ -226,8 +236,36 @@ def load_teacher(path, info):
     return teacher
 
 
-def prepare_model_dir(config: RunConfig):
-    """Refuses a model_dir that holds a different experiment (unless overwrite, which moves it aside)."""
+def _unusable_model_dir(config, error):
+    reason = error.strerror or str(error)
+    if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        fix = "Give a --model_dir on a writable file system."
+    elif error.errno == errno.ENOSPC:
+        fix = "Free some space or give another --model_dir."
+    else:
+        fix = "Give another --model_dir."
+    return ConfigError(f"--model_dir: cannot write into {config.model_dir!r} ({reason}: "
+                       f"{getattr(error, 'filename', None) or config.model_dir}). {fix}")
+
+
+def _lock_model_dir(config, lock):
+    """Creates model_dir and takes its run lock; one-line ConfigErrors for a busy or unwritable directory."""
+    try:
+        os.makedirs(config.model_dir, exist_ok=True)
+        lock.acquire()
+    except ModelDirInUseError as error:
+        raise ConfigError(f"--model_dir: {error}. Wait for it to end or stop it; rerunning the same command "
+                          "then resumes. Or choose another --model_dir.") from None
+    except OSError as error:
+        raise _unusable_model_dir(config, error) from None
+
+
+def prepare_model_dir(config: RunConfig, lock=None):
+    """Takes `lock` (a `RunLock` of model_dir: one run per directory) and refuses a model_dir that holds a
+    different experiment (unless overwrite, which moves it aside). Nothing is written into a directory another
+    live run holds; an unwritable or busy directory is a one-line ConfigError naming --model_dir."""
+    if lock is not None:
+        _lock_model_dir(config, lock)
     path = os.path.join(config.model_dir, "run_config.json")
     previous = read_json(path)
     if previous is not None:
@@ -241,10 +279,17 @@ def prepare_model_dir(config: RunConfig):
                 )
             stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
             moved = f"{config.model_dir.rstrip(os.sep)}.replaced-{stamp}"
+            if lock is not None:
+                lock.release()  # its file moves with the old run
             os.replace(config.model_dir, moved)
             print(f"[fitnets] moved the previous run in {config.model_dir} to {moved}", flush=True)
-    os.makedirs(config.model_dir, exist_ok=True)
-    atomic_write_json(path, config.to_json())
+            if lock is not None:
+                _lock_model_dir(config, lock)
+    try:
+        os.makedirs(config.model_dir, exist_ok=True)
+        atomic_write_json(path, config.to_json())
+    except OSError as error:
+        raise _unusable_model_dir(config, error) from None
 
 
 class Experiment:
@@ -487,7 +532,6 @@ def run(config: RunConfig, strategy=None, command="", on_ready=None):
     validate(config)
     strategy = strategy or tf.distribute.get_strategy()
     if not is_chief(strategy):
-        import shutil
         import tempfile
 
         scratch = tempfile.mkdtemp(prefix="fitnets-worker-")
@@ -496,13 +540,18 @@ def run(config: RunConfig, strategy=None, command="", on_ready=None):
         if os.path.isdir(os.path.join(config.model_dir, "checkpoints")):
             shutil.copytree(os.path.join(config.model_dir, "checkpoints"), os.path.join(scratch, "checkpoints"))
         try:
-            return _run(dataclasses.replace(config, model_dir=scratch), strategy, command, None)
+            return _run(dataclasses.replace(config, model_dir=scratch), strategy, command, None, lock=None)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-    return _run(config, strategy, command, on_ready)
+    # Only the chief writes into model_dir, so only the chief locks it (one run per directory).
+    lock = RunLock(config.model_dir, command)
+    try:
+        return _run(config, strategy, command, on_ready, lock=lock)
+    finally:
+        lock.release()
 
 
-def _run(config, strategy, command, on_ready):
+def _run(config, strategy, command, on_ready, lock):
     previous_policy = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy(compute_policy(config.mixed_precision))
     try:
@@ -512,7 +561,7 @@ def _run(config, strategy, command, on_ready):
         experiment = Experiment(config, strategy, command)
         experiment.build_models()  # hint layers and regressors are checked before anything is written
         experiment.load_splits()  # absent data fails here, before anything is written
-        prepare_model_dir(config)
+        prepare_model_dir(config, lock)
         if on_ready is not None:
             on_ready()
         experiment.build_data()

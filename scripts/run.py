@@ -116,10 +116,15 @@ def main(argv):
 
 def entry():
     try:
+        run_flags.refuse_empty_flagfile(sys.argv, pipeline.ConfigError)
         app.run(main)
     except (pipeline.ConfigError, DataNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        where = f" in {FLAGS.model_dir}" if FLAGS.is_parsed() and FLAGS.model_dir else ""
+        print(run_flags.INTERRUPTED.format(where=where), file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":
