@@ -9,7 +9,8 @@ Steps, each resumable (a finished step is restored, an interrupted one resumes f
   6. the FitNet exported as a SavedModel taking raw uint8 images (export/).
 
 Layout of `model_dir`:
-  run.lock (held while a run is using the directory), flags.cfg (written by scripts/run.py), run_config.json, preprocessing.npz, checkpoints/<stage>/,
+  run.lock (flock-ed by the run using the directory), flags.cfg (written by scripts/run.py), run_config.json,
+  preprocessing.npz, checkpoints/<stage>/,
   tensorboard/<stage>/{train,validation}, tensorboard/hparams, tensorboard/graphs/<model>,
   teacher.keras, fitnet.keras, baseline_<name>.keras, results.json, results.md, export/.
 """
@@ -20,7 +21,6 @@ import errno
 import json
 import os
 import shutil
-import time
 from typing import Optional, Tuple
 
 import keras
@@ -248,14 +248,18 @@ def _unusable_model_dir(config, error):
                        f"{getattr(error, 'filename', None) or config.model_dir}). {fix}")
 
 
+def _in_use(error):
+    return ConfigError(f"--model_dir: {error}. Wait for it to end or stop it; rerunning the same command then "
+                       "resumes. Or choose another --model_dir.")
+
+
 def _lock_model_dir(config, lock):
     """Creates model_dir and takes its run lock; one-line ConfigErrors for a busy or unwritable directory."""
     try:
         os.makedirs(config.model_dir, exist_ok=True)
         lock.acquire()
     except ModelDirInUseError as error:
-        raise ConfigError(f"--model_dir: {error}. Wait for it to end or stop it; rerunning the same command "
-                          "then resumes. Or choose another --model_dir.") from None
+        raise _in_use(error) from None
     except OSError as error:
         raise _unusable_model_dir(config, error) from None
 
@@ -305,6 +309,7 @@ class Experiment:
         self.student_spec = _spec(config, config.student, self.info)
         self.dir = config.model_dir
         self.timings = {}
+        self.trained = False  # a stage trained in this process (else every stage had finished before)
 
     def path(self, *parts):
         return os.path.join(self.dir, *parts)
@@ -393,7 +398,6 @@ class Experiment:
 
     def _stage(self, name, distiller, stage, epochs, pairs=None):
         epochs = self.chosen_epochs(name, epochs)
-        start = time.perf_counter()
         with self.strategy.scope():
             optimizer = _optimizer(self.config)
         train_data = self.make_train_ds
@@ -409,8 +413,9 @@ class Experiment:
             jit_compile=_jit(self.config), tensorboard_dir=self.path("tensorboard", name),
             patience=0 if self.config.retrain_from else self.config.patience, verbose=self.config.verbose,
         )
-        if not result.get("skipped"):
-            self.timings[name] = time.perf_counter() - start
+        self.trained = self.trained or not result.get("skipped")
+        if result.get("seconds") is not None:  # a finished stage's own record: its time survives a rerun
+            self.timings[name] = result["seconds"]
         return result
 
     def _save_model(self, model, name):
@@ -459,8 +464,12 @@ class Experiment:
 
     # ---------------------------------------------------------------------------------------- reporting
     def write_tensorboard_records(self, rows):
-        """HParams of the run with the test metrics, and each model's forward graph."""
+        """HParams of the run with the test metrics, and each model's forward graph: one record of each per run
+        (the records of an earlier report, e.g. one cut off by a kill, are replaced)."""
         from tensorboard.plugins.hparams import api as hparams_api
+
+        for old in (self.path("tensorboard", "hparams"), self.path("tensorboard", "graphs")):
+            shutil.rmtree(old, ignore_errors=True)
 
         flat = {k: (v if isinstance(v, (bool, int, float, str)) else json.dumps(v))
                 for k, v in self.config.identity().items()}
@@ -495,6 +504,7 @@ class Experiment:
         rows = [model_row(name, m, accuracy(m, self.test_ds), latency[name], methods.get(name, ""))
                 for name, m in models.items()]
         add_ratios(rows)
+        self.write_tensorboard_records(rows)  # before results.json: a run with results.json has its records
         run_info = {
             "experiment": c.experiment, "dataset": c.dataset, "command": self.command,
             "test_examples": self.splits.num_examples.get("test"),
@@ -546,6 +556,10 @@ def run(config: RunConfig, strategy=None, command="", on_ready=None):
     # Only the chief writes into model_dir, so only the chief locks it (one run per directory).
     lock = RunLock(config.model_dir, command)
     try:
+        lock.check_free()  # refuse a busy model_dir at once, before building models and loading data
+    except ModelDirInUseError as error:
+        raise _in_use(error) from None
+    try:
         return _run(config, strategy, command, on_ready, lock=lock)
     finally:
         lock.release()
@@ -571,10 +585,22 @@ def _run(config, strategy, command, on_ready, lock):
             histories["teacher"] = teacher_result["history"]
         for name, result in {**experiment.train_fitnet(), **experiment.train_baselines()}.items():
             histories[name] = result["history"]
-        rows = experiment.report(histories)
-        experiment.write_tensorboard_records(rows)
+        finished = read_json(experiment.path("results.json"))
+        if finished is not None and not experiment.trained:
+            # Every stage had finished and been reported: keep what that run measured (test accuracies,
+            # latencies, stage_seconds, TensorBoard records) instead of measuring again.
+            rows = finished["models"]
+            print(f"[fitnets] every stage in {config.model_dir} had finished: kept its results.json, results.md and "
+                  "TensorBoard records as first measured (delete results.json and rerun to measure again)",
+                  flush=True)
+        else:
+            rows = experiment.report(histories)
         if config.export:
-            experiment.export()
+            if finished is not None and not experiment.trained and os.path.exists(experiment.path("export")):
+                print(f"[fitnets] kept the export in {experiment.path('export')} (delete it and rerun to export "
+                      "again)", flush=True)
+            else:
+                experiment.export()
         return rows
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)

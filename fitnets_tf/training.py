@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import threading
+import time
 
 import keras
 import numpy as np
@@ -240,7 +241,8 @@ def train_stage(
 
     Returns:
         dict: {"history": per-epoch metrics, "epochs": epochs run in total, "resumed_from": first epoch of this
-        run, "best_epoch": 1-based epoch whose weights were kept when early stopping was on}.
+        run, "best_epoch": 1-based epoch whose weights were kept when early stopping was on, "seconds": wall time
+        of the call that finished the stage}; a finished stage returns its record with "skipped": True.
     A checkpoint that cannot be read is moved aside into <stage_dir>/damaged/ and the stage resumes from the
     newest readable one (a finished stage whose last checkpoint is damaged trains its lost epochs again).
 
@@ -248,6 +250,7 @@ def train_stage(
         NonFiniteLossError: a loss became NaN/Inf (the last good checkpoint stays in `stage_dir`).
         DamagedCheckpointError: the stage has checkpoints but none can be read.
     """
+    start = time.perf_counter()
     distiller.compile(optimizer=optimizer, stage=stage, pairs=pairs, jit_compile=jit_compile)
     with distiller.distribute_strategy.scope():
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
@@ -305,7 +308,8 @@ def train_stage(
         )
     epochs_run = len(next(iter(history.values()), []))
     best_epoch = stopper.restore_best() if stopper is not None else None
-    result = {"history": history, "epochs": epochs_run, "resumed_from": initial_epoch, "best_epoch": best_epoch}
+    result = {"history": history, "epochs": epochs_run, "resumed_from": initial_epoch, "best_epoch": best_epoch,
+              "seconds": time.perf_counter() - start}
     with interrupts_deferred():
         if (epochs == 0 and not manager.latest_checkpoint) or best_epoch is not None:
             epoch_var.assign(epochs_run)
