@@ -24,6 +24,7 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.checkpoint import checkpoint_management
 
 from fitnets_tf.io_utils import atomic_write_json, read_json
 
@@ -40,8 +41,8 @@ class DamagedCheckpointError(RuntimeError):
 def interrupts_deferred():
     """Holds back Ctrl-C (SIGINT) while the block runs, then raises KeyboardInterrupt: an interrupted run stops
     with its checkpoint, history and records of the same epoch. Only in the main thread (where signals arrive)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
+        yield  # None: a handler set outside Python, which could not be put back
         return
     received = []
     previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
@@ -68,7 +69,7 @@ def _first_line(error):
 
 
 def restore_newest_readable(checkpoint, manager, stage_dir, name, strict=True):
-    """Restores `checkpoint` from the newest of `manager`'s checkpoints that reads completely.
+    """Restores `checkpoint` from the newest checkpoint of `stage_dir` that reads completely.
 
     A checkpoint that cannot be read (a truncated or corrupt file, a missing shard) is moved aside into
     <stage_dir>/damaged/ -- never deleted -- and the next older one is tried; each skip is logged with its reason.
@@ -80,9 +81,15 @@ def restore_newest_readable(checkpoint, manager, stage_dir, name, strict=True):
     Raises:
         DamagedCheckpointError: checkpoints exist but none can be read (one line naming them and the fix).
     """
+    state = tf.train.get_checkpoint_state(stage_dir)
+    if state is None or not state.model_checkpoint_path:
+        return manager, None
+    # The state file, not manager.checkpoints: the manager leaves out checkpoints it would never delete.
+    latest = state.model_checkpoint_path
+    paths = [p for p in state.all_model_checkpoint_paths if p != latest] + [latest]
     skipped = []
     restored = None
-    for prefix in reversed(list(manager.checkpoints)):
+    for prefix in reversed(paths):
         try:
             status = checkpoint.read(prefix)
             if strict:
@@ -104,8 +111,13 @@ def restore_newest_readable(checkpoint, manager, stage_dir, name, strict=True):
             f"to {os.path.join(stage_dir, 'damaged')}. To train this stage again from its start, delete {stage_dir} "
             "and rerun the same command."
         )
-    remaining = [p for p in manager.checkpoints if os.path.exists(p + ".index")]
-    tf.compat.v1.train.update_checkpoint_state(stage_dir, restored, all_model_checkpoint_paths=remaining)
+    remaining = [p for p in paths if os.path.exists(p + ".index")]
+    stamps = dict(zip(state.all_model_checkpoint_paths, state.all_model_checkpoint_timestamps))
+    # The internal writer keeps each checkpoint's timestamp, so that the manager still rotates the older ones.
+    checkpoint_management.update_checkpoint_state_internal(
+        stage_dir, restored, remaining, save_relative_paths=True,
+        all_model_checkpoint_timestamps=[stamps[p] for p in remaining] if all(p in stamps for p in remaining)
+        else None, last_preserved_timestamp=state.last_preserved_timestamp)
     print(f"[fitnets] {name}: resuming from {restored}, the newest readable checkpoint", flush=True)
     return tf.train.CheckpointManager(checkpoint, stage_dir, max_to_keep=manager._max_to_keep), restored
 

@@ -189,6 +189,9 @@ def test_a_truncated_newest_checkpoint_is_moved_aside_and_the_stage_resumes_from
     (moved,) = glob.glob(os.path.join(stage_dir, "damaged", "*", os.path.basename(data_file)))
     assert os.path.getsize(moved) == size and os.path.getsize(data_file) > size
     assert tf.train.latest_checkpoint(stage_dir).endswith(f"ckpt-{epochs}")
+    # The manager still rotates: only the 2 newest checkpoints are kept in the stage directory.
+    assert sorted(os.path.basename(p) for p in glob.glob(os.path.join(stage_dir, "ckpt-*.index"))) == [
+        f"ckpt-{epochs - 1}.index", f"ckpt-{epochs}.index"]
 
 
 def test_no_readable_checkpoint_stops_with_one_line_naming_the_files_and_the_fix(tmp_path):
@@ -206,3 +209,17 @@ def test_no_readable_checkpoint_stops_with_one_line_naming_the_files_and_the_fix
     assert "\n" not in message and "ckpt-2 (" in message and "ckpt-1 (" in message
     assert f"delete {stage_dir}" in message
     assert len(glob.glob(os.path.join(stage_dir, "damaged", "*", "ckpt-*.data-*"))) == 2
+
+
+def test_ctrl_c_during_the_checkpoint_is_raised_after_it():
+    import signal
+
+    from fitnets_tf.training import interrupts_deferred
+
+    done, before = [], signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_deferred():
+            signal.raise_signal(signal.SIGINT)  # arrives in the middle of the block ...
+            done.append("saved")  # ... which still runs to its end
+    assert done == ["saved"]
+    assert signal.getsignal(signal.SIGINT) is before
