@@ -29,6 +29,9 @@ from tensorflow.python.checkpoint import checkpoint_management
 from fitnets_tf.io_utils import atomic_write_json, read_json
 
 
+MAX_TO_KEEP = 2  # checkpoints kept per stage: the newest, and the one before it in case the newest is damaged
+
+
 class NonFiniteLossError(RuntimeError):
     """A loss became NaN or Inf; the stage stopped and its last good checkpoint was kept."""
 
@@ -101,8 +104,8 @@ def restore_newest_readable(checkpoint, manager, stage_dir, name, strict=True):
         except Exception as error:  # TensorFlow raises IndexError, DataLossError, NotFoundError, ... for a bad file
             moved = _move_aside(prefix, stage_dir)
             skipped.append(f"{os.path.basename(prefix)} ({_first_line(error)})")
-            print(f"[fitnets] {name}: skipped checkpoint {prefix}: unreadable ({_first_line(error)}); its files were "
-                f"moved to {moved}", flush=True)
+            print(f"[fitnets] {name}: skipped checkpoint {prefix}: unreadable ({_first_line(error)}); its files "
+                  f"were moved to {moved}", flush=True)
     if not skipped:
         return manager, restored
     if restored is None:
@@ -119,7 +122,7 @@ def restore_newest_readable(checkpoint, manager, stage_dir, name, strict=True):
         all_model_checkpoint_timestamps=[stamps[p] for p in remaining] if all(p in stamps for p in remaining)
         else None, last_preserved_timestamp=state.last_preserved_timestamp)
     print(f"[fitnets] {name}: resuming from {restored}, the newest readable checkpoint", flush=True)
-    return tf.train.CheckpointManager(checkpoint, stage_dir, max_to_keep=manager._max_to_keep), restored
+    return tf.train.CheckpointManager(checkpoint, stage_dir, max_to_keep=MAX_TO_KEEP), restored
 
 
 class EarlyStopping:
@@ -270,7 +273,7 @@ def train_stage(
         student=distiller.student, regressors=list(distiller.regressors), optimizer=distiller.optimizer,
         epoch=epoch_var,
     )
-    manager = tf.train.CheckpointManager(checkpoint, stage_dir, max_to_keep=2)
+    manager = tf.train.CheckpointManager(checkpoint, stage_dir, max_to_keep=MAX_TO_KEEP)
     done_path = os.path.join(stage_dir, "done.json")
     history_path = os.path.join(stage_dir, "history.json")
     finished = os.path.exists(done_path)
