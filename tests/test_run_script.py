@@ -292,6 +292,7 @@ def test_a_rerun_of_a_finished_run_keeps_what_it_measured(digits_run):
     model_dir, _ = digits_run
     kept = {name: open(os.path.join(model_dir, name), "rb").read() for name in ("results.json", "results.md")}
     events = sorted(glob.glob(os.path.join(model_dir, "tensorboard", "**", "*"), recursive=True))
+    exported = os.stat(os.path.join(model_dir, "export", "saved_model.pb")).st_mtime_ns
     # Settings that do not change the experiment: a rerun that trains nothing must not measure again.
     result = run_script(f"--model_dir={model_dir}", *TINY, "--verbose=1", "--latency_runs=3")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -302,6 +303,7 @@ def test_a_rerun_of_a_finished_run_keeps_what_it_measured(digits_run):
     assert set(seconds) == {"teacher", "fitnet_stage1", "fitnet_stage2", "baseline_ce", "baseline_kd"}
     assert all(v > 0 for v in seconds.values())
     assert sorted(glob.glob(os.path.join(model_dir, "tensorboard", "**", "*"), recursive=True)) == events
+    assert os.stat(os.path.join(model_dir, "export", "saved_model.pb")).st_mtime_ns == exported
     # One hparams record and one graph per model.
     assert len(os.listdir(os.path.join(model_dir, "tensorboard", "hparams"))) == 1
     for name in ("teacher", "fitnet", "baseline_ce", "baseline_kd"):
