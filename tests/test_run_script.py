@@ -330,6 +330,18 @@ def test_a_truncated_checkpoint_is_moved_aside_and_the_run_resumes_from_the_prev
     assert os.path.getsize(moved) == half  # kept as it was, not deleted
     assert json.load(open(os.path.join(stage_dir, "done.json")))["resumed_from"] == 1
 
+    # Both checkpoints of the stage damaged: one line naming them and the fix, exit 1.
+    for n in (1, 2):
+        (data_file,) = glob.glob(os.path.join(stage_dir, f"ckpt-{n}.data-*"))
+        with open(data_file, "r+b") as f:
+            f.truncate(os.path.getsize(data_file) // 2)
+    result = run_script(f"--model_dir={model_dir}", *TINY)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    errors = error_lines(result)
+    assert len(errors) == 1 and errors[0].startswith(
+        f"error: Stage 'fitnet_stage2': no readable checkpoint in {stage_dir}: ckpt-2 (IndexError"), errors
+    assert f"To train this stage again from its start, delete {stage_dir} and rerun the same command." in errors[0]
+
 
 def test_a_file_as_model_dir_is_refused_with_one_line(tmp_path):
     path = tmp_path / "results.txt"
