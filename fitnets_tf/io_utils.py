@@ -6,14 +6,36 @@ import shutil
 import tempfile
 
 
-def atomic_write_text(path, text):
-    """Writes `text` to `path` so that readers see either the old file or the complete new one."""
+def _umask():
+    """The process umask, read without changing it where Linux allows (os.umask can only set it)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def new_file_mode():
+    """The mode `open()` gives a new file (0o666 minus the umask); mkstemp's own 0o600 would hide the run's
+    results from the other users of a shared model_dir."""
+    return 0o666 & ~_umask()
+
+
+def atomic_write_file(path, write, binary=False):
+    """Calls `write(f)` on a temporary file beside `path`, then renames it to `path`: readers see either the old
+    file or the complete new one. The file gets the umask's mode, like any file `open()` creates."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        os.fchmod(fd, new_file_mode())
+        with os.fdopen(fd, "wb" if binary else "w") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -21,6 +43,11 @@ def atomic_write_text(path, text):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def atomic_write_text(path, text):
+    """Writes `text` to `path` atomically (see `atomic_write_file`)."""
+    atomic_write_file(path, lambda f: f.write(text))
 
 
 def atomic_write_json(path, obj):

@@ -10,16 +10,18 @@ Steps, each resumable (a finished step is restored, an interrupted one resumes f
   6. the FitNet exported as a SavedModel taking raw uint8 images (export/).
 
 Layout of `model_dir`:
-  flags.cfg (written by scripts/run.py), run_config.json, preprocessing.npz, checkpoints/<stage>/,
+  run.lock (flock-ed by the run using the directory), flags.cfg (written by scripts/run.py), run_config.json,
+  preprocessing.npz, checkpoints/<stage>/,
   tensorboard/<stage>/{train,validation}, tensorboard/hparams, tensorboard/graphs/<model>,
   teacher.keras, fitnet.keras, baseline_<name>.keras, results.json, results.md, export/.
 """
 
 import dataclasses
 import datetime
+import errno
 import json
 import os
-import time
+import shutil
 from typing import Optional, Tuple
 
 import keras
@@ -36,6 +38,7 @@ from fitnets_tf.optimizers import OPTIMIZERS, build_optimizer
 from fitnets_tf.regressor import REGRESSOR_KINDS
 from fitnets_tf.report import (add_ratios, add_training_facts, measure_latency, model_row, plot_learning_curves,
                                write_report)
+from fitnets_tf.run_lock import ModelDirInUseError, RunLock
 from fitnets_tf.schedules import KDLambdaSchedule
 from fitnets_tf.training import accuracy, train_stage
 
@@ -141,6 +144,8 @@ def compute_policy(mixed_precision):
 
 def validate(config: RunConfig):
     """Checks every setting that can be checked without data; raises ConfigError naming the flag."""
+    _check(not os.path.exists(config.model_dir) or os.path.isdir(config.model_dir), "model_dir",
+           f"{config.model_dir!r} is an existing file, not a directory. Give a directory (it is created if absent).")
     _check(config.image_size is None or config.image_size >= 1, "image_size",
            f"must be >= 1. Received: {config.image_size!r}")
     try:
@@ -238,14 +243,18 @@ def _jit(config):
 
 def load_model_file(path, flag="teacher_path"):
     """Loads a .keras model (any architecture; custom classes must be registered for serialization)."""
+    import zipfile
+
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as error:  # Keras raises several types for a bad file.
+        # For a file that is not a zip archive Keras says "File not found", which misleads: the file exists.
+        reason = ("not a zip archive" if not zipfile.is_zipfile(path) else
+                  f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
         raise ConfigError(
-            f"--{flag}: cannot load {path!r} as a Keras model ({type(error).__name__}: "
-            f"{str(error).splitlines()[0] if str(error) else ''}). Give a model saved with model.save('x.keras') "
-            "(a subclassed model's class must be registered with keras.saving.register_keras_serializable and "
-            "imported)."
+            f"--{flag}: cannot load {path!r}: the file exists but is not a readable .keras model ({reason}). "
+            "Give a model saved with model.save('x.keras') (a subclassed model's class must be registered with "
+            "keras.saving.register_keras_serializable and imported)."
         ) from None
 
 
@@ -296,8 +305,40 @@ def recorded_identity(recorded):
     return {**defaults, **{k: v for k, v in recorded.items() if k not in _RUNTIME_KEYS}}
 
 
-def prepare_model_dir(config: RunConfig):
-    """Refuses a model_dir that holds a different experiment (unless overwrite, which moves it aside)."""
+def _unusable_model_dir(config, error):
+    reason = error.strerror or str(error)
+    if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        fix = "Give a --model_dir on a writable file system."
+    elif error.errno == errno.ENOSPC:
+        fix = "Free some space or give another --model_dir."
+    else:
+        fix = "Give another --model_dir."
+    return ConfigError(f"--model_dir: cannot write into {config.model_dir!r} ({reason}: "
+                       f"{getattr(error, 'filename', None) or config.model_dir}). {fix}")
+
+
+def _in_use(error):
+    return ConfigError(f"--model_dir: {error}. Wait for it to end or stop it; rerunning the same command then "
+                       "resumes. Or choose another --model_dir.")
+
+
+def _lock_model_dir(config, lock):
+    """Creates model_dir and takes its run lock; one-line ConfigErrors for a busy or unwritable directory."""
+    try:
+        os.makedirs(config.model_dir, exist_ok=True)
+        lock.acquire()
+    except ModelDirInUseError as error:
+        raise _in_use(error) from None
+    except OSError as error:
+        raise _unusable_model_dir(config, error) from None
+
+
+def prepare_model_dir(config: RunConfig, lock=None):
+    """Takes `lock` (a `RunLock` of model_dir: one run per directory) and refuses a model_dir that holds a
+    different experiment (unless overwrite, which moves it aside). Nothing is written into a directory another
+    live run holds; an unwritable or busy directory is a one-line ConfigError naming --model_dir."""
+    if lock is not None:
+        _lock_model_dir(config, lock)
     path = os.path.join(config.model_dir, "run_config.json")
     previous = read_json(path)
     if previous is not None:
@@ -311,10 +352,17 @@ def prepare_model_dir(config: RunConfig):
                 )
             stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
             moved = f"{config.model_dir.rstrip(os.sep)}.replaced-{stamp}"
+            if lock is not None:
+                lock.release()  # its file moves with the old run
             os.replace(config.model_dir, moved)
             print(f"[fitnets] moved the previous run in {config.model_dir} to {moved}", flush=True)
-    os.makedirs(config.model_dir, exist_ok=True)
-    atomic_write_json(path, config.to_json())
+            if lock is not None:
+                _lock_model_dir(config, lock)
+    try:
+        os.makedirs(config.model_dir, exist_ok=True)
+        atomic_write_json(path, config.to_json())
+    except OSError as error:
+        raise _unusable_model_dir(config, error) from None
 
 
 class Experiment:
@@ -330,6 +378,7 @@ class Experiment:
         self.student_spec = None if config.student_path else _spec(config, config.student, self.info)
         self.dir = config.model_dir
         self.timings = {}
+        self.trained = False  # a stage trained in this process (else every stage had finished before)
 
     def path(self, *parts):
         return os.path.join(self.dir, *parts)
@@ -455,7 +504,6 @@ class Experiment:
     def _stage(self, name, distiller, stage, epochs, pairs=None, patience=None):
         epochs = self.chosen_epochs(name, epochs)
         patience = self.config.patience if patience is None else patience
-        start = time.perf_counter()
         with self.strategy.scope():
             optimizer = _optimizer(self.config)
         train_data = self.make_train_ds
@@ -471,8 +519,9 @@ class Experiment:
             jit_compile=_jit(self.config), tensorboard_dir=self.path("tensorboard", name),
             patience=0 if self.config.retrain_from else patience, verbose=self.config.verbose,
         )
-        if not result.get("skipped"):
-            self.timings[name] = time.perf_counter() - start
+        self.trained = self.trained or not result.get("skipped")
+        if result.get("seconds") is not None:  # a finished stage's own record: its time survives a rerun
+            self.timings[name] = result["seconds"]
         return result
 
     def _save_model(self, model, name):
@@ -525,8 +574,12 @@ class Experiment:
 
     # ---------------------------------------------------------------------------------------- reporting
     def write_tensorboard_records(self, rows):
-        """HParams of the run with the test metrics, and each model's forward graph."""
+        """HParams of the run with the test metrics, and each model's forward graph: one record of each per run
+        (the records of an earlier report, e.g. one cut off by a kill, are replaced)."""
         from tensorboard.plugins.hparams import api as hparams_api
+
+        for old in (self.path("tensorboard", "hparams"), self.path("tensorboard", "graphs")):
+            shutil.rmtree(old, ignore_errors=True)
 
         flat = {k: (v if isinstance(v, (bool, int, float, str)) else json.dumps(v))
                 for k, v in self.config.identity().items()}
@@ -570,6 +623,7 @@ class Experiment:
                            self.info.num_classes)
         hint_epochs = sum(r["epochs"] for name, r in stage_results.items() if name.startswith("fitnet_stage1"))
         plot_learning_curves(histories, {"fitnet_stage2": hint_epochs}, self.path("results_curves.png"))
+        self.write_tensorboard_records(rows)  # before results.json: a run with results.json has its records
         run_info = {
             "experiment": c.experiment, "dataset": c.dataset, "command": self.command,
             "num_classes": self.info.num_classes, "test_examples": self.splits.num_examples.get("test"),
@@ -609,7 +663,6 @@ def run(config: RunConfig, strategy=None, command="", on_ready=None):
     validate(config)
     strategy = strategy or tf.distribute.get_strategy()
     if not is_chief(strategy):
-        import shutil
         import tempfile
 
         scratch = tempfile.mkdtemp(prefix="fitnets-worker-")
@@ -618,13 +671,22 @@ def run(config: RunConfig, strategy=None, command="", on_ready=None):
         if os.path.isdir(os.path.join(config.model_dir, "checkpoints")):
             shutil.copytree(os.path.join(config.model_dir, "checkpoints"), os.path.join(scratch, "checkpoints"))
         try:
-            return _run(dataclasses.replace(config, model_dir=scratch), strategy, command, None)
+            return _run(dataclasses.replace(config, model_dir=scratch), strategy, command, None, lock=None)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-    return _run(config, strategy, command, on_ready)
+    # Only the chief writes into model_dir, so only the chief locks it (one run per directory).
+    lock = RunLock(config.model_dir, command)
+    try:
+        lock.check_free()  # refuse a busy model_dir at once, before building models and loading data
+    except ModelDirInUseError as error:
+        raise _in_use(error) from None
+    try:
+        return _run(config, strategy, command, on_ready, lock=lock)
+    finally:
+        lock.release()
 
 
-def _run(config, strategy, command, on_ready):
+def _run(config, strategy, command, on_ready, lock):
     previous_policy = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy(compute_policy(config.mixed_precision))
     try:
@@ -634,7 +696,7 @@ def _run(config, strategy, command, on_ready):
         experiment = Experiment(config, strategy, command)
         experiment.build_models()  # hint layers and regressors are checked before anything is written
         experiment.load_splits()  # absent data fails here, before anything is written
-        prepare_model_dir(config)
+        prepare_model_dir(config, lock)
         if on_ready is not None:
             on_ready()
         experiment.build_data()
@@ -643,10 +705,22 @@ def _run(config, strategy, command, on_ready):
         if teacher_result:
             stage_results["teacher"] = teacher_result
         stage_results.update({**experiment.train_fitnet(), **experiment.train_baselines()})
-        rows = experiment.report(stage_results)
-        experiment.write_tensorboard_records(rows)
+        finished = read_json(experiment.path("results.json"))
+        if finished is not None and not experiment.trained:
+            # Every stage had finished and been reported: keep what that run measured (test accuracies,
+            # latencies, stage_seconds, TensorBoard records) instead of measuring again.
+            rows = finished["models"]
+            print(f"[fitnets] every stage in {config.model_dir} had finished: kept its results.json, results.md and "
+                  "TensorBoard records as first measured (delete results.json and rerun to measure again)",
+                  flush=True)
+        else:
+            rows = experiment.report(stage_results)
         if config.export:
-            experiment.export()
+            if finished is not None and not experiment.trained and os.path.exists(experiment.path("export")):
+                print(f"[fitnets] kept the export in {experiment.path('export')} (delete it and rerun to export "
+                      "again)", flush=True)
+            else:
+                experiment.export()
         return rows
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)

@@ -7,21 +7,122 @@ A stage owns a directory:
                                        epoch, epochs without improvement), so a resumed stage continues the count
     <stage_dir>/best/ckpt-N.*          with patience: the student (+ regressors) of the best epoch so far
     <stage_dir>/done.json              written last: the stage finished; a rerun restores it instead of training
+    <stage_dir>/damaged/<time>/        checkpoints that could not be read, moved aside (never deleted) when a
+                                       rerun resumed from an older one
 """
 
+import contextlib
+import datetime
 import glob
 import math
 import os
+import shutil
+import signal
+import threading
+import time
 
 import keras
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.checkpoint import checkpoint_management
 
 from fitnets_tf.io_utils import atomic_write_json, read_json
 
 
+MAX_TO_KEEP = 2  # checkpoints kept per stage: the newest, and the one before it in case the newest is damaged
+
+
 class NonFiniteLossError(RuntimeError):
     """A loss became NaN or Inf; the stage stopped and its last good checkpoint was kept."""
+
+
+class DamagedCheckpointError(RuntimeError):
+    """No checkpoint of a stage can be read; the message names the files (moved aside, not deleted) and the fix."""
+
+
+@contextlib.contextmanager
+def interrupts_deferred():
+    """Holds back Ctrl-C (SIGINT) while the block runs, then raises KeyboardInterrupt: an interrupted run stops
+    with its checkpoint, history and records of the same epoch. Only in the main thread (where signals arrive)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
+        yield  # None: a handler set outside Python, which could not be put back
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
+def _move_aside(prefix, stage_dir):
+    """Moves the files of checkpoint `prefix` into <stage_dir>/damaged/<time>/; returns that directory."""
+    target = os.path.join(stage_dir, "damaged", datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f"))
+    os.makedirs(target, exist_ok=True)
+    for path in glob.glob(prefix + ".*"):
+        shutil.move(path, os.path.join(target, os.path.basename(path)))
+    return target
+
+
+def _first_line(error):
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def restore_newest_readable(checkpoint, manager, stage_dir, name, strict=True):
+    """Restores `checkpoint` from the newest checkpoint of `stage_dir` that reads completely.
+
+    A checkpoint that cannot be read (a truncated or corrupt file, a missing shard) is moved aside into
+    <stage_dir>/damaged/ -- never deleted -- and the next older one is tried; each skip is logged with its reason.
+    `strict`: every object of `checkpoint` must be in the file (else only what the file holds is read).
+
+    Returns:
+        (manager, prefix): a manager over the remaining checkpoints (a new one if any was skipped), and the
+        restored checkpoint's prefix, or None when the stage has no checkpoint.
+    Raises:
+        DamagedCheckpointError: checkpoints exist but none can be read (one line naming them and the fix).
+    """
+    state = tf.train.get_checkpoint_state(stage_dir)
+    if state is None or not state.model_checkpoint_path:
+        return manager, None
+    # The state file, not manager.checkpoints: the manager leaves out checkpoints it would never delete.
+    latest = state.model_checkpoint_path
+    paths = [p for p in state.all_model_checkpoint_paths if p != latest] + [latest]
+    skipped = []
+    restored = None
+    for prefix in reversed(paths):
+        try:
+            status = checkpoint.read(prefix)
+            if strict:
+                status.assert_existing_objects_matched()
+            else:
+                status.expect_partial()
+            restored = prefix
+            break
+        except Exception as error:  # TensorFlow raises IndexError, DataLossError, NotFoundError, ... for a bad file
+            moved = _move_aside(prefix, stage_dir)
+            skipped.append(f"{os.path.basename(prefix)} ({_first_line(error)})")
+            print(f"[fitnets] {name}: skipped checkpoint {prefix}: unreadable ({_first_line(error)}); its files "
+                  f"were moved to {moved}", flush=True)
+    if not skipped:
+        return manager, restored
+    if restored is None:
+        raise DamagedCheckpointError(
+            f"Stage '{name}': no readable checkpoint in {stage_dir}: {'; '.join(skipped)}; the files were moved "
+            f"to {os.path.join(stage_dir, 'damaged')}. To train this stage again from its start, delete {stage_dir} "
+            "and rerun the same command."
+        )
+    remaining = [p for p in paths if os.path.exists(p + ".index")]
+    stamps = dict(zip(state.all_model_checkpoint_paths, state.all_model_checkpoint_timestamps))
+    # The internal writer keeps each checkpoint's timestamp, so that the manager still rotates the older ones.
+    checkpoint_management.update_checkpoint_state_internal(
+        stage_dir, restored, remaining, save_relative_paths=True,
+        all_model_checkpoint_timestamps=[stamps[p] for p in remaining] if all(p in stamps for p in remaining)
+        else None, last_preserved_timestamp=state.last_preserved_timestamp)
+    print(f"[fitnets] {name}: resuming from {restored}, the newest readable checkpoint", flush=True)
+    return tf.train.CheckpointManager(checkpoint, stage_dir, max_to_keep=MAX_TO_KEEP), restored
 
 
 class EarlyStopping:
@@ -104,13 +205,14 @@ class _StageCallback(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self._check(logs, f"the end of epoch {epoch}")
-        for key, value in (logs or {}).items():
-            self.history.setdefault(key, []).append(float(value))
-        if self.early_stopping is not None and self.early_stopping.update(epoch, logs or {}):
-            self.model.stop_training = True
-        atomic_write_json(self.history_path, self.history)
-        self.epoch_var.assign(epoch + 1)
-        self.manager.save(checkpoint_number=epoch + 1)
+        with interrupts_deferred():  # Ctrl-C here stops after the epoch's checkpoint, not in its middle
+            for key, value in (logs or {}).items():
+                self.history.setdefault(key, []).append(float(value))
+            if self.early_stopping is not None and self.early_stopping.update(epoch, logs or {}):
+                self.model.stop_training = True
+            atomic_write_json(self.history_path, self.history)
+            self.epoch_var.assign(epoch + 1)
+            self.manager.save(checkpoint_number=epoch + 1)
 
 
 def stage_is_done(stage_dir):
@@ -154,10 +256,16 @@ def train_stage(
 
     Returns:
         dict: {"history": per-epoch metrics, "epochs": epochs run in total, "resumed_from": first epoch of this
-        run, "best_epoch": 1-based epoch whose weights were kept when early stopping was on}.
+        run, "best_epoch": 1-based epoch whose weights were kept when early stopping was on, "seconds": wall time
+        of the call that finished the stage}; a finished stage returns its record with "skipped": True.
+    A checkpoint that cannot be read is moved aside into <stage_dir>/damaged/ and the stage resumes from the
+    newest readable one (a finished stage whose last checkpoint is damaged trains its lost epochs again).
+
     Raises:
         NonFiniteLossError: a loss became NaN/Inf (the last good checkpoint stays in `stage_dir`).
+        DamagedCheckpointError: the stage has checkpoints but none can be read.
     """
+    start = time.perf_counter()
     distiller.compile(optimizer=optimizer, stage=stage, pairs=pairs, jit_compile=jit_compile)
     with distiller.distribute_strategy.scope():
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
@@ -165,18 +273,21 @@ def train_stage(
         student=distiller.student, regressors=list(distiller.regressors), optimizer=distiller.optimizer,
         epoch=epoch_var,
     )
-    manager = tf.train.CheckpointManager(checkpoint, stage_dir, max_to_keep=2)
+    manager = tf.train.CheckpointManager(checkpoint, stage_dir, max_to_keep=MAX_TO_KEEP)
     done_path = os.path.join(stage_dir, "done.json")
     history_path = os.path.join(stage_dir, "history.json")
-    if os.path.exists(done_path):
-        checkpoint.read(manager.latest_checkpoint).expect_partial()
+    finished = os.path.exists(done_path)
+    newest = manager.latest_checkpoint
+    manager, restored = restore_newest_readable(checkpoint, manager, stage_dir, name, strict=not finished)
+    if finished and restored == newest:
         done = read_json(done_path)
         done["skipped"] = True
         return done
-    initial_epoch = 0
-    if manager.latest_checkpoint:
-        checkpoint.read(manager.latest_checkpoint).assert_existing_objects_matched()
-        initial_epoch = int(epoch_var.numpy())
+    if finished:  # its final checkpoint was damaged: train the epochs after the restored one again
+        os.remove(done_path)
+        print(f"[fitnets] {name}: the stage had finished, but its final checkpoint was unreadable; training its "
+              "last epochs again", flush=True)
+    initial_epoch = int(epoch_var.numpy()) if restored else 0
     history = read_json(history_path, {}) if initial_epoch else {}
     history = {k: v[:initial_epoch] for k, v in history.items()}
     stopper = None
@@ -212,11 +323,13 @@ def train_stage(
         )
     epochs_run = len(next(iter(history.values()), []))
     best_epoch = stopper.restore_best() if stopper is not None else None
-    if (epochs == 0 and not manager.latest_checkpoint) or best_epoch is not None:
-        epoch_var.assign(epochs_run)
-        manager.save(checkpoint_number=epochs_run + 1 if best_epoch is not None else 0)
-    result = {"history": history, "epochs": epochs_run, "resumed_from": initial_epoch, "best_epoch": best_epoch}
-    atomic_write_json(done_path, result)
+    result = {"history": history, "epochs": epochs_run, "resumed_from": initial_epoch, "best_epoch": best_epoch,
+              "seconds": time.perf_counter() - start}
+    with interrupts_deferred():
+        if (epochs == 0 and not manager.latest_checkpoint) or best_epoch is not None:
+            epoch_var.assign(epochs_run)
+            manager.save(checkpoint_number=epochs_run + 1 if best_epoch is not None else 0)
+        atomic_write_json(done_path, result)
     return result
 
 

@@ -6,6 +6,7 @@ Closed sets are plain strings checked by `pipeline.validate`, which names the fl
 """
 
 import os
+import shlex
 import sys
 
 from absl import flags
@@ -121,10 +122,43 @@ def run_config_from_flags(**fields):
 
 def flags_file_text(script, directory):
     """The flags of `script` (a module) and the shared ones, as a replayable flagfile for `directory`."""
-    lines = [f"# Replay: python scripts/{os.path.basename(sys.argv[0])} "
-             f"--flagfile={os.path.join(directory, 'flags.cfg')}"]
+    flagfile = shlex.quote(f"--flagfile={os.path.join(directory, 'flags.cfg')}")
+    lines = [f"# Replay: python scripts/{os.path.basename(sys.argv[0])} {flagfile}"]
     own = FLAGS.get_flags_for_module(script) or FLAGS.get_flags_for_module(sys.argv[0])
     for flag in [*own, *FLAGS.get_flags_for_module(sys.modules[__name__])]:
         if flag.value is not None:
             lines.append(flag.serialize())
     return "\n".join(lines) + "\n"
+
+
+def empty_flagfile(argv):
+    """The first `--flagfile` in `argv` that exists but holds no flag (empty, or only comments), else None.
+
+    absl reads such a file without complaint and the run silently takes every default; the scripts refuse it."""
+    for i, arg in enumerate(argv[1:], start=1):
+        if arg.startswith("--flagfile="):
+            path = arg[len("--flagfile="):]
+        elif arg == "--flagfile" and i + 1 < len(argv):
+            path = argv[i + 1]
+        else:
+            continue
+        if not os.path.isfile(path):
+            continue  # absl names a missing file itself
+        with open(path) as f:
+            lines = [line.strip() for line in f]
+        if not any(line and not line.startswith(("#", "//")) for line in lines):
+            return path
+    return None
+
+
+def refuse_empty_flagfile(argv, error_type):
+    """Raises `error_type` (one line naming --flagfile) if a flagfile in `argv` holds no flag."""
+    path = empty_flagfile(argv)
+    if path is not None:
+        raise error_type(f"--flagfile: {path!r} holds no flags (it is empty or only comments), so the run would "
+                         "silently take every default. Put the flags in it (see flags/digits.cfg), or drop "
+                         "--flagfile to run the defaults.")
+
+
+INTERRUPTED = ("interrupted (Ctrl-C): the checkpoints of every finished epoch are kept{where}; rerun the same "
+               "command to resume.")

@@ -1,9 +1,11 @@
 """kill -9 during stage 1 and again during stage 2, then the same command: the run resumes and, with
---deterministic, ends with exactly the weights and results of an uninterrupted run."""
+--deterministic, ends with exactly the weights and results of an uninterrupted run. A second run into a busy
+model_dir is refused, a killed run's lock does not block its resume, Ctrl-C stops with one line (exit 130)."""
 
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -68,3 +70,84 @@ def test_kill_9_in_both_stages_then_resume_gives_the_uninterrupted_result(tmp_pa
     assert rows[0] == rows[1]
     reference_history = json.load(open(os.path.join(reference, "checkpoints", "fitnet_stage2", "done.json")))
     np.testing.assert_allclose(stage2["history"]["loss"], reference_history["history"]["loss"], rtol=1e-6)
+
+
+# A teacher stage long enough (~1 s per epoch here) to still be running when a second process reaches the lock.
+LONG = ["--teacher_epochs=60", "--verbose=2"]
+TF_LOG_PREFIXES = ("I0000", "W0000", "E0000", "WARNING: All log messages before absl::InitializeLog()")
+
+
+def wait_for(condition, process, what, timeout=300):
+    deadline = time.time() + timeout
+    while not condition():
+        assert process.poll() is None, f"the run ended before {what}"
+        assert time.time() < deadline, f"no {what} after {timeout} s"
+        time.sleep(0.05)
+
+
+def text_of(path):
+    return open(path).read() if os.path.exists(path) else ""
+
+
+def test_a_busy_model_dir_is_refused_and_a_killed_runs_lock_does_not_block_its_resume(tmp_path):
+    model_dir = str(tmp_path / "run")
+    lock = os.path.join(model_dir, "run.lock")
+    first = subprocess.Popen(command(model_dir) + LONG, env=env(), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: os.path.exists(os.path.join(model_dir, "checkpoints", "teacher", "ckpt-1.index")), first,
+                 "the first teacher checkpoint")
+        second = subprocess.run(command(model_dir) + LONG, env=env(), capture_output=True, text=True, timeout=300)
+        assert first.poll() is None  # refused while the first run was alive
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert second.returncode == 2 and "Traceback" not in second.stderr and "stage '" not in second.stdout
+    errors = [line for line in second.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, second.stderr[-2000:]
+    assert f"is in use by another run (pid {first.pid} on host {socket.gethostname()}, started " in errors[0]
+    assert "--teacher_epochs=60" in errors[0]  # the holder's command
+    assert json.loads(text_of(lock))["pid"] == first.pid  # kill -9 left the dead run's record behind ...
+
+    log = tmp_path / "third.out"
+    with open(log, "w") as out:  # ... which does not block the rerun: it takes the lock and resumes
+        third = subprocess.Popen(command(model_dir) + LONG, env=env(), stdout=out, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: "teacher: stage 'ce', 60 epochs (resuming at epoch" in text_of(log), third, "a resume")
+        assert json.loads(text_of(lock))["pid"] == third.pid
+    finally:
+        third.send_signal(signal.SIGKILL)
+        third.wait()
+
+
+def test_ctrl_c_stops_with_one_line_and_exit_130_leaving_a_resumable_run(tmp_path):
+    model_dir = str(tmp_path / "run")
+    stage_dir = os.path.join(model_dir, "checkpoints", "teacher")
+    process = subprocess.Popen(command(model_dir) + LONG, env=env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: os.path.exists(os.path.join(stage_dir, "ckpt-2.index")), process, "the second checkpoint")
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith(TF_LOG_PREFIXES)]
+    assert lines == [f"interrupted (Ctrl-C): the checkpoints of every finished epoch are kept in {model_dir}; "
+                     "rerun the same command to resume."], err[-3000:]
+    # Consistent: the newest checkpoint and the history end at the same epoch; the lock was released.
+    newest = int(tf_latest_checkpoint(stage_dir).rsplit("-", 1)[1])
+    assert newest >= 2 and len(json.load(open(os.path.join(stage_dir, "history.json")))["loss"]) == newest
+    assert os.path.getsize(os.path.join(model_dir, "run.lock")) == 0
+    log = tmp_path / "again.out"
+    with open(log, "w") as out:
+        again = subprocess.Popen(command(model_dir) + LONG, env=env(), stdout=out, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: f"(resuming at epoch {newest})" in text_of(log), again, "a resume")
+    finally:
+        again.send_signal(signal.SIGKILL)
+        again.wait()
+
+
+def tf_latest_checkpoint(stage_dir):
+    for line in open(os.path.join(stage_dir, "checkpoint")):
+        if line.startswith("model_checkpoint_path:"):
+            return line.split('"')[1]
+    raise AssertionError(f"no checkpoint in {stage_dir}")

@@ -1,7 +1,10 @@
-"""End to end: scripts/run.py on the embedded digits data, every artifact, resume, export, TensorBoard, bad flags."""
+"""End to end: scripts/run.py on the embedded digits data, every artifact, resume, export, TensorBoard, bad flags,
+unusable model_dirs, a damaged checkpoint, the rerun of a finished run."""
 
+import glob
 import json
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -247,6 +250,8 @@ def test_bad_teacher_files_are_refused_with_one_line(digits_run, tmp_path):
     assert result.returncode != 0
     errors = [l for l in result.stderr.splitlines() if l.startswith("error:")]
     assert len(errors) == 1 and "--teacher_path: cannot load" in errors[0], result.stderr[-2000:]
+    assert "the file exists but is not a readable .keras model (not a zip archive)" in errors[0]
+    assert "File not found" not in errors[0]
 
     sys.path.insert(0, ROOT)
     from fitnets_tf.models import build_network, zoo
@@ -277,3 +282,124 @@ def test_a_flagfile_with_an_unknown_flag_fails_before_anything_runs(tmp_path):
     result = run_script(f"--flagfile={flagfile}", f"--model_dir={tmp_path / 'x'}")
     assert result.returncode != 0
     assert "hint_epoch" in result.stderr and not (tmp_path / "x").exists()
+
+
+def error_lines(result):
+    return [line for line in result.stderr.splitlines() if line.startswith("error:")]
+
+
+def test_a_rerun_of_a_finished_run_keeps_what_it_measured(digits_run):
+    model_dir, _ = digits_run
+    kept = {name: open(os.path.join(model_dir, name), "rb").read() for name in ("results.json", "results.md")}
+    events = sorted(glob.glob(os.path.join(model_dir, "tensorboard", "**", "*"), recursive=True))
+    exported = os.stat(os.path.join(model_dir, "export", "saved_model.pb")).st_mtime_ns
+    # Settings that do not change the experiment: a rerun that trains nothing must not measure again.
+    result = run_script(f"--model_dir={model_dir}", *TINY, "--verbose=1", "--latency_runs=3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "kept its results.json" in result.stdout and "stage '" not in result.stdout
+    for name, content in kept.items():
+        assert open(os.path.join(model_dir, name), "rb").read() == content, name
+    seconds = json.loads(kept["results.json"])["stage_seconds"]
+    assert set(seconds) == {"teacher", "fitnet_stage1", "fitnet_stage2", "baseline_ce", "baseline_kd"}
+    assert all(v > 0 for v in seconds.values())
+    assert sorted(glob.glob(os.path.join(model_dir, "tensorboard", "**", "*"), recursive=True)) == events
+    assert os.stat(os.path.join(model_dir, "export", "saved_model.pb")).st_mtime_ns == exported
+    # One hparams record and one graph per model.
+    assert len(os.listdir(os.path.join(model_dir, "tensorboard", "hparams"))) == 1
+    for name in ("teacher", "fitnet", "baseline_ce", "baseline_kd"):
+        assert len(os.listdir(os.path.join(model_dir, "tensorboard", "graphs", name))) == 1, name
+
+
+def test_a_truncated_checkpoint_is_moved_aside_and_the_run_resumes_from_the_previous_one(digits_run, tmp_path):
+    source, _ = digits_run
+    model_dir = str(tmp_path / "copy")
+    shutil.copytree(source, model_dir)
+    stage_dir = os.path.join(model_dir, "checkpoints", "fitnet_stage2")
+    (data_file,) = glob.glob(os.path.join(stage_dir, "ckpt-2.data-*"))
+    half = os.path.getsize(data_file) // 2
+    with open(data_file, "r+b") as f:
+        f.truncate(half)
+    result = run_script(f"--model_dir={model_dir}", *TINY, "--verbose=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"fitnet_stage2: skipped checkpoint {stage_dir}/ckpt-2: unreadable (IndexError: Read less bytes" \
+        in result.stdout, result.stdout[-3000:]
+    assert "fitnet_stage2: stage 'kd', 2 epochs (resuming at epoch 1)" in result.stdout
+    for finished in ("teacher", "fitnet_stage1", "baseline_ce", "baseline_kd"):
+        assert f"{finished}: stage" not in result.stdout
+    (moved,) = glob.glob(os.path.join(stage_dir, "damaged", "*", os.path.basename(data_file)))
+    assert os.path.getsize(moved) == half  # kept as it was, not deleted
+    assert json.load(open(os.path.join(stage_dir, "done.json")))["resumed_from"] == 1
+
+    # Both checkpoints of the stage damaged: one line naming them and the fix, exit 1.
+    for n in (1, 2):
+        (data_file,) = glob.glob(os.path.join(stage_dir, f"ckpt-{n}.data-*"))
+        with open(data_file, "r+b") as f:
+            f.truncate(os.path.getsize(data_file) // 2)
+    result = run_script(f"--model_dir={model_dir}", *TINY)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    errors = error_lines(result)
+    assert len(errors) == 1 and errors[0].startswith(
+        f"error: Stage 'fitnet_stage2': no readable checkpoint in {stage_dir}: ckpt-2 (IndexError"), errors
+    assert f"To train this stage again from its start, delete {stage_dir} and rerun the same command." in errors[0]
+
+
+def test_a_file_as_model_dir_is_refused_with_one_line(tmp_path):
+    path = tmp_path / "results.txt"
+    path.write_text("not a directory")
+    result = run_script(f"--model_dir={path}", *TINY)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert error_lines(result) == [f"error: --model_dir: '{path}' is an existing file, not a directory. Give a "
+                                   "directory (it is created if absent)."]
+    assert path.read_text() == "not a directory" and os.listdir(tmp_path) == ["results.txt"]
+
+
+def test_a_model_dir_on_a_read_only_file_system_is_refused_with_one_line(tmp_path):
+    """A real read-only mount (a tmpfs mounted with -o ro): root ignores permission bits, not a read-only mount."""
+    mount_point = tmp_path / "ro"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount_point)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here: {mounted.stderr.strip()}")
+    try:
+        for model_dir in (mount_point / "run", mount_point):  # to be created there; an existing empty directory
+            result = run_script(f"--model_dir={model_dir}", *TINY)
+            assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+            errors = error_lines(result)
+            assert len(errors) == 1 and errors[0].startswith(f"error: --model_dir: cannot write into '{model_dir}' "
+                                                             "(Read-only file system"), errors
+            assert "Give a --model_dir on a writable file system." in errors[0]
+        assert os.listdir(mount_point) == []
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True)
+
+
+def test_a_flagfile_without_flags_is_refused(tmp_path):
+    flagfile = tmp_path / "empty.cfg"
+    flagfile.write_text("# a comment only\n\n")
+    result = run_script(f"--flagfile={flagfile}", f"--model_dir={tmp_path / 'x'}")
+    assert result.returncode == 2
+    errors = error_lines(result)
+    assert len(errors) == 1 and f"--flagfile: '{flagfile}' holds no flags (it is empty or only comments)" in errors[0]
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_run_in_a_path_with_spaces_replays_from_its_quoted_line_and_files_follow_the_umask(tmp_path):
+    model_dir = tmp_path / "with space" / "run"
+    quick = ["--teacher_epochs=1", "--hint_epochs=0", "--kd_epochs=1", "--baselines=", "--latency_runs=1",
+             "--batch_size=64", "--verbose=0", "--noexport"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run([sys.executable, RUN, f"--model_dir={model_dir}", *quick], capture_output=True,
+                            text=True, timeout=600, env=env, cwd=ROOT, preexec_fn=lambda: os.umask(0o027))
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("results.json", "results.md", "flags.cfg", "run_config.json", "preprocessing.npz",
+                 "checkpoints/teacher/history.json", "checkpoints/teacher/done.json", "fitnet.keras"):
+        assert oct(os.stat(model_dir / name).st_mode & 0o777) == oct(0o640), name  # 0o666 & ~0o027
+    replay = open(model_dir / "flags.cfg").readline()
+    assert replay.startswith("# Replay: ")
+    words = shlex.split(replay[len("# Replay: "):])
+    assert words == ["python", "scripts/run.py", f"--flagfile={model_dir / 'flags.cfg'}"]
+    again = subprocess.run([sys.executable, *words[1:]], capture_output=True, text=True, timeout=600, env=env,
+                           cwd=ROOT)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "kept its results.json" in again.stdout

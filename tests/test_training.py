@@ -1,5 +1,7 @@
-"""train_stage: resume from the last epoch, early stopping keeps the best epoch, NaN stops with the checkpoint kept."""
+"""train_stage: resume from the last epoch, early stopping keeps the best epoch, NaN stops with the checkpoint kept,
+a damaged checkpoint is moved aside and the stage resumes from the newest readable one."""
 
+import glob
 import json
 import os
 
@@ -10,7 +12,7 @@ import tensorflow as tf
 
 from fitnets_tf import Distiller
 from fitnets_tf.models import BlockSpec, NetSpec, PoolSpec, build_network
-from fitnets_tf.training import NonFiniteLossError, restore_student, train_stage
+from fitnets_tf.training import DamagedCheckpointError, NonFiniteLossError, restore_student, train_stage
 
 
 def student(seed=0):
@@ -134,3 +136,90 @@ def test_early_stopping_resumed_after_a_kill_stops_where_an_uninterrupted_stage_
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     # Only the best checkpoint (and at most the one before it) is kept on disk.
     assert len(list((tmp_path / "cut" / "best").glob("ckpt-*.index"))) <= 2
+
+
+def _truncate_to_half(prefix):
+    """The fault of the issue: the newest ckpt-N.data-* cut to half its size. Returns the new size."""
+    (data_file,) = glob.glob(prefix + ".data-*")
+    size = os.path.getsize(data_file) // 2
+    with open(data_file, "r+b") as f:
+        f.truncate(size)
+    return data_file, size
+
+
+def _checkpoint_weights(stage_dir, prefix):
+    model = student(seed=7)
+    tf.train.Checkpoint(student=model).read(os.path.join(stage_dir, prefix)).expect_partial()
+    return [v.numpy() for v in model.weights]
+
+
+@pytest.mark.parametrize("finished", [False, True])
+def test_a_truncated_newest_checkpoint_is_moved_aside_and_the_stage_resumes_from_the_previous_one(
+        tmp_path, capsys, finished):
+    x, y = data()
+    stage_dir = str(tmp_path / "s")
+    if finished:  # the stage had finished: its final checkpoint is the damaged one
+        train_stage("s", Distiller(student()), "ce", keras.optimizers.Adam(1e-2), batches(x, y), 3, stage_dir,
+                    verbose=0)
+    else:  # killed after epoch 3 of 4
+        with pytest.raises(KeyboardInterrupt):
+            train_stage("s", Distiller(student()), "ce", keras.optimizers.Adam(1e-2), batches(x, y), 4, stage_dir,
+                        callbacks=[StopAfter(3)], verbose=0)
+    epoch2 = _checkpoint_weights(stage_dir, "ckpt-2")
+    data_file, size = _truncate_to_half(os.path.join(stage_dir, "ckpt-3"))
+    capsys.readouterr()
+
+    model = student(seed=9)
+    epochs = 3 if finished else 4
+    # Stop right after the first resumed epoch, to compare the weights it started from with ckpt-2's.
+    starts = []
+
+    class RecordStart(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            starts.append([v.numpy() for v in model.weights])
+
+    result = train_stage("s", Distiller(model), "ce", keras.optimizers.Adam(1e-2), batches(x, y), epochs, stage_dir,
+                         callbacks=[RecordStart()], verbose=0)
+    out = capsys.readouterr().out
+    assert "skipped checkpoint" in out and "ckpt-3" in out and "Read less bytes" in out, out
+    assert result["resumed_from"] == 2 and result["epochs"] == epochs and not result.get("skipped")
+    for a, b in zip(starts[0], epoch2):
+        np.testing.assert_array_equal(a, b)
+    # The damaged file was moved, not deleted, and kept as it was; the stage saved a new ckpt-3.
+    (moved,) = glob.glob(os.path.join(stage_dir, "damaged", "*", os.path.basename(data_file)))
+    assert os.path.getsize(moved) == size and os.path.getsize(data_file) > size
+    assert tf.train.latest_checkpoint(stage_dir).endswith(f"ckpt-{epochs}")
+    # The manager still rotates: only the 2 newest checkpoints are kept in the stage directory.
+    assert sorted(os.path.basename(p) for p in glob.glob(os.path.join(stage_dir, "ckpt-*.index"))) == [
+        f"ckpt-{epochs - 1}.index", f"ckpt-{epochs}.index"]
+
+
+def test_no_readable_checkpoint_stops_with_one_line_naming_the_files_and_the_fix(tmp_path):
+    x, y = data()
+    stage_dir = str(tmp_path / "s")
+    with pytest.raises(KeyboardInterrupt):
+        train_stage("s", Distiller(student()), "ce", keras.optimizers.Adam(1e-2), batches(x, y), 4, stage_dir,
+                    callbacks=[StopAfter(2)], verbose=0)
+    for n in (1, 2):
+        _truncate_to_half(os.path.join(stage_dir, f"ckpt-{n}"))
+    with pytest.raises(DamagedCheckpointError) as error:
+        train_stage("s", Distiller(student()), "ce", keras.optimizers.Adam(1e-2), batches(x, y), 4, stage_dir,
+                    verbose=0)
+    message = str(error.value)
+    assert "\n" not in message and "ckpt-2 (" in message and "ckpt-1 (" in message
+    assert f"delete {stage_dir}" in message
+    assert len(glob.glob(os.path.join(stage_dir, "damaged", "*", "ckpt-*.data-*"))) == 2
+
+
+def test_ctrl_c_during_the_checkpoint_is_raised_after_it():
+    import signal
+
+    from fitnets_tf.training import interrupts_deferred
+
+    done, before = [], signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_deferred():
+            signal.raise_signal(signal.SIGINT)  # arrives in the middle of the block ...
+            done.append("saved")  # ... which still runs to its end
+    assert done == ["saved"]
+    assert signal.getsignal(signal.SIGINT) is before

@@ -15,11 +15,11 @@ Two kinds:
 """
 
 import math
-import os
-import tempfile
 
 import numpy as np
 import tensorflow as tf
+
+from fitnets_tf.io_utils import atomic_write_file
 
 PREPROCESSING_KINDS = ("scale", "gcn_zca")
 GCN_ZCA_DEFAULTS = {"scale": 55.0, "sqrt_bias": 0.0, "min_divisor": 1e-8, "filter_bias": 0.1}
@@ -175,17 +175,7 @@ class Preprocessor(tf.Module):
                 matrix=self.matrix.numpy(),
                 **{f"param_{key}": np.array(value) for key, value in self.params.items()},
             )
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=".tmp-preprocessor-", suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp_path, path)
-        except BaseException:
-            if os.path.exists(tmp_path):
-                os.remove(tmp_path)
-            raise
+        atomic_write_file(path, lambda f: np.savez(f, **arrays), binary=True)
 
     @classmethod
     def load(cls, path):
