@@ -142,7 +142,12 @@ def convert(model, preprocessor, quantization, calibration_images=None):
     quantized = quantization == "int8"
     if quantized and calibration_images is None:
         raise ValueError("int8 conversion needs calibration_images: raw uint8 training images [N, H, W, C].")
-    device = build_device_model(model, preprocessor, quantized)
+    previous_policy = keras.mixed_precision.global_policy().name
+    keras.mixed_precision.set_global_policy("float32")  # the wrapper's layers too, under a mixed-precision run
+    try:
+        device = build_device_model(model, preprocessor, quantized)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
     spec = tf.TensorSpec([1, *device.input_shape[1:]], tf.float32 if quantized else tf.uint8, name="images")
     with tempfile.TemporaryDirectory(prefix="fitnets_litert_") as tmp:
         device.export(tmp, format="tf_saved_model", verbose=False, input_signature=[spec])
