@@ -40,7 +40,7 @@ class RawImagePreprocessing(keras.layers.Layer):
     function with its statistics as constants (so the converter folds them into the graph).
 
     "scale": x / 255. "gcn_zca" (see `fitnets_tf.data.preprocessing`): per image x in R^D,
-    x <- x - mean(x); x <- scale * x / sqrt(sqrt_bias + sum(x^2)) (divisor < min_divisor -> 1); x <- (x - mu) W.
+    x <- x - mean(x); x <- x * scale / sqrt(max(sqrt_bias + sum(x^2), (scale * min_divisor)^2)); x <- (x - mu) W.
     """
 
     def __init__(self, preprocessor, **kwargs):
@@ -60,10 +60,14 @@ class RawImagePreprocessing(keras.layers.Layer):
         batch = x.shape[0] if x.shape[0] is not None else -1  # static where known: XNNPACK needs constant targets
         flat = tf.reshape(x, [batch, dim])
         flat = flat - tf.reduce_mean(flat, axis=1, keepdims=True)
-        divisor = tf.sqrt(self.params["sqrt_bias"] + tf.reduce_sum(tf.square(flat), axis=1, keepdims=True))
-        divisor = divisor / self.params["scale"]
-        divisor = tf.where(divisor < self.params["min_divisor"], tf.ones_like(divisor), divisor)
-        white = tf.matmul(flat / divisor - tf.constant(self.zca_mean), tf.constant(self.zca_matrix))
+        # x * (1 / divisor), with no division: a quantized DIV fails at run time on a divisor that rounds to 0 (a
+        # constant image: found by a test). For uint8 images the divisor is below min_divisor only for a constant
+        # image, whose centred pixels are all 0, so clamping the divisor instead of replacing it by 1 (pylearn2)
+        # gives the same result.
+        squares = self.params["sqrt_bias"] + tf.reduce_sum(tf.square(flat), axis=1, keepdims=True)
+        smallest = (self.params["scale"] * self.params["min_divisor"]) ** 2
+        inverse = self.params["scale"] * tf.math.rsqrt(tf.maximum(squares, smallest))
+        white = tf.matmul(flat * inverse - tf.constant(self.zca_mean), tf.constant(self.zca_matrix))
         return tf.reshape(white, [batch, *self.image_shape])
 
 

@@ -53,6 +53,7 @@ class LiteRTClassifier:
         self.quantized = details["quantization"][0] != 0.0
         outputs = runner.get_output_details()
         self._probability_scale, self._probability_zero = outputs["probabilities"]["quantization"]
+        self.num_classes = int(outputs["probabilities"]["shape"][-1])
         # Single images go through the interpreter's own tensor indices (the signature runner's per-call
         # bookkeeping costs as much as a small network).
         self._input_index = details["index"]
@@ -87,7 +88,7 @@ class LiteRTClassifier:
         for image in images:
             class_ids.append(self.invoke_one(image[None]))
             probabilities.append(self.interpreter.get_tensor(self._probability_index)[0])
-        probabilities = np.asarray(probabilities).reshape(len(images), -1)
+        probabilities = np.asarray(probabilities).reshape(len(images), self.num_classes)
         if self._probability_scale:
             probabilities = (probabilities.astype(np.float32) - self._probability_zero) * self._probability_scale
         return {"class_id": np.asarray(class_ids, np.int64), "probabilities": probabilities.astype(np.float32)}
