@@ -161,6 +161,7 @@ def test_litert_latency_of_the_teacher_and_each_fitnet(tiny_report):
             samples = np.array(entry["samples_s"])
             assert len(samples) == 5 and entry["size_bytes"] > 0
             assert entry["latency_ms_per_image"] == pytest.approx(1e3 * np.median(samples))
+            assert entry["min_latency_ms_per_image"] == pytest.approx(1e3 * samples.min())
             expected = np.median(np.array(teacher["samples_s"]) / samples)
             assert entry["speedup_vs_teacher"] == pytest.approx(expected)
             assert entry["speedup_fraction_of_multiplication_ratio"] == pytest.approx(
