@@ -958,7 +958,8 @@ def format_report(report):
     if lrows:
         out += ["", "Serving latency on LiteRT (.tflite, uint8 in, batch 1, 1 thread; speed-up vs the teacher's file "
                 "of the same format, paired per round)",
-                _table(["model", "format", "KB", "ms/img", "fastest ms/img", "speed-up", "mult ratio", "speed-up/mult ratio",
+                _table(["model", "format", "KB", "ms/img", "fastest ms/img", "speed-up", "mult ratio",
+                        "speed-up/mult ratio",
                         "SavedModel speed-up bs1", "error"], lrows)]
     targets = report.get("litert_targets")
     if targets:

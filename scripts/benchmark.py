@@ -6,13 +6,15 @@ Measures (see `fitnets_tf/benchmark.py` for the method) images/s of the student'
 pass, stage 1 (hints), stage 2 (KD), Keras's own `keras.distillation.Distiller` on the same pair, the references
 of the stage-1 target (truncated student step, truncated teacher forward), each with XLA off and on, and the
 input pipeline alone; then the per-image latency of the teacher and the FitNets through their exported
-SavedModels, and through float32 and int8 LiteRT files (batch 1, one thread), with the LiteRT targets. Prints tables and writes every measurement, the ratios, the targets' pass/fail and the XLA
+SavedModels, and through float32 and int8 LiteRT files (batch 1, one thread), with the LiteRT targets. Prints
+tables and writes every measurement, the ratios, the targets' pass/fail and the XLA
 comparison to --output (JSON).
 
 Default: FitNet 1 (student, 30.2M mults) taught by the paper's CIFAR-10 maxout teacher (628.2M mults), batches of
 128 synthetic 32x32x3 images, 5 rounds, XLA off and on. Measured here (2 cores, shared with other training runs):
 3.1 minutes wall at a load average of 3.6, 4 to 4.5 minutes at ~5; 3.2 minutes of CPU time either way (XLA
-compiling alone takes 20-45 s). `--tiny` (digits-sized nets, 3 rounds): ~20 s; the tests run it. Timings are
+compiling alone takes 20-45 s). With the serving comparison's FitNet 4 and LiteRT files, `--xla=off` took 5 min at a
+load average of 7.6. `--tiny` (digits-sized nets, 3 rounds): ~20 s; the tests run it. Timings are
 noisy on a shared machine: only ratios measured within one run mean anything, and the output warns when the load
 average exceeded the core count.
 """
