@@ -91,15 +91,17 @@ def test_files_hold_builtin_operators_only(files):
         assert "SHAPE" not in names and "PACK" not in names  # every reshape target is a constant
 
 
-def test_xnnpack_runs_the_whole_scale_network_in_one_partition(files):
+def test_xnnpack_runs_the_whole_network(files):
     kind, paths, _ = files
-    if kind != "scale":
-        pytest.skip("GCN's ops (RSQRT, MAXIMUM, ...) stay outside XNNPACK")
     # Measured: with the maxout reshape's target computed at run time, XNNPACK took the convolutions only
     # (9 partitions); with a static batch of 1 it takes everything up to the softmax.
-    assert litert.xnnpack_partitions(paths["float32"]) == {"partitions": 1, "outside": ["CAST", "ARG_MAX"]}
-    int8 = litert.xnnpack_partitions(paths["int8"])
-    assert int8["partitions"] == 1 and set(int8["outside"]) <= {"QUANTIZE", "SOFTMAX", "ARG_MAX"}
+    network = {"CONV_2D", "RESHAPE", "REDUCE_MAX", "MAX_POOL_2D", "FULLY_CONNECTED"}
+    for fmt, path in paths.items():
+        taken = litert.xnnpack_partitions(path)
+        assert not network & set(taken["outside"]), (fmt, taken)
+        if kind == "scale":
+            assert taken["partitions"] == 1, (fmt, taken)
+    assert litert.xnnpack_partitions(paths["float32"])["outside"] == ["CAST", "ARG_MAX"]
 
 
 @pytest.mark.parametrize("bad,error,received", [
