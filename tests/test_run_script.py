@@ -135,6 +135,13 @@ images = np.load(sys.argv[2])
 out = {fmt: LiteRTClassifier(f"{sys.argv[1]}/fitnet_{fmt}.tflite").predict(images)["class_id"].tolist()
        for fmt in ("float32", "int8")}
 out["tensorflow_imported"] = "tensorflow" in sys.modules
+out["refused"] = []
+for bad in (images[:, :, :, 0], images[0], images.astype(np.float32), images[:, :4]):
+    try:
+        LiteRTClassifier(f"{sys.argv[1]}/fitnet_int8.tflite").predict(bad)
+        out["refused"].append(None)
+    except (TypeError, ValueError) as error:
+        out["refused"].append(str(error))
 print(json.dumps(out))
 """
 
@@ -156,6 +163,9 @@ def test_litert_files_classify_raw_images_in_a_fresh_process_without_tensorflow(
     assert out.returncode == 0, out.stderr[-2000:]
     served = json.loads(out.stdout.strip().splitlines()[-1])
     assert served["tensorflow_imported"] is False
+    assert len(served["refused"]) == 4
+    for message in served["refused"]:  # [N, 8, 8], one [8, 8, 1] image, float32, [N, 4, 8, 1]: refused, no abort
+        assert message and message.startswith("Expected images: uint8 [batch, 8, 8, 1] (raw pixels 0..255)."), message
     float32, int8 = np.array(served["float32"]), np.array(served["int8"])
     assert len(float32) == len(labels) == 360
     assert np.mean(float32 == keras_ids) >= 0.99
