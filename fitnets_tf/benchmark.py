@@ -41,7 +41,13 @@ XLA: for each step, which setting is faster, and by how much (paired per round i
 Serving latency (the paper's speed-up column): the teacher and each FitNet are exported with `export_saved_model`
 (preprocessing "scale" inside the graph), reloaded with `tf.saved_model.load`, and their `serving_default`
 signature is called with uint8 images at each batch size, interleaved; seconds per image, and the speed-up over
-the teacher beside the ratio of multiplications (`count_multiplications`).
+the teacher beside the ratio of multiplications (`count_multiplications`). Then the same networks as LiteRT files
+(`fitnets_tf.litert`: float32, and full int8 calibrated on random uint8 images, which is enough for timing random
+weights), timed through the LiteRT runtime (ai-edge-litert) at batch 1 on ONE thread, interleaved, each speed-up
+against the teacher's file of the same format and paired per round, beside the multiplication ratio.
+
+LiteRT targets (issue 12; pass/fail printed, never asserted by a test): FitNet 1's int8 file <= 0.6 ms per image;
+FitNet 1 vs the teacher on the same runtime, float32: speed-up >= 0.75 x the multiplication ratio.
 """
 
 import dataclasses
@@ -55,10 +61,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fitnets_tf import losses
+from fitnets_tf import litert, losses
 from fitnets_tf.data import Preprocessor, build_input, dataset_info, load_splits
 from fitnets_tf.distiller import Distiller, HintPair
 from fitnets_tf.export import export_saved_model
+from fitnets_tf.litert_classifier import LiteRTClassifier
 from fitnets_tf.models import build_network
 from fitnets_tf.models.counting import count_multiplications, count_parameters
 from fitnets_tf.models.zoo import get_spec
@@ -73,6 +80,9 @@ OPTIMIZERS = ("rmsprop", "adam", "sgd")
 MIXED_PRECISION = ("float32", "mixed_bfloat16", "mixed_float16")
 OVERHEAD_LIMIT = 1.10
 PIPELINE_FACTOR = 3.0
+LITERT_INT8_MS_LIMIT = 0.6  # FitNet 1, int8, batch 1, one thread
+LITERT_SPEEDUP_FRACTION = 0.75  # FitNet 1 vs teacher, float32: speed-up / multiplication ratio
+LITERT_CALIBRATION_IMAGES = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +111,8 @@ class BenchmarkConfig:
         inference_students: FitNets whose serving latency is compared with the teacher's.
         inference_batch_sizes: batch sizes of the latency measurement.
         latency_runs: interleaved timed calls per model and batch size.
+        litert: also time the networks as float32 and int8 LiteRT files (batch 1, one thread).
+        litert_rounds, litert_calls_per_sample: interleaved rounds, and invocations per timed sample, of LiteRT.
         seed: weights, synthetic data and shuffling.
         workdir: where the SavedModels are written (None: a temporary directory, removed afterwards).
     """
@@ -125,9 +137,12 @@ class BenchmarkConfig:
     preprocessing: str = "scale"
     crop_padding: Optional[int] = None
     flip: Optional[bool] = None
-    inference_students: tuple = ("fitnet1", "fitnet2")
+    inference_students: tuple = ("fitnet1", "fitnet2", "fitnet4")
     inference_batch_sizes: tuple = (1, 128)
     latency_runs: int = 5
+    litert: bool = True
+    litert_rounds: int = 30
+    litert_calls_per_sample: int = 10
     seed: int = 0
     workdir: Optional[str] = None
 
@@ -135,7 +150,8 @@ class BenchmarkConfig:
         """Raises ValueError naming the first bad setting."""
         positive = {"batch_size": self.batch_size, "rounds": self.rounds, "calls_per_sample": self.calls_per_sample,
                     "pipeline_examples": self.pipeline_examples, "pipeline_batches": self.pipeline_batches,
-                    "latency_runs": self.latency_runs}
+                    "latency_runs": self.latency_runs, "litert_rounds": self.litert_rounds,
+                    "litert_calls_per_sample": self.litert_calls_per_sample}
         for name, value in positive.items():
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1. Received: {name}={value!r}")
@@ -657,6 +673,70 @@ def saved_model_latency(models, preprocessor, batch_sizes, runs, warmup, workdir
     return timings, paths
 
 
+def litert_latency(models, rounds, calls_per_sample, workdir, seed=0):
+    """Seconds per image of each model's float32 and int8 LiteRT file (batch 1, one thread), interleaved.
+
+    Returns:
+        {(name, format): result of `time_interleaved` plus "size_bytes" and "path"}.
+    """
+    input_shape = next(iter(models.values())).input_shape[1:]
+    rng = np.random.default_rng(seed)
+    calibration = rng.integers(0, 256, (LITERT_CALIBRATION_IMAGES, *input_shape), dtype=np.uint8)
+    image = rng.integers(0, 256, (1, *input_shape), dtype=np.uint8)
+    candidates, paths = [], {}
+    for name, model in models.items():
+        for fmt in litert.FORMATS:
+            path = litert.write_tflite(model, Preprocessor("scale"), os.path.join(workdir, f"{name}_{fmt}.tflite"),
+                                       fmt, calibration)
+            classifier = LiteRTClassifier(path, num_threads=1)
+            paths[(name, fmt)] = path
+            candidates.append(Candidate(f"{name}/{fmt}", lambda c=classifier: c.invoke_one(image), 1,
+                                        calls_per_sample=calls_per_sample, info={"model": name, "format": fmt}))
+    results = time_interleaved(candidates, rounds, 1)
+    return {key: {**results[f"{key[0]}/{key[1]}"], "size_bytes": os.path.getsize(path), "path": path}
+            for key, path in paths.items()}
+
+
+def litert_columns(timings, name, multiplication_ratio, keep_paths):
+    """The "litert" entry of an inference row: per format, latency, size, and the speed-up over the teacher's file
+    of the same format, paired per round (`paired_ratio`), beside the multiplication ratio."""
+    out = {}
+    for fmt in litert.FORMATS:
+        mine, ref = timings[(name, fmt)], timings[("teacher", fmt)]
+        paired = paired_ratio({"teacher": ref, name: mine}, ["teacher"], [name])
+        speedup = None if paired is None else paired["ratio"]
+        seconds = mine["seconds_per_call"]
+        out[fmt] = {
+            "latency_ms_per_image": None if seconds is None else seconds * 1e3,
+            "min_latency_ms_per_image": None if mine["min_s"] is None else mine["min_s"] * 1e3,
+            "samples_s": mine["samples_s"],
+            "error": mine["error"],
+            "size_bytes": mine["size_bytes"],
+            "speedup_vs_teacher": speedup,
+            "speedup_vs_teacher_of_medians": None if paired is None else paired["ratio_of_medians"],
+            "compression_vs_teacher": ref["size_bytes"] / mine["size_bytes"],
+            "speedup_fraction_of_multiplication_ratio": None if speedup is None else speedup / multiplication_ratio,
+            "path": mine["path"] if keep_paths else None,
+        }
+    return out
+
+
+def litert_targets(rows):
+    """The issue-12 LiteRT targets, for FitNet 1 when it was measured (else None)."""
+    row = next((r for r in rows if r["model"] == "fitnet1" and r.get("litert")), None)
+    if row is None:
+        return None
+    int8_ms = row["litert"]["int8"]["latency_ms_per_image"]
+    fraction = row["litert"]["float32"]["speedup_fraction_of_multiplication_ratio"]
+    return {
+        "fitnet1_int8_ms_per_image": {"value": int8_ms, "limit": LITERT_INT8_MS_LIMIT,
+                                      "passed": None if int8_ms is None else int8_ms <= LITERT_INT8_MS_LIMIT},
+        "fitnet1_float32_speedup_over_mult_ratio": {
+            "value": fraction, "limit": LITERT_SPEEDUP_FRACTION,
+            "passed": None if fraction is None else fraction >= LITERT_SPEEDUP_FRACTION},
+    }
+
+
 def inference_rows(config: BenchmarkConfig, workdir):
     """Serving latency of the teacher and of each FitNet in `config.inference_students`, with their ratios.
 
@@ -672,6 +752,8 @@ def inference_rows(config: BenchmarkConfig, workdir):
         models[name] = build_network(get_spec(name, input_shape=shape, num_classes=classes), seed=config.seed)
     timings, paths = saved_model_latency(models, Preprocessor("scale"), config.inference_batch_sizes,
                                          config.latency_runs, 1, workdir, config.seed)
+    lite = litert_latency(models, config.litert_rounds, config.litert_calls_per_sample, workdir,
+                          config.seed) if config.litert else None
     rows = []
     ref = timings["teacher"]
     teacher_mults = count_multiplications(teacher)
@@ -700,6 +782,8 @@ def inference_rows(config: BenchmarkConfig, workdir):
             "multiplication_ratio": teacher_mults / mults,
             "compression_vs_teacher": teacher_params / params,
             "saved_model": paths[name] if config.workdir else None,
+            "litert": None if lite is None else litert_columns(lite, name, teacher_mults / mults,
+                                                               bool(config.workdir)),
         })
     return rows
 
@@ -770,7 +854,11 @@ def run_benchmark(config: BenchmarkConfig, log=print):
             "xla": compare_xla(results),
             "teacher_caching_speedup": caching_speedups(results, config.xla_settings()),
             "inference": {"batch_sizes": list(config.inference_batch_sizes), "through": "SavedModel serving_default",
+                          "litert": None if not config.litert else {
+                              "through": "ai-edge-litert Interpreter, batch 1, 1 thread, XNNPACK (default)",
+                              "rounds": config.litert_rounds, "calls_per_sample": config.litert_calls_per_sample},
                           "models": rows},
+            "litert_targets": litert_targets(rows) if config.litert else None,
             "timing_s": {"steps_and_pipeline": steps_s, "total": time.perf_counter() - start},
         }
     finally:
@@ -858,4 +946,28 @@ def format_report(report):
     out += ["Serving latency (exported SavedModel, uint8 in; ms per image)",
             _table(["model", "params", "mults", *[f"ms/img bs{b}" for b in batch_sizes],
                     *[f"speed-up bs{b}" for b in batch_sizes], "mult ratio"], irows)]
+    lrows = []
+    for r in report["inference"]["models"]:
+        saved = r["speedup_vs_teacher"].get("1")
+        for fmt, e in (r.get("litert") or {}).items():
+            lrows.append([r["model"], fmt, f"{e['size_bytes'] / 1024:,.0f}", _fmt(e["latency_ms_per_image"], ".3f"),
+                          _fmt(e["min_latency_ms_per_image"], ".3f"),
+                          _fmt(e["speedup_vs_teacher"], ".2f") + "x", f"{r['multiplication_ratio']:.2f}x",
+                          _fmt(e["speedup_fraction_of_multiplication_ratio"], ".2f"),
+                          _fmt(saved, ".2f") + "x", e["error"] or ""])
+    if lrows:
+        out += ["", "Serving latency on LiteRT (.tflite, uint8 in, batch 1, 1 thread; speed-up vs the teacher's file "
+                "of the same format, paired per round)",
+                _table(["model", "format", "KB", "ms/img", "fastest ms/img", "speed-up", "mult ratio",
+                        "speed-up/mult ratio",
+                        "SavedModel speed-up bs1", "error"], lrows)]
+    targets = report.get("litert_targets")
+    if targets:
+        t1, t2 = targets["fitnet1_int8_ms_per_image"], targets["fitnet1_float32_speedup_over_mult_ratio"]
+        out += ["", "LiteRT targets",
+                _table(["target", "value", "limit", "result"],
+                       [["FitNet 1 int8 ms/image (bs1, 1 thread)", _fmt(t1["value"], ".3f"), f"<= {t1['limit']:g}",
+                         _verdict(t1["passed"])],
+                        ["FitNet 1 vs teacher, float32: speed-up / mult ratio", _fmt(t2["value"], ".2f"),
+                         f">= {t2['limit']:g}", _verdict(t2["passed"])]])]
     return "\n".join(out)

@@ -7,13 +7,16 @@ Steps, each resumable (a finished step is restored, an interrupted one resumes f
   3. the FitNet: stage 1 (hints; one stage per hint pair, or all pairs jointly), then stage 2 (KD);
   4. baselines on the same student architecture and initial weights: "ce" (plain backprop), "kd" (KD alone);
   5. test accuracy, parameters, multiplications and measured latency of every model -> results.json, results.md;
-  6. the FitNet exported as a SavedModel taking raw uint8 images (export/).
+  6. the FitNet exported as a SavedModel taking raw uint8 images (export/), and as float32 and int8 LiteRT files
+     (litert/, `--litert_export`), each measured through the LiteRT runtime (accuracy, agreement with the Keras
+     model, size, batch-1 latency on one thread, against the teacher's files) into the same report.
 
 Layout of `model_dir`:
   run.lock (flock-ed by the run using the directory), flags.cfg (written by scripts/run.py), run_config.json,
   preprocessing.npz, checkpoints/<stage>/,
   tensorboard/<stage>/{train,validation}, tensorboard/hparams, tensorboard/graphs/<model>,
-  teacher.keras, fitnet.keras, baseline_<name>.keras, results.json, results.md, export/.
+  teacher.keras, fitnet.keras, baseline_<name>.keras, results.json, results.md, export/,
+  litert/<model>_<float32|int8>.tflite and litert/litert_classifier.py (the input-checking runner, NumPy + LiteRT).
 """
 
 import dataclasses
@@ -22,17 +25,21 @@ import errno
 import json
 import os
 import shutil
+import tempfile
 from typing import Optional, Tuple
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from fitnets_tf import data as data_lib
+from fitnets_tf import litert, litert_classifier
 from fitnets_tf.distiller import HINT_MODES, Distiller, HintPair
 from fitnets_tf.export import export_saved_model
 from fitnets_tf.io_utils import atomic_save, atomic_write_json, read_json
 from fitnets_tf.models import FitNetsNetwork, build_network
 from fitnets_tf.models import zoo
+from fitnets_tf.models.counting import count_multiplications
 from fitnets_tf.models.spec import INITIALIZERS
 from fitnets_tf.optimizers import OPTIMIZERS, build_optimizer
 from fitnets_tf.regressor import REGRESSOR_KINDS
@@ -49,8 +56,8 @@ BASELINES = ("ce", "kd", "ce_glorot", "kd_glorot")
 BASELINE_INITIALIZER = "glorot_uniform"
 MIXED_PRECISION = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 # Keys that do not change what a run computes: a rerun may change them and still resume.
-_RUNTIME_KEYS = ("model_dir", "data_dir", "download", "verbose", "latency_runs", "export", "overwrite",
-                 "jit_compile", "experiment", "deterministic")
+_RUNTIME_KEYS = ("model_dir", "data_dir", "download", "verbose", "latency_runs", "export", "litert_export",
+                 "overwrite", "jit_compile", "experiment", "deterministic")
 
 # What a run recorded before a setting existed actually ran with, where that differs from today's default.
 _UNRECORDED_SETTINGS = {"rmsprop_max_scaling": 0.0}
@@ -118,6 +125,8 @@ class RunConfig:
     # outputs
     latency_runs: int = 30
     export: bool = True
+    # LiteRT files (with --export): formats (float32, int8) x models (fitnet, teacher, baselines, baseline_<name>).
+    litert_export: Tuple[str, ...] = ("fitnet", "float32", "int8")
     verbose: int = 2
     overwrite: bool = False
 
@@ -216,6 +225,17 @@ def validate(config: RunConfig):
         _check(config.validation_size == 0, "retrain_from",
                "the retrain uses train + validation: pass --validation_size=0 with it.")
     _check(config.jit_compile in ("auto", "true", "false"), "jit_compile", "choose auto, true or false.")
+    litert_models = ("fitnet", "teacher", "baselines", *(f"baseline_{b}" for b in BASELINES))
+    for token in config.litert_export:
+        _check(token in litert.FORMATS or token in litert_models, "litert_export",
+               f"unknown entry {token!r}. List formats ({', '.join(litert.FORMATS)}) and models "
+               f"({', '.join(litert_models)}), e.g. fitnet,float32,int8; empty for none.")
+        _check(not token.startswith("baseline_") or token[len("baseline_"):] in config.baselines, "litert_export",
+               f"{token!r} is not trained by this run (--baselines={','.join(config.baselines)}).")
+    if config.litert_export:
+        _check(any(t in litert.FORMATS for t in config.litert_export)
+               and any(t not in litert.FORMATS for t in config.litert_export), "litert_export",
+               f"name at least one format and one model. Received: {','.join(config.litert_export)}")
     _check(config.cache_teacher_outputs in ("auto", "true", "false"), "cache_teacher_outputs",
            "choose auto, true or false.")
 
@@ -604,7 +624,7 @@ class Experiment:
         out.update({f"baseline_{k}": m for k, m in getattr(self, "baseline_models", {}).items()})
         return out
 
-    def report(self, stage_results):
+    def report(self, stage_results, litert_results=None):
         """results.json, results.md and results_curves.png (accuracy against epoch of every stage)."""
         c = self.config
         histories = {name: result["history"] for name, result in stage_results.items()}
@@ -636,11 +656,58 @@ class Experiment:
             "replicas": self.strategy.num_replicas_in_sync,
             "compute_policy": keras.mixed_precision.global_policy().name,
         }
+        if litert_results is not None:
+            run_info["litert"] = litert_results
         write_report(self.path("results.json"), self.path("results.md"), rows, run_info, batch_sizes=(1, 128))
         return rows
 
     def export(self):
         export_saved_model(self.student, self.preprocessor, self.path("export"))
+
+    def export_litert(self):
+        """Writes the `--litert_export` files into litert/ and measures them through the LiteRT runtime.
+
+        The teacher is converted to every asked format even when its files are not asked for (then into a
+        temporary directory): the speed-up and compression columns compare each file with the teacher's on the
+        same runtime. Returns the "litert" section of results.json, or None when nothing is asked.
+        """
+        c = self.config
+        formats = [t for t in c.litert_export if t in litert.FORMATS]
+        asked = {t for t in c.litert_export if t not in litert.FORMATS}
+        if "baselines" in asked:
+            asked |= {f"baseline_{b}" for b in c.baselines}
+        if not formats or not asked:
+            return None
+        models = self.models()
+        names = [n for n in models if n in asked or n == "teacher"]
+        out_dir = self.path("litert")
+        os.makedirs(out_dir, exist_ok=True)
+        scratch = tempfile.mkdtemp(prefix="fitnets-litert-")
+        try:
+            calibration = data_lib.images_to_numpy(self.splits.train, limit=litert.CALIBRATION_IMAGES)
+            batches = list(self.splits.test.batch(1024).as_numpy_iterator())
+            images = np.concatenate([x for x, _ in batches])
+            labels = np.concatenate([y for _, y in batches])
+            inputs = self.preprocessor(images).numpy()
+            artifacts, reference = [], {}
+            for name in names:
+                reference[name] = np.argmax(models[name].predict(inputs, batch_size=256, verbose=0), axis=-1)
+                for fmt in formats:
+                    path = os.path.join(out_dir if name in asked else scratch, f"{name}_{fmt}.tflite")
+                    litert.write_tflite(models[name], self.preprocessor, path, fmt, calibration)
+                    artifacts.append({"model": name, "format": fmt, "path": path})
+            rows = litert.measure(artifacts, images, labels, reference, rounds=max(c.latency_runs, 1))
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        litert.add_ratios(rows, {name: count_multiplications(models[name]) for name in names})
+        for row in rows:  # paths relative to model_dir; None for the teacher's files made only to compare
+            row["path"] = os.path.relpath(row["path"], self.dir) if row["path"].startswith(out_dir) else None
+        shutil.copyfile(litert_classifier.__file__, os.path.join(out_dir, "litert_classifier.py"))
+        from importlib import metadata
+
+        return {"runtime": f"ai-edge-litert {metadata.version('ai-edge-litert')}", "batch_size": 1, "threads": 1,
+                "latency": f"median of {max(c.latency_runs, 1)} interleaved samples of 10 calls on one test image",
+                "calibration_images": len(calibration), "artifacts": rows}
 
 
 def is_chief(strategy):
@@ -663,7 +730,6 @@ def run(config: RunConfig, strategy=None, command="", on_ready=None):
     validate(config)
     strategy = strategy or tf.distribute.get_strategy()
     if not is_chief(strategy):
-        import tempfile
 
         scratch = tempfile.mkdtemp(prefix="fitnets-worker-")
         # To resume with the chief, a worker starts from the chief's checkpoints when it can read them (a shared
@@ -708,13 +774,14 @@ def _run(config, strategy, command, on_ready, lock):
         finished = read_json(experiment.path("results.json"))
         if finished is not None and not experiment.trained:
             # Every stage had finished and been reported: keep what that run measured (test accuracies,
-            # latencies, stage_seconds, TensorBoard records) instead of measuring again.
+            # latencies, stage_seconds, TensorBoard records, LiteRT files) instead of measuring again.
             rows = finished["models"]
             print(f"[fitnets] every stage in {config.model_dir} had finished: kept its results.json, results.md and "
                   "TensorBoard records as first measured (delete results.json and rerun to measure again)",
                   flush=True)
         else:
-            rows = experiment.report(stage_results)
+            litert_results = experiment.export_litert() if config.export else None
+            rows = experiment.report(stage_results, litert_results)
         if config.export:
             if finished is not None and not experiment.trained and os.path.exists(experiment.path("export")):
                 print(f"[fitnets] kept the export in {experiment.path('export')} (delete it and rerun to export "

@@ -149,6 +149,22 @@ def plot_learning_curves(histories, offsets, path):
     return True
 
 
+def litert_table(rows):
+    """The LiteRT artifacts in the trade-off layout; ratios against the teacher's file of the same format."""
+    header = ["model", "format", "test acc (%)", "vs Keras (points)", "agrees with Keras (%)", "size (KB)",
+              "ms/image @bs1, 1 thread", "speed-up", "compression", "mult ratio", "speed-up / mult ratio"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        ratios = [r.get(k) for k in ("speedup_vs_teacher", "compression_vs_teacher", "multiplication_ratio")]
+        fraction = r.get("speedup_fraction_of_multiplication_ratio")
+        cells = [r["model"], r["format"], f"{100 * r['test_accuracy']:.2f}",
+                 f"{r['accuracy_change_vs_keras_points']:+.2f}", f"{100 * r['agreement_with_keras']:.2f}",
+                 f"{r['size_bytes'] / 1024:.1f}", f"{r['latency_ms_per_image']:.4f}",
+                 *["-" if v is None else f"{v:.2f}x" for v in ratios], "-" if fraction is None else f"{fraction:.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def write_report(path_json, path_md, rows, run_info, batch_sizes):
     """Writes results.json (everything) and results.md (the table plus how it was made), atomically."""
     atomic_write_json(path_json, {"models": rows, **run_info})
@@ -165,4 +181,14 @@ def write_report(path_json, path_md, rows, run_info, batch_sizes):
             "per image; speed-up at batch 1. Multiplications counted from the conv/dense layers. "
             "Compression = teacher parameters / model parameters.", "",
             f"Command: `{run_info.get('command', '')}`", ""]
+    litert = run_info.get("litert")
+    if litert:
+        text += ["## LiteRT files (litert/): measured through the runtime", "",
+                 litert_table(litert["artifacts"]), "",
+                 f"Runtime: {litert['runtime']}, batch {litert['batch_size']}, {litert['threads']} thread; latency: "
+                 f"{litert['latency']}. Accuracy and agreement (fraction of test images given the Keras model's "
+                 "class) over the whole test split, raw uint8 images in. Speed-up, compression (file size) and "
+                 "multiplication ratio against the teacher's file of the same format; int8: full-integer, "
+                 f"calibrated on {litert['calibration_images']} training images. Files without a path were made "
+                 "only for this comparison.", ""]
     atomic_write_text(path_md, "\n".join(text))

@@ -6,13 +6,15 @@ Measures (see `fitnets_tf/benchmark.py` for the method) images/s of the student'
 pass, stage 1 (hints), stage 2 (KD), Keras's own `keras.distillation.Distiller` on the same pair, the references
 of the stage-1 target (truncated student step, truncated teacher forward), each with XLA off and on, and the
 input pipeline alone; then the per-image latency of the teacher and the FitNets through their exported
-SavedModels. Prints tables and writes every measurement, the ratios, the targets' pass/fail and the XLA
+SavedModels, and through float32 and int8 LiteRT files (batch 1, one thread), with the LiteRT targets. Prints
+tables and writes every measurement, the ratios, the targets' pass/fail and the XLA
 comparison to --output (JSON).
 
 Default: FitNet 1 (student, 30.2M mults) taught by the paper's CIFAR-10 maxout teacher (628.2M mults), batches of
 128 synthetic 32x32x3 images, 5 rounds, XLA off and on. Measured here (2 cores, shared with other training runs):
 3.1 minutes wall at a load average of 3.6, 4 to 4.5 minutes at ~5; 3.2 minutes of CPU time either way (XLA
-compiling alone takes 20-45 s). `--tiny` (digits-sized nets, 3 rounds): ~20 s; the tests run it. Timings are
+compiling alone takes 20-45 s). With the serving comparison's FitNet 4 and LiteRT files, `--xla=off` took 5 min at a
+load average of 7.6. `--tiny` (digits-sized nets, 3 rounds): ~20 s; the tests run it. Timings are
 noisy on a shared machine: only ratios measured within one run mean anything, and the output warns when the load
 average exceeded the core count.
 """
@@ -46,6 +48,7 @@ TINY = {
     "inference_students": ["digits_fitnet"],
     "inference_batch_sizes": ["1", "64"],
     "latency_runs": 3,
+    "litert_rounds": 5,
 }
 
 flags.DEFINE_string("output", None, "Path of the JSON file that receives every measurement, ratio and target.")
@@ -86,6 +89,11 @@ flags.DEFINE_list("inference_students", list(_DEFAULT.inference_students), "FitN
 flags.DEFINE_list("inference_batch_sizes", [str(b) for b in _DEFAULT.inference_batch_sizes],
                   "Batch sizes of the latency measurement.")
 flags.DEFINE_integer("latency_runs", _DEFAULT.latency_runs, "Timed calls per model and batch size.")
+flags.DEFINE_bool("litert", _DEFAULT.litert, "Also time the teacher and the FitNets as float32 and int8 LiteRT "
+                  "(.tflite) files through the LiteRT runtime, batch 1 on one thread, with the LiteRT targets.")
+flags.DEFINE_integer("litert_rounds", _DEFAULT.litert_rounds, "Interleaved timing rounds of the LiteRT files.")
+flags.DEFINE_integer("litert_calls_per_sample", _DEFAULT.litert_calls_per_sample, "Invocations per timed LiteRT "
+                     "sample (one image each).")
 flags.DEFINE_integer("seed", _DEFAULT.seed, "Seed of the weights, the synthetic data and the shuffling.")
 flags.DEFINE_string("workdir", None, "Directory for the exported SavedModels (default: a temporary one, removed).")
 
@@ -110,7 +118,8 @@ def config_from_flags():
         pipeline_examples=FLAGS.pipeline_examples, pipeline_batches=_value("pipeline_batches"),
         preprocessing=FLAGS.preprocessing, crop_padding=FLAGS.crop_padding, flip=FLAGS.flip,
         inference_students=tuple(_value("inference_students")), inference_batch_sizes=batch_sizes,
-        latency_runs=_value("latency_runs"), seed=FLAGS.seed, workdir=FLAGS.workdir,
+        latency_runs=_value("latency_runs"), litert=FLAGS.litert, litert_rounds=_value("litert_rounds"),
+        litert_calls_per_sample=FLAGS.litert_calls_per_sample, seed=FLAGS.seed, workdir=FLAGS.workdir,
     )
 
 

@@ -107,7 +107,12 @@ def define_run_flags(student_help, teacher_path_help, export_default):
                         "otherwise (on a CPU mixed_float16 is ~100x slower; mixed_bfloat16 runs there).")
     # outputs
     flags.DEFINE_integer("latency_runs", DEFAULT.latency_runs, "Timed inference runs per model for the report.")
-    flags.DEFINE_bool("export", export_default, "Export the FitNet as a SavedModel into <model_dir>/export.")
+    flags.DEFINE_bool("export", export_default, "Export the FitNet as a SavedModel into <model_dir>/export, and "
+                      "the --litert_export files into <model_dir>/litert.")
+    flags.DEFINE_list("litert_export", list(DEFAULT.litert_export), "LiteRT (.tflite) files for devices, written "
+                      "with --export and measured through the LiteRT runtime into the report: formats (float32, "
+                      "int8: full-integer, calibrated on training images) and models (fitnet, teacher, baselines, "
+                      "baseline_ce, baseline_kd); every listed model in every listed format. Empty for none.")
     flags.DEFINE_integer("verbose", DEFAULT.verbose, "0 quiet, 1 progress bar, 2 one line per epoch.")
 
 
@@ -116,6 +121,7 @@ def run_config_from_flags(**fields):
     validation = FLAGS.validation_size
     shared = {name: FLAGS[name].value for name in _SHARED_FIELDS}
     shared["baselines"] = tuple(FLAGS.baselines)
+    shared["litert_export"] = tuple(FLAGS.litert_export)
     return pipeline.RunConfig(
         validation_size=int(validation) if validation >= 1 and validation.is_integer() else validation, **shared, **fields)
 

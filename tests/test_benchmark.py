@@ -149,6 +149,43 @@ def test_serving_latency_of_the_teacher_and_each_fitnet(tiny_report):
     assert teacher["speedup_vs_teacher"] == {"1": 1.0, "64": 1.0}
 
 
+def test_litert_latency_of_the_teacher_and_each_fitnet(tiny_report):
+    report, stdout = tiny_report
+    rows = {r["model"]: r for r in report["inference"]["models"]}
+    assert report["inference"]["litert"]["rounds"] == 5
+    for fmt in ("float32", "int8"):
+        teacher = rows["teacher"]["litert"][fmt]
+        for row in rows.values():
+            entry = row["litert"][fmt]
+            assert entry["error"] is None, entry["error"]
+            samples = np.array(entry["samples_s"])
+            assert len(samples) == 5 and entry["size_bytes"] > 0
+            assert entry["latency_ms_per_image"] == pytest.approx(1e3 * np.median(samples))
+            assert entry["min_latency_ms_per_image"] == pytest.approx(1e3 * samples.min())
+            expected = np.median(np.array(teacher["samples_s"]) / samples)
+            assert entry["speedup_vs_teacher"] == pytest.approx(expected)
+            assert entry["speedup_fraction_of_multiplication_ratio"] == pytest.approx(
+                expected / row["multiplication_ratio"])
+            assert entry["compression_vs_teacher"] == pytest.approx(teacher["size_bytes"] / entry["size_bytes"])
+    # int8 stores one byte per weight instead of four (plus quantization parameters and the graph).
+    for row in rows.values():
+        assert row["litert"]["int8"]["size_bytes"] < 0.5 * row["litert"]["float32"]["size_bytes"]
+    assert report["litert_targets"] is None  # the targets are FitNet 1's; --tiny times digits_fitnet
+    assert "Serving latency on LiteRT" in stdout and "digits_fitnet  int8" in stdout
+
+
+def test_litert_targets_are_decided_on_fitnet1():
+    def entry(ms, fraction):
+        return {"latency_ms_per_image": ms, "speedup_fraction_of_multiplication_ratio": fraction}
+
+    rows = [{"model": "fitnet1", "litert": {"int8": entry(0.59, 0.2), "float32": entry(0.9, 0.74)}}]
+    targets = benchmark.litert_targets(rows)
+    assert targets["fitnet1_int8_ms_per_image"]["passed"] is True
+    assert targets["fitnet1_float32_speedup_over_mult_ratio"]["passed"] is False
+    rows[0]["litert"]["int8"]["latency_ms_per_image"] = 0.61
+    assert benchmark.litert_targets(rows)["fitnet1_int8_ms_per_image"]["passed"] is False
+
+
 def test_run_facts_and_printed_tables(tiny_report):
     report, stdout = tiny_report
     assert report["config"]["teacher"] == "digits_teacher" and report["config"]["student"] == "digits_fitnet"

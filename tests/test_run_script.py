@@ -42,7 +42,8 @@ def test_a_digits_run_produces_every_artifact(digits_run):
     model_dir, result = digits_run
     for name in ("flags.cfg", "run_config.json", "preprocessing.npz", "results.json", "results.md",
                  "teacher.keras", "fitnet.keras", "baseline_ce.keras", "baseline_kd.keras",
-                 "export/saved_model.pb"):
+                 "export/saved_model.pb", "litert/fitnet_float32.tflite", "litert/fitnet_int8.tflite",
+                 "litert/litert_classifier.py"):
         assert os.path.exists(os.path.join(model_dir, name)), name
     for stage in ("teacher", "fitnet_stage1", "fitnet_stage2", "baseline_ce", "baseline_kd"):
         assert os.path.exists(os.path.join(model_dir, "checkpoints", stage, "done.json")), stage
@@ -126,6 +127,90 @@ def test_export_serves_raw_uint8_images_in_a_fresh_process(digits_run):
     served = json.loads(out.stdout.strip().splitlines()[-1])
     np.testing.assert_allclose(np.array(served["probabilities"]), expected, atol=1e-5)
     np.testing.assert_array_equal(served["class_id"], expected.argmax(-1))
+
+
+LITERT_PROBE = """
+import json, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])  # <model_dir>/litert: the files and their runner, as copied to a device
+from litert_classifier import LiteRTClassifier
+images = np.load(sys.argv[2])
+out = {fmt: LiteRTClassifier(f"{sys.argv[1]}/fitnet_{fmt}.tflite").predict(images)["class_id"].tolist()
+       for fmt in ("float32", "int8")}
+out["tensorflow_imported"] = "tensorflow" in sys.modules
+out["refused"] = []
+for bad in (images[:, :, :, 0], images[0], images.astype(np.float32), images[:, :4]):
+    try:
+        LiteRTClassifier(f"{sys.argv[1]}/fitnet_int8.tflite").predict(bad)
+        out["refused"].append(None)
+    except (TypeError, ValueError) as error:
+        out["refused"].append(str(error))
+print(json.dumps(out))
+"""
+
+
+def test_litert_files_classify_raw_images_in_a_fresh_process_without_tensorflow(digits_run):
+    model_dir, _ = digits_run
+    sys.path.insert(0, ROOT)
+    import keras
+
+    from fitnets_tf.data import load_splits
+
+    test = list(load_splits("digits").test.as_numpy_iterator())
+    images, labels = np.stack([x for x, _ in test]), np.array([y for _, y in test])
+    student = keras.saving.load_model(os.path.join(model_dir, "fitnet.keras"))
+    keras_ids = np.asarray(student(images.astype("float32") / 255.0)).argmax(-1)
+    np.save(os.path.join(model_dir, "litert_probe.npy"), images)
+    out = subprocess.run([sys.executable, "-c", LITERT_PROBE, os.path.join(model_dir, "litert"),
+                          os.path.join(model_dir, "litert_probe.npy")], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    served = json.loads(out.stdout.strip().splitlines()[-1])
+    assert served["tensorflow_imported"] is False
+    assert len(served["refused"]) == 4
+    for message in served["refused"]:  # [N, 8, 8], one [8, 8, 1] image, float32, [N, 4, 8, 1]: refused, no abort
+        assert message and message.startswith("Expected images: uint8 [batch, 8, 8, 1] (raw pixels 0..255)."), message
+    float32, int8 = np.array(served["float32"]), np.array(served["int8"])
+    assert len(float32) == len(labels) == 360
+    assert np.mean(float32 == keras_ids) >= 0.99
+    keras_accuracy, int8_accuracy = np.mean(keras_ids == labels), np.mean(int8 == labels)
+    assert abs(int8_accuracy - keras_accuracy) <= 0.02, (int8_accuracy, keras_accuracy)
+    # The report's figures are these, measured the same way.
+    rows = {(r["model"], r["format"]): r for r in json.load(open(os.path.join(model_dir, "results.json")))[
+        "litert"]["artifacts"]}
+    assert rows[("fitnet", "float32")]["test_accuracy"] == pytest.approx(np.mean(float32 == labels))
+    assert rows[("fitnet", "int8")]["test_accuracy"] == pytest.approx(int8_accuracy)
+    assert rows[("fitnet", "int8")]["agreement_with_keras"] == pytest.approx(np.mean(int8 == keras_ids))
+    assert rows[("fitnet", "int8")]["keras_test_accuracy"] == pytest.approx(keras_accuracy)
+
+
+def test_litert_report_columns_and_builtin_operators(digits_run):
+    model_dir, _ = digits_run
+    sys.path.insert(0, ROOT)
+    from fitnets_tf import litert
+
+    section = json.load(open(os.path.join(model_dir, "results.json")))["litert"]
+    assert section["threads"] == 1 and section["batch_size"] == 1 and section["runtime"].startswith("ai-edge-litert")
+    rows = {(r["model"], r["format"]): r for r in section["artifacts"]}
+    # The teacher's files are made only to compare (not asked by the default --litert_export): no path.
+    assert set(rows) == {(m, f) for m in ("teacher", "fitnet") for f in ("float32", "int8")}
+    assert rows[("teacher", "int8")]["path"] is None
+    assert not os.path.exists(os.path.join(model_dir, "litert", "teacher_int8.tflite"))
+    for (model, fmt), row in rows.items():
+        teacher = rows[("teacher", fmt)]
+        assert row["latency_ms_per_image"] > 0 and row["size_bytes"] > 0
+        assert row["speedup_vs_teacher"] == pytest.approx(teacher["latency_ms_per_image"] / row["latency_ms_per_image"])
+        assert row["compression_vs_teacher"] == pytest.approx(teacher["size_bytes"] / row["size_bytes"])
+        assert 0 <= row["agreement_with_keras"] <= 1
+        if model == "fitnet":
+            path = os.path.join(model_dir, row["path"])
+            assert row["size_bytes"] == os.path.getsize(path)
+            names = litert.operator_names(path)
+            assert "CONV_2D" in names and not any(n.startswith("Flex") for n in names), names
+    assert rows[("fitnet", "int8")]["multiplication_ratio"] == pytest.approx(5972608 / 488608)
+    table = open(os.path.join(model_dir, "results.md")).read()
+    assert "## LiteRT files (litert/): measured through the runtime" in table
+    for cells in ("| teacher | float32 |", "| fitnet | int8 |", "speed-up / mult ratio", "agrees with Keras (%)"):
+        assert cells in table
 
 
 def test_saved_model_cli_lists_the_serving_signature(digits_run):
@@ -231,6 +316,7 @@ def test_a_run_under_mirrored_strategy_on_two_logical_cpus(tmp_path):
                         "--num_cpu_devices=2", "--noexport")
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.load(open(model_dir / "results.json"))
+    assert "litert" not in results and not (model_dir / "litert").exists()  # --noexport: no file of any format
     assert results["replicas"] == 2
     assert {r["model"] for r in results["models"]} == {"teacher", "fitnet", "baseline_ce"}
 
