@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from fitnets_tf import losses, taps
+from fitnets_tf.precision import resolve_teacher_precision, teacher_in_precision
 from fitnets_tf.regressor import build_regressor, choose_regressor, hint_nonlinearity
 from fitnets_tf.schedules import KDLambdaSchedule
 
@@ -65,6 +66,10 @@ class Distiller(keras.Model):
         regressor_initializer: initializer (name) of the regressors' weights.
         seed: makes the regressors' initial weights reproducible.
         input_shape: (H, W, C) of the images; needed only when neither model says it (unbuilt subclassed models).
+        teacher_precision: the precision of the teacher's forward pass (hints and logits): "float32", "bfloat16",
+            "float16", or "auto" (the hardware's native low precision, see `fitnets_tf.precision`). A lower one runs
+            a copy of the frozen teacher whose weights are refreshed from the teacher at every `compile` of a stage
+            that uses it; its outputs are cast to float32 before any loss; the student's own policy is unchanged.
 
     After construction `pair_report` holds, per pair, the resolved references, both shapes, the regressor and why.
     """
@@ -81,6 +86,7 @@ class Distiller(keras.Model):
         regressor_initializer="glorot_uniform",
         seed=None,
         input_shape=None,
+        teacher_precision="float32",
         name="distiller",
         **kwargs,
     ):
@@ -112,7 +118,11 @@ class Distiller(keras.Model):
         # The models' logits: a final softmax is stripped (sharing the variables), see `taps.logits_model`.
         self.student_logits = taps.logits_model(student, "student" if teacher is not None else "model",
                                                 self.image_shape)
-        self.teacher_logits = None if teacher is None else taps.logits_model(teacher, "teacher", self.image_shape)
+        self.teacher_precision = resolve_teacher_precision(teacher_precision)
+        # The model the teacher's outputs come from: the teacher itself, or its copy in a lower precision.
+        self.teacher_forward = None if teacher is None else teacher_in_precision(teacher, self.teacher_precision)
+        self.teacher_logits = None if teacher is None else taps.logits_model(self.teacher_forward, "teacher",
+                                                                             self.image_shape)
         self.pairing = None
         if isinstance(hint_pairs, str):
             if hint_pairs != "auto":
@@ -204,6 +214,9 @@ class Distiller(keras.Model):
                 )
         elif self.regressors:
             self.discard_regressors()
+        if stage in ("hint", "kd") and self.teacher_forward is not self.teacher:
+            # The teacher may have been trained since this Distiller was built (the pipeline builds it first).
+            self.teacher_forward.set_weights(self.teacher.get_weights())
         super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
         self.stage = stage
         self.active_pairs = pairs if stage == "hint" else ()
@@ -213,7 +226,7 @@ class Distiller(keras.Model):
             # One multi-output sub-model per side: the shared prefix of several pairs is computed once. Each shares
             # its model's variables; the guided one holds exactly those its outputs depend on (`taps.tap_model`).
             self.guided_model = taps.tap_model(self.student, guided, "student_guided", self.image_shape)
-            self.hint_model = taps.tap_model(self.teacher, hints, "teacher_hints", self.image_shape)
+            self.hint_model = taps.tap_model(self.teacher_forward, hints, "teacher_hints", self.image_shape)
         if not self.stage_variables:
             raise ValueError(
                 f"Stage '{stage}' has no trainable variables: model '{self.student.name}' is frozen "
@@ -261,10 +274,12 @@ class Distiller(keras.Model):
         """What the current stage needs from the teacher: a tuple of the active hints (stage 1) or (logits,)."""
         if self.stage == "hint":
             hints = self.hint_model(images, training=False)
-            return tuple(hints) if isinstance(hints, (list, tuple)) else (hints,)
-        if self.stage == "kd":
-            return (self.teacher_logits(images, training=False),)
-        raise ValueError("Stage 'ce' uses no teacher outputs.")
+            outputs = tuple(hints) if isinstance(hints, (list, tuple)) else (hints,)
+        elif self.stage == "kd":
+            outputs = (self.teacher_logits(images, training=False),)
+        else:
+            raise ValueError("Stage 'ce' uses no teacher outputs.")
+        return tuple(tf.cast(t, tf.float32) for t in outputs)  # losses in float32, whatever the teacher ran in
 
     def cache_teacher_outputs(self, dataset, batch_size, shuffle_seed=None, repeat=False):
         """Teacher-output caching: runs the teacher ONCE over `dataset` and returns batches of

@@ -42,6 +42,7 @@ from fitnets_tf.models import zoo
 from fitnets_tf.models.counting import count_multiplications
 from fitnets_tf.models.spec import INITIALIZERS
 from fitnets_tf.optimizers import OPTIMIZERS, build_optimizer
+from fitnets_tf.precision import TEACHER_PRECISIONS
 from fitnets_tf.regressor import REGRESSOR_KINDS
 from fitnets_tf.report import (add_ratios, add_training_facts, measure_latency, model_row, plot_learning_curves,
                                write_report)
@@ -60,7 +61,7 @@ _RUNTIME_KEYS = ("model_dir", "data_dir", "download", "verbose", "latency_runs",
                  "overwrite", "jit_compile", "experiment", "deterministic")
 
 # What a run recorded before a setting existed actually ran with, where that differs from today's default.
-_UNRECORDED_SETTINGS = {"rmsprop_max_scaling": 0.0}
+_UNRECORDED_SETTINGS = {"rmsprop_max_scaling": 0.0, "teacher_precision": "float32"}
 
 
 class ConfigError(ValueError):
@@ -122,6 +123,7 @@ class RunConfig:
     seed: int = 0
     jit_compile: str = "auto"
     mixed_precision: str = "auto"  # mixed_float16 when a GPU is visible, else float32
+    teacher_precision: str = "float32"  # the teacher's forward pass: float32, bfloat16, float16 or auto
     # outputs
     latency_runs: int = 30
     export: bool = True
@@ -193,6 +195,8 @@ def validate(config: RunConfig):
            f"must be >= 0 (0: Keras's RMSprop; the original code: 1e5). Received: {config.rmsprop_max_scaling}")
     _check(config.regressor in REGRESSOR_KINDS, "regressor", f"choose one of {', '.join(REGRESSOR_KINDS)}.")
     _check(config.hint_mode in HINT_MODES, "hint_mode", f"choose one of {', '.join(HINT_MODES)}.")
+    _check(config.teacher_precision in TEACHER_PRECISIONS, "teacher_precision",
+           f"choose one of {', '.join(TEACHER_PRECISIONS)}. Received: {config.teacher_precision!r}")
     _check(config.mixed_precision in MIXED_PRECISION, "mixed_precision",
            f"choose one of {', '.join(MIXED_PRECISION)}.")
     for b in config.baselines:
@@ -456,7 +460,7 @@ class Experiment:
         return Distiller(
             student, self.teacher, hint_pairs=pairs, temperature=c.temperature, kd_lambda=schedule,
             tau_squared=c.tau_squared, hint_spatial_mean=c.hint_spatial_mean, seed=c.seed,
-            input_shape=self.info.image_shape,
+            input_shape=self.info.image_shape, teacher_precision=c.teacher_precision,
         )
 
     # ------------------------------------------------------------------------------------------------ data
@@ -655,6 +659,7 @@ class Experiment:
             "config": c.to_json(), "stage_seconds": self.timings, "histories": histories,
             "replicas": self.strategy.num_replicas_in_sync,
             "compute_policy": keras.mixed_precision.global_policy().name,
+            "teacher_precision": self.distiller.teacher_precision,
         }
         if litert_results is not None:
             run_info["litert"] = litert_results

@@ -77,7 +77,14 @@ def teacher_in_precision(teacher, precision):
     precision = resolve_teacher_precision(precision)
     if precision == "float32":
         return teacher
-    copy = _copy(teacher)
+    try:
+        copy = _copy(teacher)
+    except Exception as error:  # Keras raises several types for a model it cannot rebuild from its config.
+        raise ValueError(
+            f"teacher_precision={precision!r} runs a copy of the teacher, but '{teacher.name}' could not be copied "
+            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}). Register its classes "
+            "with keras.saving.register_keras_serializable, or use teacher_precision='float32'."
+        ) from None
     policy = keras.dtype_policies.get(f"mixed_{precision}")
     for layer in copy._flatten_layers(include_self=True):
         layer.dtype_policy = policy

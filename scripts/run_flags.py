@@ -27,7 +27,7 @@ _SHARED_FIELDS = (
     "temperature", "kd_lambda", "kd_lambda_final", "kd_lambda_decay_start", "kd_lambda_decay_end", "tau_squared",
     "teacher_epochs", "hint_epochs", "kd_epochs", "baseline_epochs", "patience", "teacher_patience",
     "cache_teacher_outputs",
-    "deterministic", "batch_size", "optimizer", "learning_rate", "rmsprop_rho", "rmsprop_max_scaling", "jit_compile",
+    "deterministic", "batch_size", "optimizer", "learning_rate", "rmsprop_rho", "rmsprop_max_scaling", "jit_compile", "teacher_precision",
     "mixed_precision",
     "latency_runs", "export", "verbose",
 )
@@ -102,6 +102,10 @@ def define_run_flags(student_help, teacher_path_help, export_default):
                        "Keras's RMSprop, whose epsilon 1e-7 inside the square root floors the RMS at 3.2e-4.")
     flags.DEFINE_string("jit_compile", DEFAULT.jit_compile, "XLA for the train steps: auto (on for GPU, off for "
                         "CPU), true or false.")
+    flags.DEFINE_string("teacher_precision", DEFAULT.teacher_precision, "Precision of the frozen teacher's "
+                        "forward pass (hints and logits), cast to float32 before the losses; the student keeps "
+                        "--mixed_precision: float32, bfloat16, float16, or auto (bfloat16 on CPUs with AVX512-BF16 "
+                        "or AMX and on GPUs of compute capability >= 8.0, float16 on 7.x GPUs, else float32).")
     flags.DEFINE_string("mixed_precision", DEFAULT.mixed_precision, f"Compute policy, one of "
                         f"{', '.join(pipeline.MIXED_PRECISION)}; auto is mixed_float16 when a GPU is visible and float32 "
                         "otherwise (on a CPU mixed_float16 is ~100x slower; mixed_bfloat16 runs there).")

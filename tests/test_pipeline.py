@@ -55,6 +55,11 @@ def test_retrain_needs_a_finished_run_and_no_validation_split(tmp_path):
     (dict(batch_size=0), "--batch_size: must be >= 1"),
     (dict(patience=-3), "--patience: must be an integer >= 0"),
     (dict(mixed_precision="float8"), "--mixed_precision: choose one of"),
+    (dict(teacher_precision="int4"), "--teacher_precision: choose one of auto, float32, bfloat16, float16"),
+    (dict(rmsprop_max_scaling=-1.0), "--rmsprop_max_scaling: must be >= 0"),
+    (dict(train_size=0), "--train_size: must be a whole number of images >= 1"),
+    (dict(teacher_patience=-1), "--teacher_patience: must be an integer >= 0"),
+    (dict(baselines=("ce_glorot",), student_path="x.keras"), "--baselines: 'ce_glorot' re-initialises a zoo"),
 ])
 def test_config_errors_name_the_flag(tmp_path, overrides, message):
     with pytest.raises(pipeline.ConfigError, match=message):

@@ -77,3 +77,57 @@ def test_a_keras_applications_teacher_in_bfloat16():
     # Batch-norm statistics and every other weight were copied, not re-initialised.
     for a, b in zip(teacher.weights, low.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+# ------------------------------------------------------------------------------------- in the Distiller
+from fitnets_tf import Distiller, HintPair  # noqa: E402
+from tests.test_distiller import changed, data, layer_of, snapshot, teacher_and_student  # noqa: E402
+
+
+@pytest.mark.parametrize("stage", ["hint", "kd"])
+def test_a_bfloat16_teacher_trains_a_float32_student_like_a_float32_teacher(stage):
+    losses, moved = {}, {}
+    for precision in ("float32", "bfloat16"):
+        teacher, student = teacher_and_student()
+        _trained_like(teacher)
+        distiller = Distiller(student, teacher, hint_pairs=[HintPair(guided=4, hint=2)], seed=0,
+                              teacher_precision=precision)
+        distiller.compile(keras.optimizers.SGD(1e-2), stage=stage)
+        x, y = data()
+        outputs = distiller.teacher_outputs(tf.constant(x))
+        assert all(t.dtype == tf.float32 for t in outputs)
+        t0, s0 = snapshot(teacher), snapshot(student)
+        history = distiller.fit(x, y, batch_size=64, epochs=1, verbose=0, shuffle=False)
+        assert changed(t0, teacher) == set()  # the teacher never changes, in any precision
+        assert all(v.dtype == "float32" for v in student.weights)
+        losses[precision] = history.history["loss"][0]
+        moved[precision] = {layer_of(p) for p in changed(s0, student)}
+    assert np.isfinite(losses["bfloat16"])
+    assert losses["bfloat16"] == pytest.approx(losses["float32"], rel=0.02)
+    assert moved["bfloat16"] == moved["float32"]  # stage 1 still moves exactly the guided prefix
+
+
+def test_the_low_precision_copy_follows_a_teacher_trained_after_the_distiller_was_built():
+    teacher, student = teacher_and_student()
+    distiller = Distiller(student, teacher, teacher_precision="bfloat16")
+    assert distiller.teacher_forward is not teacher
+    _trained_like(teacher, seed=3)  # the pipeline trains its teacher after building the Distiller
+    distiller.compile(keras.optimizers.SGD(1e-2), stage="kd")
+    for a, b in zip(teacher.weights, distiller.teacher_forward.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert Distiller(student, teacher, teacher_precision="float32").teacher_forward is teacher
+
+
+def test_an_uncopyable_teacher_gets_a_clear_error():
+    class Opaque(keras.Model):  # not registered for serialization: Keras cannot rebuild it from its config
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(3)
+
+        def call(self, x):
+            return self.dense(keras.ops.reshape(x, (-1, 64)))
+
+    teacher = Opaque()
+    teacher(np.zeros((1, 8, 8, 1), "float32"))
+    with pytest.raises(ValueError, match="could not be copied.*teacher_precision='float32'"):
+        teacher_in_precision(teacher, "bfloat16")
