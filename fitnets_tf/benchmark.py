@@ -63,7 +63,7 @@ import tensorflow as tf
 
 from fitnets_tf import litert, losses
 from fitnets_tf.data import Preprocessor, build_input, dataset_info, load_splits
-from fitnets_tf.distiller import Distiller, HintPair
+from fitnets_tf.distiller import Distiller, HintPair, global_batch_size
 from fitnets_tf.export import export_saved_model
 from fitnets_tf.litert_classifier import LiteRTClassifier
 from fitnets_tf.models import build_network
@@ -318,7 +318,7 @@ class TruncatedStudentStep:
         with tf.GradientTape() as tape:
             regressed = self.regressor(_single(self.guided_model(x, training=True)), training=True)
             per_example = losses.hint_loss(self.hint_target, regressed, self.hint_spatial_mean)
-            loss = tf.nn.compute_average_loss(per_example)
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size(per_example))
             scaled_loss = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled_loss, self.variables)
         self.optimizer.apply(gradients, self.variables)

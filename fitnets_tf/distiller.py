@@ -356,19 +356,6 @@ class Distiller(keras.Model):
             results = {k: tf.reshape(v, [1]) for k, v in results.items()}
         return results
 
-    @staticmethod
-    def _global_batch_size(per_example):
-        """The number of examples in this step over all replicas: the sum of the per-replica batch sizes.
-
-        A batch that does not split evenly (e.g. 63 over 2 replicas: 32 + 31, or a last partial batch) gives
-        replicas of different sizes, so "this replica's size x num_replicas" (tf.nn.compute_average_loss's
-        default) would divide by 64 on one replica and 62 on the other.
-        """
-        local = tf.cast(tf.shape(per_example)[0], tf.float32)
-        context = tf.distribute.get_replica_context()
-        if context is not None and context.num_replicas_in_sync > 1:
-            local = context.all_reduce(tf.distribute.ReduceOp.SUM, local)
-        return tf.cast(local, tf.int32)
 
     def train_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
@@ -380,7 +367,7 @@ class Distiller(keras.Model):
             per_example, terms, logits = self._per_example_losses(x, y, teacher_targets, training=True)
             # Mean over the GLOBAL batch: the optimizer sums the replicas' gradients, so one and N replicas make
             # the same update when every replica divides by the global count.
-            loss = tf.nn.compute_average_loss(per_example, global_batch_size=self._global_batch_size(per_example))
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size(per_example))
             scaled_loss = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled_loss, variables)
         self.optimizer.apply(gradients, variables)
@@ -400,6 +387,20 @@ class Distiller(keras.Model):
         if self.stage == "kd":
             callbacks.insert(0, KDLambdaCallback(self))
         return super().fit(*args, callbacks=callbacks, **kwargs)
+
+
+def global_batch_size(per_example):
+    """The number of examples in this step over all replicas: the sum of the per-replica batch sizes.
+
+    A batch that does not split evenly (e.g. 63 over 2 replicas: 32 + 31, or a last partial batch) gives
+    replicas of different sizes, so "this replica's size x num_replicas" (tf.nn.compute_average_loss's
+    default) would divide by 64 on one replica and 62 on the other.
+    """
+    local = tf.cast(tf.shape(per_example)[0], tf.float32)
+    context = tf.distribute.get_replica_context()
+    if context is not None and context.num_replicas_in_sync > 1:
+        local = context.all_reduce(tf.distribute.ReduceOp.SUM, local)
+    return tf.cast(local, tf.int32)
 
 
 class KDLambdaCallback(keras.callbacks.Callback):
