@@ -101,6 +101,14 @@ def restore_newest_readable(checkpoint, manager, stage_dir, name, strict=True):
                 status.expect_partial()
             restored = prefix
             break
+        except (AssertionError, ValueError) as error:  # readable, but another model's (unmatched objects or
+            # shapes): not damage, so nothing is moved
+            raise DamagedCheckpointError(
+                f"Stage '{name}': checkpoint {prefix} does not match the model this run builds "
+                f"({_first_line(error)}); nothing was moved. It was written by a different model or version: "
+                f"rerun with the settings and version that wrote it, or delete {stage_dir} to train this stage "
+                "again from its start."
+            ) from None
         except Exception as error:  # TensorFlow raises IndexError, DataLossError, NotFoundError, ... for a bad file
             moved = _move_aside(prefix, stage_dir)
             skipped.append(f"{os.path.basename(prefix)} ({_first_line(error)})")

@@ -211,6 +211,23 @@ def test_no_readable_checkpoint_stops_with_one_line_naming_the_files_and_the_fix
     assert len(glob.glob(os.path.join(stage_dir, "damaged", "*", "ckpt-*.data-*"))) == 2
 
 
+def test_a_checkpoint_of_another_model_is_refused_and_left_in_place(tmp_path):
+    x, y = data()
+    stage_dir = str(tmp_path / "s")
+    with pytest.raises(KeyboardInterrupt):
+        train_stage("s", Distiller(student()), "ce", keras.optimizers.Adam(1e-2), batches(x, y), 4, stage_dir,
+                    callbacks=[StopAfter(2)], verbose=0)
+    files = sorted(os.listdir(stage_dir))
+    wider = build_network(NetSpec("student", (8, 8, 1), 3, (BlockSpec((4, 4)), BlockSpec((4, 4), pool=PoolSpec(None))),
+                                  initializer="glorot_uniform"), seed=0)  # one conv more: not the checkpointed model
+    with pytest.raises(DamagedCheckpointError) as error:
+        train_stage("s", Distiller(wider), "ce", keras.optimizers.Adam(1e-2), batches(x, y), 4, stage_dir,
+                    verbose=0)
+    message = str(error.value)
+    assert "\n" not in message and "does not match the model" in message and "nothing was moved" in message
+    assert sorted(os.listdir(stage_dir)) == files and not os.path.exists(os.path.join(stage_dir, "damaged"))
+
+
 def test_ctrl_c_during_the_checkpoint_is_raised_after_it():
     import signal
 
