@@ -15,12 +15,10 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
 import run_flags  # noqa: E402  (scripts/run_flags.py)
 from fitnets_tf import experiments, pipeline  # noqa: E402
-from fitnets_tf.data import DataNotFoundError  # noqa: E402
-from fitnets_tf.training import DamagedCheckpointError, NonFiniteLossError  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -96,19 +94,7 @@ def main(argv):
 
 
 def entry():
-    try:
-        run_flags.refuse_empty_flagfile(sys.argv, pipeline.ConfigError)
-        app.run(main)
-    except (pipeline.ConfigError, DataNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    except (DamagedCheckpointError, NonFiniteLossError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        where = f" in {FLAGS.sweep_dir}" if FLAGS.is_parsed() and FLAGS.sweep_dir else ""
-        print(run_flags.INTERRUPTED.format(where=where), file=sys.stderr)
-        sys.exit(130)
+    run_flags.run_entry(main, "sweep_dir")
 
 
 if __name__ == "__main__":

@@ -9,12 +9,13 @@ import os
 import shlex
 import sys
 
-from absl import flags
+from absl import app, flags
 
 from fitnets_tf import pipeline
-from fitnets_tf.data import DATASETS, PREPROCESSING_KINDS
+from fitnets_tf.data import DATASETS, PREPROCESSING_KINDS, DataNotFoundError
 from fitnets_tf.distiller import HINT_MODES
 from fitnets_tf.regressor import REGRESSOR_KINDS
+from fitnets_tf.training import DamagedCheckpointError, NonFiniteLossError
 
 FLAGS = flags.FLAGS
 DEFAULT = pipeline.RunConfig(model_dir="")
@@ -172,3 +173,24 @@ def refuse_empty_flagfile(argv, error_type):
 
 INTERRUPTED = ("interrupted (Ctrl-C): the checkpoints of every finished epoch are kept{where}; rerun the same "
                "command to resume.")
+
+
+def run_entry(main, directory_flag):
+    """Runs a script's `main` under absl: what the user can fix ends in one `error:` line and exit 2 (a setting,
+    absent data) or 1 (a damaged checkpoint, a non-finite loss); Ctrl-C in one line saying how to resume (130).
+
+    `directory_flag`: the flag naming the directory that keeps the work ("model_dir", "sweep_dir").
+    """
+    try:
+        refuse_empty_flagfile(sys.argv, pipeline.ConfigError)
+        app.run(main)
+    except (pipeline.ConfigError, DataNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except (DamagedCheckpointError, NonFiniteLossError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        directory = FLAGS[directory_flag].value if FLAGS.is_parsed() else None
+        print(INTERRUPTED.format(where=f" in {directory}" if directory else ""), file=sys.stderr)
+        sys.exit(130)
