@@ -57,6 +57,28 @@ def interrupts_deferred():
         raise KeyboardInterrupt
 
 
+@contextlib.contextmanager
+def interrupts_remembered():
+    """Ctrl-C while the block runs raises KeyboardInterrupt at once, as usual, and is also remembered in the yielded
+    list: one raised where Python drops exceptions (a finalizer run by the garbage collector, a worker thread) is
+    raised again by the stage's callback at the next batch or epoch end, so a Ctrl-C is never lost."""
+    hits = []
+    if threading.current_thread() is not threading.main_thread() or not callable(signal.getsignal(signal.SIGINT)):
+        yield hits
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        hits.append(signum)
+        previous(signum, frame)
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield hits
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _move_aside(prefix, stage_dir):
     """Moves the files of checkpoint `prefix` into <stage_dir>/damaged/<time>/; returns that directory."""
     target = os.path.join(stage_dir, "damaged", datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f"))
@@ -208,10 +230,18 @@ class _StageCallback(keras.callbacks.Callback):
                 f"{last}. Lower the learning rate or check the data, then rerun the same command to resume."
             )
 
+    interrupts = ()  # set by train_stage: the Ctrl-Cs received during fit (`interrupts_remembered`)
+
+    def _raise_if_interrupted(self):
+        if self.interrupts:
+            raise KeyboardInterrupt
+
     def on_train_batch_end(self, batch, logs=None):
+        self._raise_if_interrupted()
         self._check(logs, f"batch {batch}")
 
     def on_epoch_end(self, epoch, logs=None):
+        self._raise_if_interrupted()
         self._check(logs, f"the end of epoch {epoch}")
         with interrupts_deferred():  # Ctrl-C here stops after the epoch's checkpoint, not in its middle
             for key, value in (logs or {}).items():
@@ -305,7 +335,8 @@ def train_stage(
             tf.train.Checkpoint(student=distiller.student, regressors=list(distiller.regressors)), stage_dir,
             resumed_epochs=initial_epoch,
         )
-    all_callbacks = [_StageCallback(name, manager, epoch_var, history, history_path, stopper), *callbacks]
+    stage_callback = _StageCallback(name, manager, epoch_var, history, history_path, stopper)
+    all_callbacks = [stage_callback, *callbacks]
     if tensorboard_dir:
         all_callbacks.append(keras.callbacks.TensorBoard(tensorboard_dir, write_graph=False))
     if initial_epoch < epochs and not (stopper is not None and stopper.exhausted):
@@ -318,17 +349,18 @@ def train_stage(
         if verbose:
             resumed = f" (resuming at epoch {initial_epoch})" if initial_epoch else ""
             print(f"[fitnets] {name}: stage '{stage}', {epochs} epochs{resumed}", flush=True)
-        distiller.fit(
-            train_data,
-            validation_data=validation_data,
-            epochs=epochs,
-            initial_epoch=initial_epoch,
-            steps_per_epoch=steps_per_epoch,
-            validation_steps=validation_steps,
-            callbacks=all_callbacks,
-            shuffle=False,  # the input pipeline shuffles (tf.data); Keras cannot shuffle a dataset
-            verbose=verbose,
-        )
+        with interrupts_remembered() as stage_callback.interrupts:
+            distiller.fit(
+                train_data,
+                validation_data=validation_data,
+                epochs=epochs,
+                initial_epoch=initial_epoch,
+                steps_per_epoch=steps_per_epoch,
+                validation_steps=validation_steps,
+                callbacks=all_callbacks,
+                shuffle=False,  # the input pipeline shuffles (tf.data); Keras cannot shuffle a dataset
+                verbose=verbose,
+            )
     epochs_run = len(next(iter(history.values()), []))
     best_epoch = stopper.restore_best() if stopper is not None else None
     result = {"history": history, "epochs": epochs_run, "resumed_from": initial_epoch, "best_epoch": best_epoch,

@@ -4,6 +4,8 @@ a damaged checkpoint is moved aside and the stage resumes from the newest readab
 import glob
 import json
 import os
+import signal
+import time
 
 import keras
 import numpy as np
@@ -240,3 +242,25 @@ def test_ctrl_c_during_the_checkpoint_is_raised_after_it():
             done.append("saved")  # ... which still runs to its end
     assert done == ["saved"]
     assert signal.getsignal(signal.SIGINT) is before
+
+
+class SwallowedCtrlC(keras.callbacks.Callback):
+    """Ctrl-C arriving while code that drops exceptions runs (a finalizer run by the garbage collector, say)."""
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch == 1:
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.5)  # the handler runs here and its KeyboardInterrupt is dropped below
+            except KeyboardInterrupt:
+                pass
+
+
+def test_a_ctrl_c_lost_where_python_drops_exceptions_still_stops_the_stage(tmp_path):
+    x, y = data()
+    stage_dir = str(tmp_path / "s")
+    with pytest.raises(KeyboardInterrupt):
+        train_stage("s", Distiller(student()), "ce", keras.optimizers.Adam(1e-2), batches(x, y), 50, stage_dir,
+                    callbacks=[SwallowedCtrlC()], verbose=0)
+    assert not os.path.exists(os.path.join(stage_dir, "done.json"))  # stopped in its first epoch, not after 50
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
