@@ -25,6 +25,12 @@ def command(model_dir):
     return [sys.executable, os.path.join(ROOT, "scripts", "run.py"), f"--model_dir={model_dir}", *ARGS]
 
 
+def ctrl_c_as_in_a_terminal():
+    """A job started in the background by a non-interactive shell (as CI may start the suite) ignores SIGINT, and
+    its children inherit that; the run under test gets Ctrl-C as it would in a terminal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def env():
     return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
@@ -124,7 +130,7 @@ def test_ctrl_c_stops_with_one_line_and_exit_130_leaving_a_resumable_run(tmp_pat
     model_dir = str(tmp_path / "run")
     stage_dir = os.path.join(model_dir, "checkpoints", "teacher")
     process = subprocess.Popen(command(model_dir) + LONG, env=env(), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_as_in_a_terminal)
     wait_for(lambda: os.path.exists(os.path.join(stage_dir, "ckpt-2.index")), process, "the second checkpoint")
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)

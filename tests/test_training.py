@@ -259,8 +259,13 @@ class SwallowedCtrlC(keras.callbacks.Callback):
 def test_a_ctrl_c_lost_where_python_drops_exceptions_still_stops_the_stage(tmp_path):
     x, y = data()
     stage_dir = str(tmp_path / "s")
-    with pytest.raises(KeyboardInterrupt):
-        train_stage("s", Distiller(student()), "ce", keras.optimizers.Adam(1e-2), batches(x, y), 50, stage_dir,
-                    callbacks=[SwallowedCtrlC()], verbose=0)
+    # Ctrl-C as in a terminal, even when the suite runs as a background job (which ignores SIGINT).
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train_stage("s", Distiller(student()), "ce", keras.optimizers.Adam(1e-2), batches(x, y), 50, stage_dir,
+                        callbacks=[SwallowedCtrlC()], verbose=0)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    finally:
+        signal.signal(signal.SIGINT, outer)
     assert not os.path.exists(os.path.join(stage_dir, "done.json"))  # stopped in its first epoch, not after 50
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
