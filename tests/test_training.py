@@ -196,12 +196,18 @@ def test_a_truncated_newest_checkpoint_is_moved_aside_and_the_stage_resumes_from
         f"ckpt-{epochs - 1}.index", f"ckpt-{epochs}.index"]
 
 
-def test_no_readable_checkpoint_stops_with_one_line_naming_the_files_and_the_fix(tmp_path):
+def _stage_stopped_after_two_epochs(tmp_path):
+    """A 4-epoch stage interrupted after its second epoch: (x, y, stage_dir) with checkpoints 1 and 2."""
     x, y = data()
     stage_dir = str(tmp_path / "s")
     with pytest.raises(KeyboardInterrupt):
         train_stage("s", Distiller(student()), "ce", keras.optimizers.Adam(1e-2), batches(x, y), 4, stage_dir,
                     callbacks=[StopAfter(2)], verbose=0)
+    return x, y, stage_dir
+
+
+def test_no_readable_checkpoint_stops_with_one_line_naming_the_files_and_the_fix(tmp_path):
+    x, y, stage_dir = _stage_stopped_after_two_epochs(tmp_path)
     for n in (1, 2):
         _truncate_to_half(os.path.join(stage_dir, f"ckpt-{n}"))
     with pytest.raises(DamagedCheckpointError) as error:
@@ -214,11 +220,7 @@ def test_no_readable_checkpoint_stops_with_one_line_naming_the_files_and_the_fix
 
 
 def test_a_checkpoint_of_another_model_is_refused_and_left_in_place(tmp_path):
-    x, y = data()
-    stage_dir = str(tmp_path / "s")
-    with pytest.raises(KeyboardInterrupt):
-        train_stage("s", Distiller(student()), "ce", keras.optimizers.Adam(1e-2), batches(x, y), 4, stage_dir,
-                    callbacks=[StopAfter(2)], verbose=0)
+    x, y, stage_dir = _stage_stopped_after_two_epochs(tmp_path)
     files = sorted(os.listdir(stage_dir))
     wider = build_network(NetSpec("student", (8, 8, 1), 3, (BlockSpec((4, 4)), BlockSpec((4, 4), pool=PoolSpec(None))),
                                   initializer="glorot_uniform"), seed=0)  # one conv more: not the checkpointed model
