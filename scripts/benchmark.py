@@ -2,7 +2,7 @@
 
     python scripts/benchmark.py --output=runs/benchmark.json
 
-Measures (see `fitnets_tf/benchmark.py` for the method) images/s of the student's CE step, the teacher's forward
+Measures (see `scripts/benchmark_lib.py` for the method) images/s of the student's CE step, the teacher's forward
 pass, stage 1 (hints), stage 2 (KD), Keras's own `keras.distillation.Distiller` on the same pair, the references
 of the stage-1 target (truncated student step, truncated teacher forward), each with XLA off and on, and the
 input pipeline alone; then the per-image latency of the teacher and the FitNets through their exported
@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
-from fitnets_tf import benchmark  # noqa: E402
+import benchmark_lib as benchmark  # noqa: E402  (scripts/benchmark_lib.py)
 from fitnets_tf.data import PREPROCESSING_KINDS  # noqa: E402
 
 FLAGS = flags.FLAGS

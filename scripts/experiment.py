@@ -1,7 +1,7 @@
 """Runs one of the paper's experiment sweeps over seeds: python scripts/experiment.py --experiment=methods
 --sweep_dir=runs/methods_digits --seeds=0,1,2 [--flagfile=flags/experiments/<name>.cfg] [--flag=value ...]
 
-Experiments (see fitnets_tf/experiments.py): "methods" (CE vs KD vs hints+KD on one student, the paper's MNIST
+Experiments (see fitnets_tf/harness/experiments.py): "methods" (CE vs KD vs hints+KD on one student, the paper's MNIST
 table), "depth" (accuracy against student depth at a fixed multiplication budget, per method), "hint_location"
 (guided layer early / middle / late, and two hints at once). Every (cell, seed) is a pipeline run in
 <sweep_dir>/<cell>/seed<k>; the table (<experiment>.md, <experiment>.json) and the plot (<experiment>.png) go to
@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import flags  # noqa: E402
 
 import run_flags  # noqa: E402  (scripts/run_flags.py)
-from fitnets_tf import experiments, pipeline  # noqa: E402
+from fitnets_tf.harness import experiments, pipeline  # noqa: E402
 
 FLAGS = flags.FLAGS
 

@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import flags  # noqa: E402
 
 import run_flags  # noqa: E402  (scripts/run_flags.py)
-from fitnets_tf import pipeline  # noqa: E402
+from fitnets_tf.harness import pipeline  # noqa: E402
 
 FLAGS = flags.FLAGS
 

@@ -11,11 +11,11 @@ import sys
 
 from absl import app, flags
 
-from fitnets_tf import pipeline
+from fitnets_tf.harness import pipeline
 from fitnets_tf.data import DATASETS, PREPROCESSING_KINDS, DataNotFoundError
 from fitnets_tf.distiller import HINT_MODES
 from fitnets_tf.regressor import REGRESSOR_KINDS
-from fitnets_tf.training import DamagedCheckpointError, NonFiniteLossError
+from fitnets_tf.harness.training import DamagedCheckpointError, NonFiniteLossError
 
 FLAGS = flags.FLAGS
 DEFAULT = pipeline.RunConfig(model_dir="")

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from fitnets_tf import benchmark
+import benchmark_lib as benchmark  # scripts/benchmark_lib.py (pytest puts scripts/ on the path)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "benchmark.py")

@@ -10,7 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from fitnets_tf import Distiller, HintPair, experiments, pipeline
+from fitnets_tf import Distiller, HintPair
+from fitnets_tf.harness import experiments, pipeline
 from fitnets_tf.models import build_network, zoo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from fitnets_tf.data import Preprocessor
-from fitnets_tf.export import export_saved_model
+from fitnets_tf.harness.export import export_saved_model
 from fitnets_tf.models import build_network
 from fitnets_tf.models.zoo import get_spec
 

@@ -1,4 +1,4 @@
-"""LiteRT export (`fitnets_tf.litert`) and its runner (`LiteRTClassifier`) on small untrained digits nets.
+"""LiteRT export (`fitnets_tf.harness.litert`) and its runner (`LiteRTClassifier`) on small untrained digits nets.
 
 What a trained run's files do (accuracy, agreement with Keras, a fresh process without TensorFlow) is tested on the
 digits run of tests/test_run_script.py.
@@ -10,9 +10,9 @@ import keras
 import numpy as np
 import pytest
 
-from fitnets_tf import litert, pipeline
+from fitnets_tf.harness import litert, pipeline
 from fitnets_tf.data import Preprocessor, load_splits
-from fitnets_tf.litert_classifier import LiteRTClassifier
+from fitnets_tf.harness.litert_classifier import LiteRTClassifier
 from fitnets_tf.models import build_network
 from fitnets_tf.models.zoo import get_spec
 

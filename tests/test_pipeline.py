@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from fitnets_tf import pipeline
+from fitnets_tf.harness import pipeline
 
 TINY = dict(teacher_epochs=3, hint_epochs=3, kd_epochs=3, baseline_epochs=3, baselines=("ce",), batch_size=128,
             optimizer="adam", learning_rate=0.003, latency_runs=1, verbose=0, export=False, initializer="glorot_uniform")
@@ -86,7 +86,7 @@ def test_auto_mixed_precision_is_float16_only_with_a_gpu(monkeypatch):
 
 
 def test_prepare_model_dir_locks_it_and_overwrite_moves_the_old_run_aside_with_its_lock(tmp_path):
-    from fitnets_tf.run_lock import RunLock
+    from fitnets_tf.harness.run_lock import RunLock
 
     model_dir = str(tmp_path / "run")
     first = RunLock(model_dir, command="first")
@@ -110,7 +110,7 @@ def test_an_unwritable_model_dir_is_one_config_error(tmp_path, monkeypatch):
     read-only tmpfs): the error names --model_dir and the fix, and nothing is left behind."""
     import errno
 
-    from fitnets_tf.run_lock import RunLock
+    from fitnets_tf.harness.run_lock import RunLock
 
     def read_only(path, *args, **kwargs):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from fitnets_tf.report import add_training_facts, chance_notes, plot_learning_curves, write_report
+from fitnets_tf.harness.report import add_training_facts, chance_notes, plot_learning_curves, write_report
 
 
 def _rows(accuracies):

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from fitnets_tf.run_lock import ModelDirInUseError, RunLock
+from fitnets_tf.harness.run_lock import ModelDirInUseError, RunLock
 
 
 def test_a_second_lock_is_refused_naming_the_holder_until_the_first_is_released(tmp_path):

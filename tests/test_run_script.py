@@ -186,7 +186,7 @@ def test_litert_files_classify_raw_images_in_a_fresh_process_without_tensorflow(
 def test_litert_report_columns_and_builtin_operators(digits_run):
     model_dir, _ = digits_run
     sys.path.insert(0, ROOT)
-    from fitnets_tf import litert
+    from fitnets_tf.harness import litert
 
     section = json.load(open(os.path.join(model_dir, "results.json")))["litert"]
     assert section["threads"] == 1 and section["batch_size"] == 1 and section["runtime"].startswith("ai-edge-litert")

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from fitnets_tf import Distiller
 from fitnets_tf.models import BlockSpec, NetSpec, PoolSpec, build_network
-from fitnets_tf.training import DamagedCheckpointError, NonFiniteLossError, restore_student, train_stage
+from fitnets_tf.harness.training import DamagedCheckpointError, NonFiniteLossError, restore_student, train_stage
 
 
 def student(seed=0):
@@ -235,7 +235,7 @@ def test_a_checkpoint_of_another_model_is_refused_and_left_in_place(tmp_path):
 def test_ctrl_c_during_the_checkpoint_is_raised_after_it():
     import signal
 
-    from fitnets_tf.training import interrupts_deferred
+    from fitnets_tf.harness.training import interrupts_deferred
 
     done, before = [], signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt):

@@ -15,7 +15,7 @@ but expected 4 for input 0"), not the layout or its meaning, and after `resize_t
 file runs and returns predictions (measured, ai-edge-litert 2.3.0). This class checks shape and dtype before invoking and runs a batch one image
 at a time (the files have a static batch of 1, so that every reshape is static and XNNPACK runs the whole network).
 
-The files (see `fitnets_tf.litert`): input `images` uint8 [1, H, W, C], raw pixels; the run's preprocessing is
+The files (see `fitnets_tf.harness.litert`): input `images` uint8 [1, H, W, C], raw pixels; the run's preprocessing is
 inside. Outputs: `class_id` int32 [1]; `probabilities` [1, classes], float32 in the float32 file and uint8 in the
 int8 file, where probability = value / 256 (the quantization of a softmax output: scale 1/256, zero point 0).
 """

@@ -33,7 +33,7 @@ import math
 import os
 from typing import Optional, Tuple, Union
 
-from fitnets_tf import pipeline
+from fitnets_tf.harness import pipeline
 from fitnets_tf.io_utils import atomic_save, atomic_write_json, atomic_write_text, read_json
 from fitnets_tf.models import zoo
 

@@ -33,9 +33,9 @@ import numpy as np
 import tensorflow as tf
 
 from fitnets_tf import data as data_lib
-from fitnets_tf import litert, litert_classifier
+from fitnets_tf.harness import litert, litert_classifier
 from fitnets_tf.distiller import HINT_MODES, Distiller, HintPair
-from fitnets_tf.export import export_saved_model
+from fitnets_tf.harness.export import export_saved_model
 from fitnets_tf.io_utils import atomic_save, atomic_write_json, read_json
 from fitnets_tf.models import FitNetsNetwork, build_network
 from fitnets_tf.models import zoo
@@ -44,11 +44,11 @@ from fitnets_tf.models.spec import INITIALIZERS
 from fitnets_tf.optimizers import OPTIMIZERS, build_optimizer
 from fitnets_tf.precision import TEACHER_PRECISIONS
 from fitnets_tf.regressor import REGRESSOR_KINDS
-from fitnets_tf.report import (add_ratios, add_training_facts, measure_latency, model_row, plot_learning_curves,
+from fitnets_tf.harness.report import (add_ratios, add_training_facts, measure_latency, model_row, plot_learning_curves,
                                write_report)
-from fitnets_tf.run_lock import ModelDirInUseError, RunLock
+from fitnets_tf.harness.run_lock import ModelDirInUseError, RunLock
 from fitnets_tf.schedules import KDLambdaSchedule
-from fitnets_tf.training import accuracy, train_stage
+from fitnets_tf.harness.training import accuracy, train_stage
 
 # A baseline is the FitNet's student trained by one method alone: "ce" (plain backprop) or "kd" (KD alone), from
 # the FitNet's own initial weights; "<method>_glorot" starts the same architecture from Glorot-uniform weights, a

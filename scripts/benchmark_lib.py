@@ -42,7 +42,7 @@ Serving latency (the paper's speed-up column): the teacher and each FitNet are e
 (preprocessing "scale" inside the graph), reloaded with `tf.saved_model.load`, and their `serving_default`
 signature is called with uint8 images at each batch size, interleaved; seconds per image, and the speed-up over
 the teacher beside the ratio of multiplications (`count_multiplications`). Then the same networks as LiteRT files
-(`fitnets_tf.litert`: float32, and full int8 calibrated on random uint8 images, which is enough for timing random
+(`fitnets_tf.harness.litert`: float32, and full int8 calibrated on random uint8 images, which is enough for timing random
 weights), timed through the LiteRT runtime (ai-edge-litert) at batch 1 on ONE thread, interleaved, each speed-up
 against the teacher's file of the same format and paired per round, beside the multiplication ratio.
 
@@ -61,11 +61,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fitnets_tf import litert, losses
+from fitnets_tf import losses
+from fitnets_tf.harness import litert
 from fitnets_tf.data import Preprocessor, build_input, dataset_info, load_splits
 from fitnets_tf.distiller import Distiller, HintPair, global_batch_size
-from fitnets_tf.export import export_saved_model
-from fitnets_tf.litert_classifier import LiteRTClassifier
+from fitnets_tf.harness.export import export_saved_model
+from fitnets_tf.harness.litert_classifier import LiteRTClassifier
 from fitnets_tf.models import build_network
 from fitnets_tf.models.counting import count_multiplications, count_parameters
 from fitnets_tf.models.zoo import get_spec

@@ -3,7 +3,7 @@
 A `.tflite` file takes `images` uint8 [1, H, W, C] (raw pixels, as the SavedModel of `export` does) with the run's
 preprocessing inside, and returns `class_id` int32 [1] and `probabilities` [1, classes] (float32 in the float32
 file; uint8 in the int8 file, probability = value / 256). Run it with `LiteRTClassifier`
-(`fitnets_tf/litert_classifier.py`, NumPy + ai-edge-litert only), which refuses a wrong shape or dtype with a
+(`fitnets_tf/harness/litert_classifier.py`, NumPy + ai-edge-litert only), which refuses a wrong shape or dtype with a
 message naming the expected input: the interpreter itself cannot.
 
 How (measured with TF 2.21 / Keras 3.15, see TF-NOTES): the network is wrapped in a Keras model (uint8 input ->
@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from fitnets_tf.io_utils import atomic_save
-from fitnets_tf.litert_classifier import LiteRTClassifier
+from fitnets_tf.harness.litert_classifier import LiteRTClassifier
 
 FORMATS = ("float32", "int8")
 CALIBRATION_IMAGES = 300
