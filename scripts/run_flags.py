@@ -11,6 +11,7 @@ import sys
 
 from absl import app, flags
 
+from fitnets_tf.errors import with_setting_names
 from fitnets_tf.harness import pipeline
 from fitnets_tf.data import DATASETS, PREPROCESSING_KINDS, DataNotFoundError
 from fitnets_tf.distiller import HINT_MODES
@@ -175,6 +176,11 @@ INTERRUPTED = ("interrupted (Ctrl-C): the checkpoints of every finished epoch ar
                "command to resume.")
 
 
+def as_flags(message):
+    """A library message with each setting it names (`field`) written as the flag that sets it (--field)."""
+    return with_setting_names(message, lambda field: f"--{field}" if field in FLAGS else None)
+
+
 def run_entry(main, directory_flag):
     """Runs a script's `main` under absl: what the user can fix ends in one `error:` line and exit 2 (a setting,
     absent data) or 1 (a damaged checkpoint, a non-finite loss); Ctrl-C in one line saying how to resume (130).
@@ -185,10 +191,10 @@ def run_entry(main, directory_flag):
         refuse_empty_flagfile(sys.argv, pipeline.ConfigError)
         app.run(main)
     except (pipeline.ConfigError, DataNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {as_flags(error)}", file=sys.stderr)
         sys.exit(2)
     except (DamagedCheckpointError, NonFiniteLossError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {as_flags(error)}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         directory = FLAGS[directory_flag].value if FLAGS.is_parsed() else None

@@ -34,6 +34,7 @@ import tensorflow as tf
 
 from fitnets_tf import data as data_lib
 from fitnets_tf.harness import litert, litert_classifier
+from fitnets_tf.errors import ConfigError
 from fitnets_tf.distiller import HINT_MODES, Distiller, HintPair
 from fitnets_tf.harness.export import export_saved_model
 from fitnets_tf.io_utils import atomic_save, atomic_write_json, read_json
@@ -62,10 +63,6 @@ _RUNTIME_KEYS = ("model_dir", "data_dir", "download", "verbose", "latency_runs",
 
 # What a run recorded before a setting existed actually ran with, where that differs from today's default.
 _UNRECORDED_SETTINGS = {"rmsprop_max_scaling": 0.0, "teacher_precision": "float32"}
-
-
-class ConfigError(ValueError):
-    """A setting is invalid; the message names it and what to do instead."""
 
 
 @dataclasses.dataclass(frozen=True)
