@@ -71,6 +71,7 @@ from fitnets_tf.models import build_network
 from fitnets_tf.models.counting import count_multiplications, count_parameters
 from fitnets_tf.models.zoo import get_spec
 from fitnets_tf.optimizers import OPTIMIZERS, build_optimizer
+from fitnets_tf.precision import MIXED_PRECISION, compute_policy
 
 TRAIN_STEPS = ("ce", "hint", "kd", "keras_kd", "truncated_student_step", "hint_cached", "kd_cached")
 FORWARDS = ("teacher_forward", "truncated_teacher_forward")
@@ -78,7 +79,6 @@ STEP_NAMES = TRAIN_STEPS + FORWARDS
 FITNETS_TRAIN_STEPS = ("ce", "hint", "kd")
 XLA_CHOICES = ("both", "on", "off")
 DATA_SOURCES = ("synthetic", "digits")
-MIXED_PRECISION = ("float32", "mixed_bfloat16", "mixed_float16")
 OVERHEAD_LIMIT = 1.10
 PIPELINE_FACTOR = 3.0
 LITERT_INT8_MS_LIMIT = 0.6  # FitNet 1, int8, batch 1, one thread
@@ -98,7 +98,8 @@ class BenchmarkConfig:
         warmup: untimed calls of each candidate after its first (tracing / XLA-compiling) call.
         calls_per_sample: step calls per timed sample (raise it for steps of a few milliseconds).
         xla: "both", "on" or "off": the `jit_compile` settings of the step candidates.
-        mixed_precision: Keras policy; "mixed_float16" is ~100x slower on CPU (no fast float16 kernels) — it is
+        mixed_precision: Keras policy or "auto" (fitnets_tf.precision.compute_policy); "mixed_float16" is ~100x
+            slower on CPU (no fast float16 kernels) — it is
             for GPUs; on CPU use "mixed_bfloat16".
         optimizer, learning_rate: the optimizer of every training step (timing does not depend on the rate;
             small, so that untrained nets stay finite).
@@ -799,7 +800,7 @@ def run_benchmark(config: BenchmarkConfig, log=print):
     """
     config.validate()
     previous_policy = keras.mixed_precision.global_policy().name
-    keras.mixed_precision.set_global_policy(config.mixed_precision)
+    keras.mixed_precision.set_global_policy(compute_policy(config.mixed_precision))
     start = time.perf_counter()
     env = environment()
     try:

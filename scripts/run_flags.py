@@ -15,6 +15,7 @@ from fitnets_tf.errors import with_setting_names
 from fitnets_tf.harness import pipeline
 from fitnets_tf.data import DATASETS, PREPROCESSING_KINDS, DataNotFoundError
 from fitnets_tf.distiller import HINT_MODES
+from fitnets_tf.precision import MIXED_PRECISION
 from fitnets_tf.regressor import REGRESSOR_KINDS
 from fitnets_tf.harness.training import DamagedCheckpointError, NonFiniteLossError
 
@@ -109,7 +110,7 @@ def define_run_flags(student_help, teacher_path_help, export_default):
                         "--mixed_precision: float32, bfloat16, float16, or auto (bfloat16 on CPUs with AVX512-BF16 "
                         "or AMX and on GPUs of compute capability >= 8.0, float16 on 7.x GPUs, else float32).")
     flags.DEFINE_string("mixed_precision", DEFAULT.mixed_precision, f"Compute policy, one of "
-                        f"{', '.join(pipeline.MIXED_PRECISION)}; auto is mixed_float16 when a GPU is visible and float32 "
+                        f"{', '.join(MIXED_PRECISION)}; auto is mixed_float16 when a GPU is visible and float32 "
                         "otherwise (on a CPU mixed_float16 is ~100x slower; mixed_bfloat16 runs there).")
     # outputs
     flags.DEFINE_integer("latency_runs", DEFAULT.latency_runs, "Timed inference runs per model for the report.")

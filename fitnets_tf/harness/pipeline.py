@@ -43,7 +43,7 @@ from fitnets_tf.models import zoo
 from fitnets_tf.models.counting import count_multiplications
 from fitnets_tf.models.spec import INITIALIZERS
 from fitnets_tf.optimizers import OPTIMIZERS, build_optimizer
-from fitnets_tf.precision import TEACHER_PRECISIONS
+from fitnets_tf.precision import MIXED_PRECISION, TEACHER_PRECISIONS, compute_policy
 from fitnets_tf.regressor import REGRESSOR_KINDS
 from fitnets_tf.harness.report import (add_ratios, add_training_facts, measure_latency, model_row, plot_learning_curves,
                                write_report)
@@ -56,7 +56,6 @@ from fitnets_tf.harness.training import accuracy, train_stage
 # reference that trains end to end where the paper's U(-0.005, 0.005) start leaves a deep thin net on a plateau.
 BASELINES = ("ce", "kd", "ce_glorot", "kd_glorot")
 BASELINE_INITIALIZER = "glorot_uniform"
-MIXED_PRECISION = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 # Keys that do not change what a run computes: a rerun may change them and still resume.
 _RUNTIME_KEYS = ("model_dir", "data_dir", "download", "verbose", "latency_runs", "export", "litert_export",
                  "overwrite", "jit_compile", "experiment", "deterministic")
@@ -140,14 +139,6 @@ class RunConfig:
 def _check(condition, flag, message):
     if not condition:
         raise ConfigError(f"--{flag}: {message}")
-
-
-def compute_policy(mixed_precision):
-    """The Keras dtype policy of `--mixed_precision`: "auto" is mixed_float16 when TensorFlow sees a GPU (where it
-    is fast; Keras then scales the loss) and float32 otherwise (mixed_float16 is ~100x slower on a CPU)."""
-    if mixed_precision == "auto":
-        return "mixed_float16" if tf.config.list_logical_devices("GPU") else "float32"
-    return mixed_precision
 
 
 def validate(config: RunConfig):
