@@ -22,7 +22,6 @@ preprocessing -> network -> softmax, argmax), written with `model.export` and co
 import math
 import os
 import tempfile
-import time
 
 import keras
 import numpy as np
@@ -30,6 +29,7 @@ import tensorflow as tf
 
 from fitnets_tf.io_utils import atomic_save
 from fitnets_tf.harness.litert_classifier import LiteRTClassifier
+from fitnets_tf.harness.timing import Candidate, time_interleaved
 
 FORMATS = ("float32", "int8")
 CALIBRATION_IMAGES = 300
@@ -228,7 +228,7 @@ def xnnpack_partitions(path):
 
 
 # ------------------------------------------------------------------------------------------------ measurement
-def measure(artifacts, images, labels, reference_class_ids, rounds=30, calls_per_sample=10, seed=0):
+def measure(artifacts, images, labels, reference_class_ids, rounds=30, calls_per_sample=10):
     """Test accuracy, agreement with the Keras model, file size and batch-1 latency of `.tflite` files, measured
     through the LiteRT runtime (ai-edge-litert) on ONE thread.
 
@@ -261,22 +261,12 @@ def measure(artifacts, images, labels, reference_class_ids, rounds=30, calls_per
         })
         classifiers.append(classifier)
     image = classifier.check(images[:1]) if classifiers else None
-    samples = [[] for _ in classifiers]
-    for _ in range(2):  # warm-up
-        for c in classifiers:
-            c.invoke_one(image)
-    order = list(range(len(classifiers)))
-    rng = np.random.default_rng(seed)
-    for _ in range(rounds):
-        rng.shuffle(order)
-        for i in order:
-            start = time.perf_counter()
-            for _ in range(calls_per_sample):
-                classifiers[i].invoke_one(image)
-            samples[i].append((time.perf_counter() - start) / calls_per_sample * 1e3)
-    for row, row_samples in zip(rows, samples):
-        row["latency_ms_per_image"] = float(np.median(row_samples))
-        row["latency_samples_ms"] = row_samples
+    candidates = [Candidate(str(i), lambda c=c: c.invoke_one(image), 1, calls_per_sample=calls_per_sample)
+                  for i, c in enumerate(classifiers)]
+    timings = time_interleaved(candidates, rounds=rounds, warmup=2)
+    for i, row in enumerate(rows):
+        row["latency_ms_per_image"] = timings[str(i)]["seconds_per_call"] * 1e3
+        row["latency_samples_ms"] = [s * 1e3 for s in timings[str(i)]["samples_s"]]
     return rows
 
 

@@ -1,18 +1,17 @@
 """The paper's trade-off table: accuracy, size, multiplications and measured speed of the teacher and the FitNets."""
 
-import time
 
 import numpy as np
 import tensorflow as tf
 
+from fitnets_tf.harness.timing import Candidate, time_interleaved
 from fitnets_tf.io_utils import atomic_save, atomic_write_json, atomic_write_text
 from fitnets_tf.models.counting import count_multiplications, count_parameters
 
 
 def measure_latency(models, input_shape, batch_sizes=(1, 128), runs=30, warmup=3, seed=0):
-    """Median seconds per IMAGE of each model's inference, per batch size, measured interleaved.
-
-    The models are timed round-robin (one call of each per round) so that machine noise hits them alike; each
+    """Median seconds per IMAGE of each model's inference, per batch size, measured interleaved
+    (`timing.time_interleaved`: one call of each model per round, so that machine noise hits them alike); each
     forward is a traced `tf.function` of `model(x, training=False)` and the result is fetched to the host.
 
     Returns:
@@ -22,18 +21,14 @@ def measure_latency(models, input_shape, batch_sizes=(1, 128), runs=30, warmup=3
     timings = {name: {} for name in models}
     for batch in batch_sizes:
         x = tf.constant(rng.random((batch, *input_shape)).astype("float32"))
-        forwards = {name: tf.function(lambda t, m=m: m(t, training=False)) for name, m in models.items()}
-        for forward in forwards.values():
-            for _ in range(warmup):
-                forward(x).numpy()
-        samples = {name: [] for name in models}
-        for _ in range(runs):
-            for name, forward in forwards.items():
-                start = time.perf_counter()
-                forward(x).numpy()
-                samples[name].append(time.perf_counter() - start)
-        for name in models:
-            timings[name][batch] = float(np.median(samples[name])) / batch
+        candidates = []
+        for name, model in models.items():
+            forward = tf.function(lambda t, m=model: m(t, training=False))
+            candidates.append(Candidate(name, lambda f=forward: f(x).numpy(), batch))
+        for name, result in time_interleaved(candidates, rounds=runs, warmup=warmup).items():
+            if result["error"]:
+                raise RuntimeError(f"timing model '{name}' failed: {result['error']}")
+            timings[name][batch] = result["seconds_per_call"] / batch
     return timings
 
 
