@@ -52,11 +52,40 @@ def choose_regressor(guided_shape, hint_shape):
                      "guided output is flattened and mapped by a fully connected layer")
 
 
-def _refuse(reason, guided, hint, choose):
-    raise ValueError(
-        f"No '{reason[0]}' regressor can map guided layer '{guided[0]}' {tuple(guided[1])} onto hint layer "
-        f"'{hint[0]}' {tuple(hint[1])}: {reason[1]}. {choose}"
-    )
+def regressor_refusal(guided_shape, hint_shape, kind="conv"):
+    """Why a `kind` regressor cannot map the guided shape onto the hint shape, or None when it can.
+
+    The one statement of the regressor's feasibility rules: `build_regressor` refuses exactly these pairs, and the
+    experiment sweeps pair layers by them. "dense" maps any pair; "auto" (`choose_regressor`) always finds one.
+
+    Args:
+        guided_shape, hint_shape: full shapes with a batch axis, e.g. (None, 8, 8, 64) and (None, 16, 16, 96).
+        kind: one of `REGRESSOR_KINDS`.
+    Returns:
+        None, or "<why>. <what to choose instead>.".
+    Raises:
+        ValueError for a kind not in `REGRESSOR_KINDS`.
+    """
+    if kind not in REGRESSOR_KINDS:
+        raise ValueError(f"regressor must be one of {REGRESSOR_KINDS}. Received: regressor={kind!r}")
+    maps = len(guided_shape) == 4 and len(hint_shape) == 4
+    if kind == "resize" and not maps:
+        return "resizing needs a 4-D (batch, H, W, C) map on both sides. Choose regressor='dense' (or 'auto')."
+    if kind not in ("conv", "conv1x1"):
+        return None
+    if not maps:
+        return ("a convolutional regressor needs a 4-D (batch, H, W, C) map on both sides. Choose conv layers for "
+                "both the hint and the guided layer, or regressor='dense'.")
+    kernel = regressor_kernel(guided_shape, hint_shape)
+    if min(kernel) < 1:
+        return ("the hint map is larger than the guided map, so the kernel N_g - N_h + 1 would be "
+                f"{kernel} (the original code refuses this too: it 'needs zero-padding'). Choose an earlier guided "
+                "layer (a larger map) or a deeper hint layer (a smaller map), or regressor='resize' (resize + 1x1 "
+                "conv), regressor='dense' or regressor='auto'.")
+    if kind == "conv1x1" and kernel != (1, 1):
+        return ("a 1x1 regressor keeps the spatial size, and the two maps differ. Choose regressor='conv' (kernel "
+                "N_g - N_h + 1) or layers whose maps have the same size.")
+    return None
 
 
 def build_regressor(
@@ -84,44 +113,22 @@ def build_regressor(
     Raises:
         ValueError naming both layers, their shapes and what to choose instead.
     """
-    if kind not in REGRESSOR_KINDS:
-        raise ValueError(f"regressor must be one of {REGRESSOR_KINDS}. Received: regressor={kind!r}")
+    refusal = regressor_refusal(guided_shape, hint_shape, kind)
+    if refusal is not None:
+        raise ValueError(f"No '{kind}' regressor can map guided layer '{guided_name}' {tuple(guided_shape)} onto hint "
+                         f"layer '{hint_name}' {tuple(hint_shape)}: {refusal}")
     if kind == "auto":
         kind, _ = choose_regressor(guided_shape, hint_shape)
-    guided, hint = (guided_name, guided_shape), (hint_name, hint_shape)
     activation, pieces = nonlinearity
     out_units = int(hint_shape[-1])
 
     inputs = keras.Input(tuple(guided_shape[1:]), name=f"{name}_input")
     if kind in ("conv", "conv1x1"):
-        if len(guided_shape) != 4 or len(hint_shape) != 4:
-            _refuse(
-                (kind, "a convolutional regressor needs a 4-D (batch, H, W, C) map on both sides"),
-                guided, hint,
-                "Choose conv layers for both the hint and the guided layer, or regressor='dense'.",
-            )
         kernel = regressor_kernel(guided_shape, hint_shape)
-        if min(kernel) < 1:
-            _refuse(
-                (kind, "the hint map is larger than the guided map, so the kernel N_g - N_h + 1 would be "
-                       f"{kernel} (the original code refuses this too: it 'needs zero-padding')"),
-                guided, hint,
-                "Choose an earlier guided layer (a larger map) or a deeper hint layer (a smaller map), "
-                "or regressor='resize' (resize + 1x1 conv), regressor='dense' or regressor='auto'.",
-            )
-        if kind == "conv1x1" and kernel != (1, 1):
-            _refuse(
-                (kind, "a 1x1 regressor keeps the spatial size, and the two maps differ"),
-                guided, hint,
-                "Choose regressor='conv' (kernel N_g - N_h + 1) or layers whose maps have the same size.",
-            )
         x = keras.layers.Conv2D(
             out_units * pieces, kernel, padding="valid", kernel_initializer=initializer, name=f"{name}_conv"
         )(inputs)
     elif kind == "resize":
-        if len(guided_shape) != 4 or len(hint_shape) != 4:
-            _refuse(("resize", "resizing needs a 4-D (batch, H, W, C) map on both sides"), guided, hint,
-                    "Choose regressor='dense' (or 'auto').")
         x = keras.layers.Resizing(int(hint_shape[1]), int(hint_shape[2]), interpolation="bilinear",
                                   name=f"{name}_resize")(inputs)
         x = keras.layers.Conv2D(out_units * pieces, 1, kernel_initializer=initializer, name=f"{name}_conv")(x)

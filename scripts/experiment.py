@@ -1,7 +1,7 @@
 """Runs one of the paper's experiment sweeps over seeds: python scripts/experiment.py --experiment=methods
 --sweep_dir=runs/methods_digits --seeds=0,1,2 [--flagfile=flags/experiments/<name>.cfg] [--flag=value ...]
 
-Experiments (see fitnets_tf/harness/experiments.py): "methods" (CE vs KD vs hints+KD on one student, the paper's MNIST
+Experiments (see fitnets_tf/harness/sweeps/): "methods" (CE vs KD vs hints+KD on one student, the paper's MNIST
 table), "depth" (accuracy against student depth at a fixed multiplication budget, per method), "hint_location"
 (guided layer early / middle / late, and two hints at once). Every (cell, seed) is a pipeline run in
 <sweep_dir>/<cell>/seed<k>; the table (<experiment>.md, <experiment>.json) and the plot (<experiment>.png) go to
@@ -18,7 +18,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import flags  # noqa: E402
 
 import run_flags  # noqa: E402  (scripts/run_flags.py)
-from fitnets_tf.harness import experiments, pipeline  # noqa: E402
+from fitnets_tf.errors import ConfigError  # noqa: E402
+from fitnets_tf.harness import experiments  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -46,7 +47,7 @@ def _seeds(values):
     try:
         return tuple(int(v) for v in values)
     except ValueError:
-        raise pipeline.ConfigError(f"--seeds: give integers, e.g. 0,1,2. Received: {','.join(values)}") from None
+        raise ConfigError(f"--seeds: give integers, e.g. 0,1,2. Received: {','.join(values)}") from None
 
 
 def base_config_from_flags():
@@ -64,14 +65,14 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     tf.get_logger().setLevel("ERROR")
     if len(argv) > 1:
-        raise pipeline.ConfigError(f"unexpected arguments {argv[1:]}: every setting is a --flag.")
+        raise ConfigError(f"unexpected arguments {argv[1:]}: every setting is a --flag.")
     if not FLAGS.experiment:
-        raise pipeline.ConfigError(f"--experiment: required, one of {', '.join(experiments.EXPERIMENTS)}.")
+        raise ConfigError(f"--experiment: required, one of {', '.join(experiments.EXPERIMENTS)}.")
     if not FLAGS.sweep_dir:
-        raise pipeline.ConfigError("--sweep_dir: required (the directory that receives the sweep).")
+        raise ConfigError("--sweep_dir: required (the directory that receives the sweep).")
     if FLAGS.experiment == "depth" and FLAGS["student"].present:
-        raise pipeline.ConfigError("--student: the depth experiment sets its students from --depth_budget; drop "
-                                   "--student.")
+        raise ConfigError("--student: the depth experiment sets its students from --depth_budget; drop "
+                          "--student.")
     base = base_config_from_flags()
     sweep_plan = experiments.plan(FLAGS.experiment, base, _seeds(FLAGS.seeds), FLAGS.sweep_dir,
                                   depth_budget=FLAGS.depth_budget, teacher_sharing=FLAGS.teacher_sharing)

@@ -16,6 +16,7 @@ from absl import flags  # noqa: E402
 
 import run_flags  # noqa: E402  (scripts/run_flags.py)
 from fitnets_tf.harness import pipeline  # noqa: E402
+from fitnets_tf.models.builders import layer_reference  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -53,7 +54,7 @@ def _hints(values):
         parts = item.split(":")
         if len(parts) != 2 or not all(parts):
             raise pipeline.ConfigError(f"--hints: {item!r} is not guided:hint (e.g. 11:2 or conv11:conv2).")
-        pairs.append(tuple(int(p) if p.isdigit() else p for p in parts))
+        pairs.append(tuple(layer_reference(p) for p in parts))
     return tuple(pairs)
 
 

@@ -3,7 +3,9 @@ import keras
 import pytest
 
 from fitnets_tf.layers import Maxout
-from fitnets_tf.regressor import build_regressor, choose_regressor, hint_nonlinearity, regressor_kernel
+from fitnets_tf.regressor import (
+    REGRESSOR_KINDS, build_regressor, choose_regressor, hint_nonlinearity, regressor_kernel, regressor_refusal,
+)
 
 
 @pytest.mark.parametrize("guided,hint,kernel", [
@@ -109,3 +111,29 @@ def test_auto_takes_the_paper_rule_where_it_applies_and_says_why(guided, hint, k
 def test_relu6_hint_of_keras_applications():
     assert hint_nonlinearity(keras.layers.ReLU(6.0)) == ("relu6", 1)
     assert hint_nonlinearity(keras.layers.ReLU()) == ("relu", 1)
+
+
+@pytest.mark.parametrize("guided,hint,refused", [
+    ((None, 16, 16, 8), (None, 14, 14, 4), {"conv1x1"}),                    # k = 3: only 1x1 refuses
+    ((None, 8, 8, 8), (None, 8, 8, 4), set()),                              # equal maps: every kind
+    ((None, 8, 8, 8), (None, 14, 14, 4), {"conv", "conv1x1"}),              # hint map larger
+    ((None, 8, 16, 8), (None, 9, 4, 4), {"conv", "conv1x1"}),               # larger on one axis only
+    ((None, 12), (None, 4, 4, 2), {"conv", "conv1x1", "resize"}),           # not a map on one side
+    ((None, 4, 4, 2), (None, 7), {"conv", "conv1x1", "resize"}),
+])
+def test_regressor_refusal_is_none_exactly_where_a_regressor_maps_the_pair(guided, hint, refused):
+    """The one feasibility rule: where it says yes, the built regressor gives the hint's shape; where it says no,
+    build_regressor refuses with the same reason."""
+    for kind in REGRESSOR_KINDS:
+        refusal = regressor_refusal(guided, hint, kind)
+        assert (refusal is not None) == (kind in refused), kind
+        if refusal is None:
+            regressor = build_regressor(guided, hint, kind=kind)
+            assert tuple(regressor(np.ones((1, *guided[1:]), "float32")).shape) == (1, *hint[1:])
+        else:
+            assert refusal.rstrip(".").count(". Choose") == 1  # why, then what to choose
+            with pytest.raises(ValueError) as error:
+                build_regressor(guided, hint, kind=kind)
+            assert refusal in str(error.value)
+    with pytest.raises(ValueError, match="regressor='fc'"):
+        regressor_refusal(guided, hint, "fc")

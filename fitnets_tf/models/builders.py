@@ -17,6 +17,7 @@ given by NAME is taken literally: "conv11" is the map before the pool, "pool2" t
 import re
 
 import keras
+import numpy as np
 
 from fitnets_tf.layers import Maxout
 from fitnets_tf.models.spec import NetSpec
@@ -28,6 +29,7 @@ SOFTMAX_MAX_NORM = 1.9365
 
 _TAP = re.compile(r"^(conv|fc)(\d+)$")
 _POOL = re.compile(r"^pool\d+$")
+_INDEX = re.compile(r"\s*[0-9]+\s*")
 
 
 def _initializer(spec, seed, index):
@@ -127,6 +129,28 @@ def tap_names(model: keras.Model):
     return [name for _, name in sorted(convs)] + [name for _, name in sorted(fcs)] + ["logits"]
 
 
+def paper_index(reference):
+    """The paper's 1-based layer index that `reference` gives, or None when it is not an index.
+
+    The one parser of layer indices: an int (Python or NumPy, not a bool) or a string of ASCII digits ("11",
+    " 11") is an index; anything else (a layer name such as "conv11" or "pool2", a path) is None. The range is not
+    checked here: it depends on the model (`resolve_layer`) or on the layers a caller counts.
+    """
+    if isinstance(reference, bool):
+        return None
+    if isinstance(reference, (int, np.integer)):
+        return int(reference)
+    if isinstance(reference, str) and _INDEX.fullmatch(reference):
+        return int(reference)
+    return None
+
+
+def layer_reference(reference):
+    """`reference` with an index as an int ("11" -> 11, see `paper_index`), a layer name unchanged."""
+    index = paper_index(reference)
+    return reference if index is None else index
+
+
 def resolve_layer(model: keras.Model, layer, role="layer"):
     """Returns the name of `layer`, given as a 1-based paper index (int or digit string) or a layer name.
 
@@ -138,15 +162,14 @@ def resolve_layer(model: keras.Model, layer, role="layer"):
         ValueError naming the model, what was asked and what exists.
     """
     names = tap_names(model)
-    if isinstance(layer, str) and layer.strip().isdigit():
-        layer = int(layer)
-    if isinstance(layer, int) and not isinstance(layer, bool):
-        if not 1 <= layer <= len(names):
+    index = paper_index(layer)
+    if index is not None:
+        if not 1 <= index <= len(names):
             raise ValueError(
-                f"{role} index {layer} does not exist in model '{model.name}': its layers are numbered 1.."
+                f"{role} index {index} does not exist in model '{model.name}': its layers are numbered 1.."
                 f"{len(names)} ({', '.join(names)})."
             )
-        return names[layer - 1]
+        return names[index - 1]
     if layer not in names:
         raise ValueError(
             f"{role} {layer!r} does not exist in model '{model.name}'. Choose an index 1..{len(names)} or one of: "
@@ -172,8 +195,7 @@ def resolve_tap(model: keras.Model, layer, role="layer"):
         if not before:
             raise ValueError(f"{role} {layer!r} of model '{model.name}' follows no conv layer.")
         return before[-1], layer
-    by_index = (isinstance(layer, int) and not isinstance(layer, bool)) or (
-        isinstance(layer, str) and layer.strip().isdigit())
+    by_index = paper_index(layer) is not None
     name = resolve_layer(model, layer, role)
     position = names.index(name)
     if by_index and position + 1 < len(layers) and isinstance(layers[position + 1], keras.layers.MaxPooling2D):

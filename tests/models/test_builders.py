@@ -6,6 +6,7 @@ from fitnets_tf.layers import Maxout
 from fitnets_tf.models import (
     BlockSpec, NetSpec, PoolSpec, build_network, resolve_layer, resolve_tap, tap_names, truncated_model,
 )
+from fitnets_tf.models.builders import layer_reference, paper_index
 
 
 def tiny_spec(**overrides):
@@ -33,6 +34,16 @@ def test_resolve_layer_errors_name_the_model_and_the_range():
         resolve_layer(model, 9, "guided layer")
     with pytest.raises(ValueError, match=r"hint layer 'conv12' does not exist.*conv1, conv2"):
         resolve_layer(model, "conv12", "hint layer")
+
+
+@pytest.mark.parametrize("reference,index", [
+    (11, 11), ("11", 11), (" 2 ", 2), (np.int64(3), 3), ("0", 0),
+    ("conv11", None), ("pool2", None), ("c4", None), ("a/b", None), (True, None), (None, None), ("1.5", None),
+    ("\u00b2", None),  # a superscript two: str.isdigit() says yes, int() refuses it
+])
+def test_paper_index_is_an_int_or_a_string_of_digits(reference, index):
+    assert paper_index(reference) == index
+    assert layer_reference(reference) == (reference if index is None else index)
 
 
 def test_truncated_model_shares_variables_with_the_full_model():
