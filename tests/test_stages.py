@@ -7,7 +7,7 @@ import pytest
 
 from fitnets_tf import Distiller, HintPair, losses
 from fitnets_tf.stages import STAGE_CLASSES, Stage
-from test_distiller import changed, data, snapshot, teacher_and_student
+from tests.test_distiller import changed, data, snapshot, teacher_and_student
 
 
 @pytest.mark.parametrize("stage,names", [
