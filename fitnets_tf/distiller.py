@@ -38,7 +38,7 @@ from fitnets_tf.schedules import KDLambdaSchedule
 from fitnets_tf.stages import STAGE_CLASSES, KDLambdaCallback
 from fitnets_tf.stages.base import float32
 
-STAGES = tuple(STAGE_CLASSES)  # ("hint", "kd", "ce")
+STAGES = tuple(STAGE_CLASSES)  # ("hint", "kd", "ce"); a stage registered later is in STAGE_CLASSES only
 HINT_MODES = ("sequential", "joint")
 # A batch that carries the teacher's outputs (`cache_teacher_outputs`): x = {IMAGES: images, TEACHER_OUTPUTS: (...)}.
 IMAGES = "images"
@@ -220,7 +220,7 @@ class Distiller(SkipSymbolicBuild, keras.Model):
             jit_compile: XLA for the train step: True, False or "auto" (Keras: on for GPU, off on CPU).
         """
         if stage not in STAGE_CLASSES:
-            raise ValueError(f"stage must be one of {STAGES}. Received: stage={stage!r}")
+            raise ValueError(f"stage must be one of {tuple(STAGE_CLASSES)}. Received: stage={stage!r}")
         stage_class = STAGE_CLASSES[stage]
         if stage_class.needs_teacher and self.teacher is None:
             raise ValueError(f"Stage '{stage}' needs a teacher. Construct the Distiller with teacher=...")
