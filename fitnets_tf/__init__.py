@@ -1,7 +1,8 @@
 """fitnets_tf: FitNets (Romero et al., ICLR 2015) in Keras 3 / TensorFlow 2.
 
-Where to look: the hint loss and the KD loss in `losses`, the regressor in `regressor`, the two stages in
-`distiller`, the networks in `models`, the data in `data`, a whole run in `pipeline`.
+Where to look: the hint loss and the KD loss in `losses`, the regressor in `regressor`, one file per stage in
+`stages` (stage 1 `stages/hints.py`, stage 2 `stages/kd.py`, plain cross-entropy `stages/ce.py`), the step they
+share in `distiller`, the networks in `models`, the data in `data`, a whole run in `harness.pipeline`.
 """
 
 from fitnets_tf.distiller import Distiller, HintPair
@@ -9,5 +10,7 @@ from fitnets_tf.layers import Maxout
 from fitnets_tf.losses import hint_loss, kd_loss
 from fitnets_tf.regressor import build_regressor
 from fitnets_tf.schedules import KDLambdaSchedule
+from fitnets_tf.stages import CEStage, HintStage, KDStage, Stage
 
-__all__ = ["Distiller", "HintPair", "KDLambdaSchedule", "Maxout", "build_regressor", "hint_loss", "kd_loss"]
+__all__ = ["CEStage", "Distiller", "HintPair", "HintStage", "KDLambdaSchedule", "KDStage", "Maxout", "Stage",
+           "build_regressor", "hint_loss", "kd_loss"]

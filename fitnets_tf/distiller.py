@@ -1,4 +1,4 @@
-"""The FitNets trainer: stage 1 (hints), stage 2 (knowledge distillation), and the plain-CE baseline.
+"""The FitNets trainer: the step the stages share; each stage is one file in `fitnets_tf/stages/`.
 
     distiller = Distiller(student, teacher, hint_pairs=[HintPair(guided=11, hint=2)], temperature=3.0,
                           kd_lambda=KDLambdaSchedule(4.0, 1.0, 0, 150))
@@ -10,6 +10,11 @@
 Stage 1 differentiates ONLY the student truncated at its guided layer(s) and the regressor(s), against the frozen
 teacher truncated at its hint layer(s); the truncated student shares its variables with the full one, so W*_Guided
 is in the student when stage 2 starts (Algorithm 1, line 3) without any copy. The teacher is never trained.
+
+What each stage trains, needs from the teacher, minimises and logs is in its own file: stage 1 in
+`fitnets_tf/stages/hints.py`, stage 2 in `fitnets_tf/stages/kd.py`, plain cross-entropy in `fitnets_tf/stages/ce.py`.
+This module holds what they share: the models and their settings, the teacher's forward pass (outside the tape, in
+its own precision), the step averaged over the global batch, the optimizer, and teacher-output caching.
 
 Student and teacher may be any Keras models: functional or Sequential (layers by name), with nested models (a path
 "backbone/layer"), keras-hub style `pyramid_outputs`, or subclassed models implementing the intermediate-outputs
@@ -25,13 +30,21 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fitnets_tf import losses, taps
+from fitnets_tf import taps
+from fitnets_tf.keras_workarounds import SkipSymbolicBuild, rank_one_logs
 from fitnets_tf.precision import resolve_teacher_precision, teacher_in_precision
 from fitnets_tf.regressor import build_regressor, choose_regressor, hint_nonlinearity
 from fitnets_tf.schedules import KDLambdaSchedule
+from fitnets_tf.stages import STAGE_CLASSES, KDLambdaCallback
+from fitnets_tf.stages.base import float32
 
-STAGES = ("hint", "kd", "ce")
+STAGES = tuple(STAGE_CLASSES)  # ("hint", "kd", "ce"); a stage registered later is in STAGE_CLASSES only
 HINT_MODES = ("sequential", "joint")
+# A batch that carries the teacher's outputs (`cache_teacher_outputs`): x = {IMAGES: images, TEACHER_OUTPUTS: (...)}.
+IMAGES = "images"
+TEACHER_OUTPUTS = "teacher_outputs"
+
+__all__ = ["Distiller", "HintPair", "KDLambdaCallback", "global_batch_size", "cached_batch", "HINT_MODES", "STAGES"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +64,7 @@ class HintPair:
     regressor: str = "conv"
 
 
-class Distiller(keras.Model):
+class Distiller(SkipSymbolicBuild, keras.Model):
     """A `keras.Model` whose `train_step` runs one FitNets stage; `call` is the student's forward pass.
 
     Args:
@@ -72,6 +85,7 @@ class Distiller(keras.Model):
             that uses it; its outputs are cast to float32 before any loss; the student's own policy is unchanged.
 
     After construction `pair_report` holds, per pair, the resolved references, both shapes, the regressor and why.
+    After `compile`, `current_stage` is the `fitnets_tf.stages.Stage` being trained and `stage` its name.
     """
 
     def __init__(
@@ -107,14 +121,7 @@ class Distiller(keras.Model):
             name="kd_lambda", shape=(), initializer=keras.initializers.Constant(self.kd_lambda_schedule(0)),
             trainable=False,
         )
-        self.image_shape = tuple(
-            input_shape or taps.model_input_shape(student) or (taps.model_input_shape(teacher) if teacher else None)
-            or ()) or None
-        if teacher is not None and self.image_shape is not None:
-            teacher_shape = taps.model_input_shape(teacher)
-            if teacher_shape is not None and tuple(teacher_shape) != self.image_shape:
-                raise ValueError(f"The teacher '{teacher.name}' takes {tuple(teacher_shape)} images but the student "
-                                 f"'{student.name}' takes {self.image_shape}.")
+        self.image_shape = self._image_shape(student, teacher, input_shape)
         # The models' logits: a final softmax is stripped (sharing the variables), see `taps.logits_model`.
         self.student_logits = taps.logits_model(student, "student" if teacher is not None else "model",
                                                 self.image_shape)
@@ -125,56 +132,72 @@ class Distiller(keras.Model):
                                                                              self.image_shape)
         self.pairing = None
         if isinstance(hint_pairs, str):
-            if hint_pairs != "auto":
-                raise ValueError(f"hint_pairs must be HintPairs or 'auto'. Received: hint_pairs={hint_pairs!r}")
-            if teacher is None:
-                raise ValueError("Hint pairs need a teacher. Received: teacher=None")
-            guided, hint, self.pairing = taps.auto_pair(student, teacher, self.image_shape)
-            logger.warning("Automatic hint pair: %s.", self.pairing)
-            hint_pairs = [HintPair(guided, hint, "auto")]
+            hint_pairs = self._auto_pair(hint_pairs)
+        if hint_pairs and teacher is None:
+            raise ValueError("Hint pairs need a teacher. Received: teacher=None")
         self.hint_pairs = []
         self.regressors = []
         self.pair_report = []
         for i, pair in enumerate(hint_pairs):
-            if teacher is None:
-                raise ValueError("Hint pairs need a teacher. Received: teacher=None")
-            guided = taps.resolve(student, pair.guided, "guided layer")
-            hint = taps.resolve(teacher, pair.hint, "hint layer")
-            guided_shape = self._tap_shape(student, guided)
-            hint_shape = self._tap_shape(teacher, hint)
-            kind, reason = pair.regressor, "chosen by the user"
-            if kind == "auto":
-                kind, reason = choose_regressor(guided_shape, hint_shape)
-                logger.warning("Regressor of pair %s <- %s: '%s' (%s).", guided.name, hint.name, kind, reason)
-            self.hint_pairs.append(HintPair(guided.name, hint.name, kind))  # the resolved references
-            self.pair_report.append({
-                "guided": guided.name, "hint": hint.name, "guided_shape": list(guided_shape[1:]),
-                "hint_shape": list(hint_shape[1:]), "regressor": kind, "regressor_reason": reason,
-                "pairing": self.pairing,
-            })
-            self.regressors.append(
-                build_regressor(
-                    guided_shape,
-                    hint_shape,
-                    kind=kind,
-                    nonlinearity=hint_nonlinearity(hint.layer) if hint.layer is not None else ("linear", 1),
-                    guided_name=f"{student.name}/{guided.name}",
-                    hint_name=f"{teacher.name}/{hint.name}",
-                    initializer=keras.initializers.get({
-                        "class_name": regressor_initializer,
-                        "config": {"seed": None if seed is None else seed * 1000 + 900 + i},
-                    }),
-                    name=f"regressor{i + 1}" if len(hint_pairs) > 1 else "regressor",
-                )
-            )
-        self.stage = None
-        self.active_pairs = ()
+            self._add_pair(pair, i, len(hint_pairs), regressor_initializer, seed)
+        self.current_stage = None
         self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.hint_loss_tracker = keras.metrics.Mean(name="hint_loss")
-        self.ce_loss_tracker = keras.metrics.Mean(name="ce_loss")
-        self.kd_loss_tracker = keras.metrics.Mean(name="kd_loss")
-        self.kd_lambda_tracker = keras.metrics.Mean(name="kd_lambda")
-        self.accuracy_metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+    @staticmethod
+    def _image_shape(student, teacher, input_shape):
+        """(H, W, C) from the argument, the student or the teacher; refuses models that disagree."""
+        image_shape = tuple(
+            input_shape or taps.model_input_shape(student) or (taps.model_input_shape(teacher) if teacher else None)
+            or ()) or None
+        if teacher is not None and image_shape is not None:
+            teacher_shape = taps.model_input_shape(teacher)
+            if teacher_shape is not None and tuple(teacher_shape) != image_shape:
+                raise ValueError(f"The teacher '{teacher.name}' takes {tuple(teacher_shape)} images but the student "
+                                 f"'{student.name}' takes {image_shape}.")
+        return image_shape
+
+    def _auto_pair(self, hint_pairs):
+        """hint_pairs="auto": the paper's middle-layer pair (`taps.auto_pair`), as a one-element list."""
+        if hint_pairs != "auto":
+            raise ValueError(f"hint_pairs must be HintPairs or 'auto'. Received: hint_pairs={hint_pairs!r}")
+        if self.teacher is None:
+            raise ValueError("Hint pairs need a teacher. Received: teacher=None")
+        guided, hint, self.pairing = taps.auto_pair(self.student, self.teacher, self.image_shape)
+        logger.warning("Automatic hint pair: %s.", self.pairing)
+        return [HintPair(guided, hint, "auto")]
+
+    def _add_pair(self, pair, i, count, regressor_initializer, seed):
+        """Resolves pair `i` of `count` on both models, chooses and builds its regressor, and reports it."""
+        student, teacher = self.student, self.teacher
+        guided = taps.resolve(student, pair.guided, "guided layer")
+        hint = taps.resolve(teacher, pair.hint, "hint layer")
+        guided_shape = self._tap_shape(student, guided)
+        hint_shape = self._tap_shape(teacher, hint)
+        kind, reason = pair.regressor, "chosen by the user"
+        if kind == "auto":
+            kind, reason = choose_regressor(guided_shape, hint_shape)
+            logger.warning("Regressor of pair %s <- %s: '%s' (%s).", guided.name, hint.name, kind, reason)
+        self.hint_pairs.append(HintPair(guided.name, hint.name, kind))  # the resolved references
+        self.pair_report.append({
+            "guided": guided.name, "hint": hint.name, "guided_shape": list(guided_shape[1:]),
+            "hint_shape": list(hint_shape[1:]), "regressor": kind, "regressor_reason": reason,
+            "pairing": self.pairing,
+        })
+        self.regressors.append(
+            build_regressor(
+                guided_shape,
+                hint_shape,
+                kind=kind,
+                nonlinearity=hint_nonlinearity(hint.layer) if hint.layer is not None else ("linear", 1),
+                guided_name=f"{student.name}/{guided.name}",
+                hint_name=f"{teacher.name}/{hint.name}",
+                initializer=keras.initializers.get({
+                    "class_name": regressor_initializer,
+                    "config": {"seed": None if seed is None else seed * 1000 + 900 + i},
+                }),
+                name=f"regressor{i + 1}" if count > 1 else "regressor",
+            )
+        )
 
     def _tap_shape(self, model, tap):
         """The (None, ...) output shape of one tap (symbolic for functional models, one zero image otherwise)."""
@@ -189,44 +212,27 @@ class Distiller(keras.Model):
 
         Args:
             optimizer: a Keras optimizer (under `mixed_float16` Keras wraps it in a `LossScaleOptimizer`).
-            stage: "hint" (stage 1), "kd" (stage 2) or "ce" (the student alone on cross-entropy).
+            stage: "hint" (stage 1), "kd" (stage 2) or "ce" (the student alone on cross-entropy); the stages are
+                `fitnets_tf.stages.STAGE_CLASSES`.
             pairs: stage "hint" only: indices into `hint_pairs` trained together (their hint losses summed).
                 None trains all pairs jointly; the original code trains them in sequence, one stage per pair:
                 `for i in range(n): compile(stage="hint", pairs=[i]); fit(...)`.
             jit_compile: XLA for the train step: True, False or "auto" (Keras: on for GPU, off on CPU).
         """
-        if stage not in STAGES:
-            raise ValueError(f"stage must be one of {STAGES}. Received: stage={stage!r}")
-        if stage in ("hint", "kd") and self.teacher is None:
+        if stage not in STAGE_CLASSES:
+            raise ValueError(f"stage must be one of {tuple(STAGE_CLASSES)}. Received: stage={stage!r}")
+        stage_class = STAGE_CLASSES[stage]
+        if stage_class.needs_teacher and self.teacher is None:
             raise ValueError(f"Stage '{stage}' needs a teacher. Construct the Distiller with teacher=...")
-        if stage == "hint":
-            if not self.hint_pairs:
-                raise ValueError("Stage 'hint' needs hint_pairs. Received: hint_pairs=()")
-            if not self.regressors:
-                raise ValueError(
-                    "Stage 'hint' cannot run again: the regressors were discarded when stage 2 started "
-                    "(Algorithm 1). Build a new Distiller to repeat stage 1."
-                )
-            pairs = tuple(range(len(self.hint_pairs))) if pairs is None else tuple(pairs)
-            if not pairs or any(not 0 <= i < len(self.hint_pairs) for i in pairs):
-                raise ValueError(
-                    f"pairs must index hint_pairs (0..{len(self.hint_pairs) - 1}). Received: pairs={pairs}"
-                )
-        elif self.regressors:
+        if not stage_class.uses_regressors and self.regressors:
             self.discard_regressors()
-        if stage in ("hint", "kd") and self.teacher_forward is not self.teacher:
+        if stage_class.needs_teacher and self.teacher_forward is not self.teacher:
             # The teacher may have been trained since this Distiller was built (the pipeline builds it first).
             self.teacher_forward.set_weights(self.teacher.get_weights())
+        with self.distribute_strategy.scope():  # the stage's metrics live beside the model's variables
+            current = stage_class(self, pairs=pairs)
         super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
-        self.stage = stage
-        self.active_pairs = pairs if stage == "hint" else ()
-        if stage == "hint":
-            guided = [self.hint_pairs[i].guided for i in pairs]
-            hints = [self.hint_pairs[i].hint for i in pairs]
-            # One multi-output sub-model per side: the shared prefix of several pairs is computed once. Each shares
-            # its model's variables; the guided one holds exactly those its outputs depend on (`taps.tap_model`).
-            self.guided_model = taps.tap_model(self.student, guided, "student_guided", self.image_shape)
-            self.hint_model = taps.tap_model(self.teacher_forward, hints, "teacher_hints", self.image_shape)
+        self.current_stage = current
         if not self.stage_variables:
             raise ValueError(
                 f"Stage '{stage}' has no trainable variables: model '{self.student.name}' is frozen "
@@ -236,54 +242,65 @@ class Distiller(keras.Model):
             self.optimizer.build(self.stage_variables)
 
     def discard_regressors(self):
-        """Algorithm 1, line 3: after stage 1 only W*_Guided is kept; the regressors are dropped."""
+        """Algorithm 1, line 3: after stage 1 only W*_Guided is kept; the regressors are dropped.
+
+        A stage-1 stage compiled before this can no longer train: compile the next stage.
+        """
         self.regressors = []
-        self.active_pairs = ()
+        if self.current_stage is not None and self.current_stage.uses_regressors:
+            self.current_stage = None
+
+    @property
+    def stage(self):
+        """The name of the compiled stage ("hint", "kd", "ce"), or None before `compile`."""
+        return None if self.current_stage is None else self.current_stage.name
 
     @property
     def stage_variables(self):
         """The variables the current stage trains (stage 1: student up to the guided layer(s) + regressor(s))."""
-        if self.stage == "hint":
-            variables = list(self.guided_model.trainable_variables)
-            for i in self.active_pairs:
-                variables += self.regressors[i].trainable_variables
-            return variables
-        return list(self.student.trainable_variables)
+        if self.current_stage is None:
+            return list(self.student.trainable_variables)
+        return self.current_stage.variables
+
+    @property
+    def active_pairs(self):
+        """Stage 1: the indices into `hint_pairs` being trained; () in any other stage."""
+        return getattr(self.current_stage, "pairs", ())
+
+    @property
+    def guided_model(self):
+        """Stage 1: the student truncated at the active guided layer(s), sharing the student's variables."""
+        return self._hint_stage().guided_model
+
+    @property
+    def hint_model(self):
+        """Stage 1: the teacher (in its precision) truncated at the active hint layer(s)."""
+        return self._hint_stage().hint_model
+
+    def _hint_stage(self):
+        if self.stage != "hint":
+            raise AttributeError(f"Only stage 'hint' has truncated models. Received: stage={self.stage!r}")
+        return self.current_stage
 
     @property
     def metrics(self):
-        if self.stage == "hint":
-            return [self.loss_tracker, self.hint_loss_tracker]
-        if self.stage == "kd":
-            return [self.loss_tracker, self.ce_loss_tracker, self.kd_loss_tracker, self.kd_lambda_tracker,
-                    self.accuracy_metric]
-        return [self.loss_tracker, self.ce_loss_tracker, self.accuracy_metric]
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        """Nothing to build: `compile` built the optimizer and the student/teacher/regressors are built models.
-
-        Keras builds symbolically here under a distribution strategy, first averaging a data batch across
-        replicas; under MultiWorkerMirroredStrategy that average fails (PerReplica -> Tensor) in Keras 3.15.
-        """
+        """`loss` (the total, every stage) followed by the current stage's own metrics."""
+        return [self.loss_tracker] + (self.current_stage.metrics if self.current_stage is not None else [])
 
     def call(self, inputs, training=False):
         return self.student_logits(self._split_inputs(inputs)[0], training=training)
 
     # ------------------------------------------------------------------------------------------- the steps
     def teacher_outputs(self, images):
-        """What the current stage needs from the teacher: a tuple of the active hints (stage 1) or (logits,)."""
-        if self.stage == "hint":
-            hints = self.hint_model(images, training=False)
-            outputs = tuple(hints) if isinstance(hints, (list, tuple)) else (hints,)
-        elif self.stage == "kd":
-            outputs = (self.teacher_logits(images, training=False),)
-        else:
-            raise ValueError("Stage 'ce' uses no teacher outputs.")
-        return tuple(tf.cast(t, tf.float32) for t in outputs)  # losses in float32, whatever the teacher ran in
+        """What the current stage needs from the teacher, in float32: the active hints (stage 1) or (logits,)."""
+        if self.current_stage is None or not self.current_stage.needs_teacher:
+            raise ValueError(f"Stage '{self.stage}' uses no teacher outputs.")
+        return float32(self.current_stage.teacher_outputs(images))
 
     def cache_teacher_outputs(self, dataset, batch_size, shuffle_seed=None, repeat=False):
         """Teacher-output caching: runs the teacher ONCE over `dataset` and returns batches of
-        ((images, teacher_outputs), labels) that the train step uses instead of calling the teacher.
+        ({"images": images, "teacher_outputs": (...)}, labels) that the train step uses instead of calling the
+        teacher (`cached_batch` builds one such batch).
 
         Only valid when the inputs are the same every epoch (no augmentation). Call after `compile(stage=...)`:
         the outputs are the current stage's (hints of the active pairs, or logits). Memory: the images plus the
@@ -302,60 +319,40 @@ class Distiller(keras.Model):
             labels.append(y.numpy())
             outputs.append([o.numpy().astype("float32") for o in forward(x)])
         columns = tuple(np.concatenate([o[k] for o in outputs]) for k in range(len(outputs[0])))
-        cached = tf.data.Dataset.from_tensor_slices(((np.concatenate(images), columns), np.concatenate(labels)))
+        labels = np.concatenate(labels)
+        cached = tf.data.Dataset.from_tensor_slices((cached_batch(np.concatenate(images), columns), labels))
         if shuffle_seed is not None:
-            cached = cached.shuffle(len(np.concatenate(labels)), seed=shuffle_seed, reshuffle_each_iteration=True)
+            cached = cached.shuffle(len(labels), seed=shuffle_seed, reshuffle_each_iteration=True)
         if repeat:
             cached = cached.repeat()
         return cached.batch(batch_size, drop_remainder=repeat).prefetch(tf.data.AUTOTUNE)
 
-    def _split_inputs(self, x):
-        """(images, cached teacher outputs or None): batches from `cache_teacher_outputs` carry both."""
-        if isinstance(x, (tuple, list)) and len(x) == 2:
+    @staticmethod
+    def _split_inputs(x):
+        """(images, cached teacher outputs or None). Only a batch marked by `cached_batch` carries outputs.
+
+        Deprecated: `(images, (outputs, ...))`, the second element a tuple or list (not a tensor), is read as
+        cached outputs too; scripts/benchmark_lib.py still builds its cached batches this way.
+        """
+        if isinstance(x, dict) and TEACHER_OUTPUTS in x:
+            return x[IMAGES], tuple(x[TEACHER_OUTPUTS])
+        if isinstance(x, (tuple, list)) and len(x) == 2 and isinstance(x[1], (tuple, list)):
             return x[0], tuple(x[1])
         return x, None
 
     def _teacher_targets(self, x):
-        """(images, the teacher's outputs for this stage or None): cached ones if the batch carries them."""
-        x, cached = self._split_inputs(x)
-        if self.stage == "ce":
-            return x, None
-        return x, tuple(tf.stop_gradient(t) for t in (cached if cached is not None else self.teacher_outputs(x)))
-
-    def _per_example_losses(self, x, y, teacher_targets, training):
-        """Returns (per-example total loss, dict of per-example terms, student logits or None)."""
-        if self.stage == "hint":
-            guided = self.guided_model(x, training=training)
-            guided = guided if isinstance(guided, (list, tuple)) else [guided]
-            total = 0.0
-            for i, g, h in zip(self.active_pairs, guided, teacher_targets):
-                total += losses.hint_loss(h, self.regressors[i](g, training=training), self.hint_spatial_mean)
-            return total, {"hint_loss": total}, None
-        logits = self.student_logits(x, training=training)
-        if self.stage == "ce":
-            ce = losses.cross_entropy(y, logits)
-            return ce, {"ce_loss": ce}, logits
-        total, ce, soft = losses.kd_loss(
-            y, logits, teacher_targets[0], self.temperature, self.kd_lambda, self.tau_squared
-        )
-        return total, {"ce_loss": ce, "kd_loss": soft}, logits
+        """(images, the teacher's outputs for this stage, or () when it needs none): cached ones if the batch
+        carries them, else the teacher's forward pass; never differentiated."""
+        images, cached = self._split_inputs(x)
+        if not self.current_stage.needs_teacher:
+            return images, ()
+        targets = cached if cached is not None else self.teacher_outputs(images)
+        return images, tuple(tf.stop_gradient(t) for t in targets)
 
     def _update_metrics(self, total, terms, y, logits):
         self.loss_tracker.update_state(total)
-        trackers = {"hint_loss": self.hint_loss_tracker, "ce_loss": self.ce_loss_tracker,
-                    "kd_loss": self.kd_loss_tracker}
-        for key, value in terms.items():
-            trackers[key].update_state(value)
-        if self.stage == "kd":
-            self.kd_lambda_tracker.update_state(self.kd_lambda)
-        if logits is not None:
-            self.accuracy_metric.update_state(y, logits)
-        results = {m.name: m.result() for m in self.metrics}
-        if isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
-            # Keras 3.15 averages each worker's logs with strategy.reduce("MEAN", v, axis=0), which needs rank 1.
-            results = {k: tf.reshape(v, [1]) for k, v in results.items()}
-        return results
-
+        self.current_stage.update_metrics(terms, y, logits)
+        return rank_one_logs({m.name: m.result() for m in self.metrics}, self.distribute_strategy)
 
     def train_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
@@ -364,7 +361,7 @@ class Distiller(keras.Model):
         # activations are kept for a backward pass.
         x, teacher_targets = self._teacher_targets(x)
         with tf.GradientTape() as tape:
-            per_example, terms, logits = self._per_example_losses(x, y, teacher_targets, training=True)
+            per_example, terms, logits = self.current_stage.per_example_losses(x, y, teacher_targets, training=True)
             # Mean over the GLOBAL batch: the optimizer sums the replicas' gradients, so one and N replicas make
             # the same update when every replica divides by the global count.
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size(per_example))
@@ -376,17 +373,24 @@ class Distiller(keras.Model):
     def test_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         x, teacher_targets = self._teacher_targets(x)
-        per_example, terms, logits = self._per_example_losses(x, y, teacher_targets, training=False)
+        per_example, terms, logits = self.current_stage.per_example_losses(x, y, teacher_targets, training=False)
         return self._update_metrics(per_example, terms, y, logits)
 
     def fit(self, *args, callbacks=None, **kwargs):
-        """`keras.Model.fit`, with lambda set from the schedule at the start of every epoch of stage "kd"."""
-        if self.stage is None:
+        """`keras.Model.fit`, with the stage's callbacks first (stage "kd": lambda from the schedule each epoch)."""
+        if self.current_stage is None:
             raise RuntimeError("Call compile(optimizer, stage=...) before fit().")
-        callbacks = list(callbacks or [])
-        if self.stage == "kd":
-            callbacks.insert(0, KDLambdaCallback(self))
+        callbacks = [*self.current_stage.callbacks(), *(callbacks or [])]
         return super().fit(*args, callbacks=callbacks, **kwargs)
+
+
+def cached_batch(images, teacher_outputs):
+    """The inputs of a batch that carries the teacher's outputs: {"images": images, "teacher_outputs": tuple}.
+
+    The mark is explicit, so a model's own inputs (a tuple of two tensors for a two-input model) are never taken
+    for cached outputs.
+    """
+    return {IMAGES: images, TEACHER_OUTPUTS: tuple(teacher_outputs)}
 
 
 def global_batch_size(per_example):
@@ -401,14 +405,3 @@ def global_batch_size(per_example):
     if context is not None and context.num_replicas_in_sync > 1:
         local = context.all_reduce(tf.distribute.ReduceOp.SUM, local)
     return tf.cast(local, tf.int32)
-
-
-class KDLambdaCallback(keras.callbacks.Callback):
-    """Sets `distiller.kd_lambda` from its schedule at the beginning of each (absolute, 0-based) epoch."""
-
-    def __init__(self, distiller):
-        super().__init__()
-        self.distiller = distiller
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.distiller.kd_lambda.assign(self.distiller.kd_lambda_schedule(epoch))

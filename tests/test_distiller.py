@@ -217,3 +217,46 @@ def test_cached_teacher_outputs_give_the_same_losses_and_updates(stage):
     for a, b in zip(plain_weights, cached_weights):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
     assert any(not np.allclose(a, b) for a, b in zip(plain_weights, [v.numpy() for v in teacher_and_student(4)[1].weights]))
+
+
+def test_a_two_input_model_is_not_taken_for_cached_teacher_outputs():
+    # Inputs (a, b) of a two-input model: before the batches with cached outputs were marked ({"images": ...,
+    # "teacher_outputs": ...}), any 2-tuple was read as (images, cached outputs) and the model got `a` alone.
+    a_in, b_in = keras.Input((3,), name="a"), keras.Input((2,), name="b")
+    model = keras.Model([a_in, b_in], keras.layers.Dense(CLASSES, name="logits")(
+        keras.layers.Concatenate()([a_in, b_in])), name="two_inputs")
+    rng = np.random.default_rng(0)
+    a, b = rng.random((8, 3)).astype("float32"), rng.random((8, 2)).astype("float32")
+    y = rng.integers(0, CLASSES, 8)
+    distiller = Distiller(model)
+    distiller.compile(keras.optimizers.SGD(0.0), stage="ce")
+    logs = distiller.evaluate((a, b), y, batch_size=8, verbose=0, return_dict=True)
+    kernel, bias = (w.numpy() for w in model.get_layer("logits").weights)
+    logits = np.concatenate([a, b], axis=1) @ kernel + bias
+    log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    assert logs["ce_loss"] == pytest.approx(-log_probs[np.arange(8), y].mean(), rel=1e-5)
+
+
+def test_a_cached_batch_is_marked_by_name():
+    import tensorflow as tf
+    from fitnets_tf.distiller import cached_batch
+
+    teacher, student = teacher_and_student()
+    distiller = Distiller(student, teacher)
+    distiller.compile(keras.optimizers.SGD(0.0), stage="kd")
+    x, y = data(16)
+    batch = next(iter(distiller.cache_teacher_outputs(tf.data.Dataset.from_tensor_slices((x, y)).batch(16), 16)))
+    inputs, labels = batch
+    assert set(inputs) == {"images", "teacher_outputs"}
+    np.testing.assert_array_equal(inputs["images"], x)
+    np.testing.assert_array_equal(labels, y)
+    (logits,) = inputs["teacher_outputs"]
+    np.testing.assert_allclose(logits, np.asarray(teacher(x)), rtol=1e-5, atol=1e-6)
+    # The step reads the outputs the batch carries instead of calling the teacher: made-up ones give their loss.
+    made_up = (10.0 * np.eye(CLASSES, dtype="float32")[(y + 1) % CLASSES],)
+    student_log_probs = np.asarray(keras.ops.log_softmax(np.asarray(student(x)) / 3.0, axis=-1))
+    for outputs, batch in ((logits, inputs), (made_up[0], cached_batch(x, made_up))):
+        distiller.reset_metrics()
+        kd_loss = float(distiller.test_step((batch, labels))["kd_loss"])
+        probs = np.asarray(keras.ops.softmax(outputs / 3.0, axis=-1))
+        assert kd_loss == pytest.approx(-(probs * student_log_probs).sum(axis=1).mean(), rel=1e-5)
