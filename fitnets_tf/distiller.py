@@ -30,7 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fitnets_tf import taps
+from fitnets_tf import taps, xla
 from fitnets_tf.keras_workarounds import SkipSymbolicBuild, rank_one_logs
 from fitnets_tf.precision import resolve_teacher_precision, teacher_in_precision
 from fitnets_tf.regressor import build_regressor, choose_regressor, hint_nonlinearity
@@ -141,6 +141,8 @@ class Distiller(SkipSymbolicBuild, keras.Model):
         for i, pair in enumerate(hint_pairs):
             self._add_pair(pair, i, len(hint_pairs), regressor_initializer, seed)
         self.current_stage = None
+        self.xla_settings = None  # {"student": bool, "teacher": bool or None}, set by compile
+        self._step_parts = None  # (teacher forward, student gradients) when their XLA settings differ
         self.loss_tracker = keras.metrics.Mean(name="loss")
 
     @staticmethod
@@ -207,7 +209,8 @@ class Distiller(SkipSymbolicBuild, keras.Model):
         return tuple(taps.output_shapes(cut, self.image_shape)[0])
 
     # ----------------------------------------------------------------------------------------------- set-up
-    def compile(self, optimizer="rmsprop", stage="kd", pairs=None, jit_compile="auto", **kwargs):
+    def compile(self, optimizer="rmsprop", stage="kd", pairs=None, jit_compile="auto", teacher_jit_compile=None,
+                **kwargs):
         """Prepares one stage; call again (with a fresh optimizer) to move to the next stage.
 
         Args:
@@ -217,7 +220,11 @@ class Distiller(SkipSymbolicBuild, keras.Model):
             pairs: stage "hint" only: indices into `hint_pairs` trained together (their hint losses summed).
                 None trains all pairs jointly; the original code trains them in sequence, one stage per pair:
                 `for i in range(n): compile(stage="hint", pairs=[i]); fit(...)`.
-            jit_compile: XLA for the train step: True, False or "auto" (Keras: on for GPU, off on CPU).
+            jit_compile: XLA for the student's part of the step (forward, loss, gradients): True, False or "auto"
+                (what the benchmark measured faster on this device, `fitnets_tf.xla.XLA_AUTO`).
+            teacher_jit_compile: XLA for the teacher's forward pass, the same choices; None: as `jit_compile`.
+                When the two differ the step runs two functions, the teacher's and the student's, each compiled
+                or not (`xla_settings` records what was chosen); when they agree Keras compiles the whole step.
         """
         if stage not in STAGE_CLASSES:
             raise ValueError(f"stage must be one of {tuple(STAGE_CLASSES)}. Received: stage={stage!r}")
@@ -231,8 +238,14 @@ class Distiller(SkipSymbolicBuild, keras.Model):
             self.teacher_forward.set_weights(self.teacher.get_weights())
         with self.distribute_strategy.scope():  # the stage's metrics live beside the model's variables
             current = stage_class(self, pairs=pairs)
-        super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
+        self.xla_settings = self._xla_settings(stage_class, jit_compile, teacher_jit_compile)
+        split = self.xla_settings["teacher"] not in (None, self.xla_settings["student"])
+        super().compile(optimizer=optimizer, jit_compile=False if split else self.xla_settings["student"], **kwargs)
         self.current_stage = current
+        self._step_parts = None
+        if split:  # one traced function per part, each with its own XLA setting; the optimizer step outside both
+            self._step_parts = (tf.function(self.teacher_outputs, jit_compile=self.xla_settings["teacher"]),
+                                tf.function(self._gradients, jit_compile=self.xla_settings["student"]))
         if not self.stage_variables:
             raise ValueError(
                 f"Stage '{stage}' has no trainable variables: model '{self.student.name}' is frozen "
@@ -240,6 +253,16 @@ class Distiller(SkipSymbolicBuild, keras.Model):
             )
         with self.distribute_strategy.scope():  # optimizer slots live beside their (mirrored) variables
             self.optimizer.build(self.stage_variables)
+
+    def _xla_settings(self, stage_class, jit_compile, teacher_jit_compile):
+        """{"student": bool, "teacher": bool or None (stage without teacher)}: the settings resolved."""
+        distributed = self.distribute_strategy.num_replicas_in_sync > 1
+        student = xla.resolve_jit_compile(jit_compile, "student", distributed)
+        if not stage_class.needs_teacher:
+            return {"student": student, "teacher": None}
+        if teacher_jit_compile is None:
+            return {"student": student, "teacher": student}
+        return {"student": student, "teacher": xla.resolve_jit_compile(teacher_jit_compile, "teacher", distributed)}
 
     def discard_regressors(self):
         """Algorithm 1, line 3: after stage 1 only W*_Guided is kept; the regressors are dropped.
@@ -329,15 +352,9 @@ class Distiller(SkipSymbolicBuild, keras.Model):
 
     @staticmethod
     def _split_inputs(x):
-        """(images, cached teacher outputs or None). Only a batch marked by `cached_batch` carries outputs.
-
-        Deprecated: `(images, (outputs, ...))`, the second element a tuple or list (not a tensor), is read as
-        cached outputs too; scripts/benchmark_lib.py still builds its cached batches this way.
-        """
+        """(images, cached teacher outputs or None). Only a batch marked by `cached_batch` carries outputs."""
         if isinstance(x, dict) and TEACHER_OUTPUTS in x:
             return x[IMAGES], tuple(x[TEACHER_OUTPUTS])
-        if isinstance(x, (tuple, list)) and len(x) == 2 and isinstance(x[1], (tuple, list)):
-            return x[0], tuple(x[1])
         return x, None
 
     def _teacher_targets(self, x):
@@ -357,18 +374,32 @@ class Distiller(SkipSymbolicBuild, keras.Model):
     def train_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         variables = self.stage_variables
-        # The teacher runs before the tape: its (trainable) variables are never watched and none of its
-        # activations are kept for a backward pass.
-        x, teacher_targets = self._teacher_targets(x)
+        if self._step_parts is None:
+            # The teacher runs before the tape: its (trainable) variables are never watched and none of its
+            # activations are kept for a backward pass.
+            x, teacher_targets = self._teacher_targets(x)
+            gradients, per_example, terms, logits = self._gradients(x, y, teacher_targets, global_batch_size(y))
+        else:  # XLA per model: the teacher's forward and the student's part are separately traced functions
+            teacher_forward, student_gradients = self._step_parts
+            x, cached = self._split_inputs(x)
+            teacher_targets = cached if cached is not None else teacher_forward(x)
+            teacher_targets = tuple(tf.stop_gradient(t) for t in teacher_targets)
+            gradients, per_example, terms, logits = student_gradients(x, y, teacher_targets, global_batch_size(y))
+        self.optimizer.apply(gradients, variables)
+        return self._update_metrics(per_example, terms, y, logits)
+
+    def _gradients(self, x, y, teacher_targets, global_count):
+        """The student's part of a step: (gradients of the stage's variables, per-example total, terms, logits).
+
+        `global_count`: the examples of this step over all replicas (`global_batch_size`, counted outside so that
+        this function holds no cross-replica op and compiles with XLA on its own)."""
         with tf.GradientTape() as tape:
             per_example, terms, logits = self.current_stage.per_example_losses(x, y, teacher_targets, training=True)
             # Mean over the GLOBAL batch: the optimizer sums the replicas' gradients, so one and N replicas make
             # the same update when every replica divides by the global count.
-            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size(per_example))
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_count)
             scaled_loss = self.optimizer.scale_loss(loss)
-        gradients = tape.gradient(scaled_loss, variables)
-        self.optimizer.apply(gradients, variables)
-        return self._update_metrics(per_example, terms, y, logits)
+        return tape.gradient(scaled_loss, self.stage_variables), per_example, terms, logits
 
     def test_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)

@@ -70,6 +70,9 @@ flags.DEFINE_enum("xla", _DEFAULT.xla, list(benchmark.XLA_CHOICES), "Time the st
 flags.DEFINE_enum("mixed_precision", _DEFAULT.mixed_precision, list(benchmark.MIXED_PRECISION),
                   "Keras compute policy. mixed_float16 is for GPUs: on this CPU it is about 100x slower per step "
                   "(no fast float16 kernels); mixed_bfloat16 runs at float32 speed.")
+flags.DEFINE_enum("teacher_precision", _DEFAULT.teacher_precision, list(benchmark.TEACHER_PRECISIONS),
+                  "The teacher's precision in the kd_lowp and teacher_forward_lowp candidates (auto: the hardware's "
+                  "native low precision, bfloat16 on CPUs with AVX512-BF16); float32 leaves them out.")
 flags.DEFINE_enum("optimizer", _DEFAULT.optimizer, list(benchmark.OPTIMIZERS), "Optimizer of every training step.")
 flags.DEFINE_float("learning_rate", _DEFAULT.learning_rate, "Learning rate (timing does not depend on it; small "
                    "keeps the untrained nets finite).")
@@ -113,7 +116,7 @@ def config_from_flags():
         teacher=_value("teacher"), student=_value("student"), guided_layer=FLAGS.guided_layer,
         hint_layer=FLAGS.hint_layer, batch_size=_value("batch_size"), rounds=_value("rounds"),
         warmup=_value("warmup"), calls_per_sample=_value("calls_per_sample"), xla=FLAGS.xla,
-        mixed_precision=FLAGS.mixed_precision, optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate,
+        mixed_precision=FLAGS.mixed_precision, teacher_precision=FLAGS.teacher_precision, optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate,
         temperature=FLAGS.temperature, kd_lambda=FLAGS.kd_lambda, data=_value("data"),
         pipeline_examples=FLAGS.pipeline_examples, pipeline_batches=_value("pipeline_batches"),
         preprocessing=FLAGS.preprocessing, crop_padding=FLAGS.crop_padding, flip=FLAGS.flip,

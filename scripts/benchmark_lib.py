@@ -6,6 +6,11 @@ What is measured, in ONE process, on one fixed batch (the first batch of the inp
   hint                       stage 1 (`Distiller` stage "hint"): truncated student + regressor vs the truncated teacher;
   kd                         stage 2 (`Distiller` stage "kd"): student step + teacher forward + KD loss;
   keras_kd                   Keras's own `keras.distillation.Distiller` with `LogitsDistillation` on the same pair;
+  teacher_forward_lowp       the teacher's forward pass in `teacher_precision` (bfloat16 on CPUs with AVX512-BF16),
+                             the copy stage 2 calls with that setting (`fitnets_tf.precision`);
+  kd_lowp                    stage 2 with the teacher in `teacher_precision`;
+  kd_auto                    stage 2 as a run with default settings makes it: teacher_precision "auto" and XLA per
+                             model "auto" for each part (`fitnets_tf.xla`), under Keras's own outer step;
   truncated_student_step     stage 1 without the teacher: the guided sub-model + regressor trained towards a FIXED
                              hint tensor with the same loss, averaging, optimizer and metric update as stage 1;
   truncated_teacher_forward  the teacher up to its hint layer, `training=False`;
@@ -34,6 +39,9 @@ too):
   stage2_overhead:  t(kd) <= 1.10 * (t(ce) + t(teacher_forward));
   stage1_overhead:  t(hint) <= 1.10 * (t(truncated_student_step) + t(truncated_teacher_forward));
   vs_keras_distillation: images/s of kd >= images/s of keras_kd;
+  auto_vs_keras_distillation: images/s of kd_auto >= 1.5 x images/s of keras_kd at its faster XLA setting (the
+                    default stage 2 against Keras's best; with augmentation the teacher cannot be cached, so neither
+                    side uses caching);
   input_pipeline:   input pipeline images/s >= 3 * the fastest training step's images/s (any stage, either XLA
                     setting): the pipeline is never what limits training.
 XLA: for each step, which setting is faster, and by how much (paired per round in the same way).
@@ -64,7 +72,7 @@ import tensorflow as tf
 from fitnets_tf import losses
 from fitnets_tf.harness import litert
 from fitnets_tf.data import Preprocessor, build_input, dataset_info, load_splits
-from fitnets_tf.distiller import Distiller, HintPair, global_batch_size
+from fitnets_tf.distiller import Distiller, HintPair, cached_batch, global_batch_size
 from fitnets_tf.harness.export import export_saved_model
 from fitnets_tf.harness.litert_classifier import LiteRTClassifier
 from fitnets_tf.models import build_network
@@ -72,15 +80,17 @@ from fitnets_tf.models.counting import count_multiplications, count_parameters
 from fitnets_tf.models.zoo import get_spec
 from fitnets_tf.harness.timing import Candidate, time_interleaved
 from fitnets_tf.optimizers import OPTIMIZERS, build_optimizer
-from fitnets_tf.precision import MIXED_PRECISION, compute_policy
+from fitnets_tf.precision import MIXED_PRECISION, TEACHER_PRECISIONS, compute_policy, resolve_teacher_precision
 
-TRAIN_STEPS = ("ce", "hint", "kd", "keras_kd", "truncated_student_step", "hint_cached", "kd_cached")
-FORWARDS = ("teacher_forward", "truncated_teacher_forward")
+TRAIN_STEPS = ("ce", "hint", "kd", "keras_kd", "truncated_student_step", "hint_cached", "kd_cached", "kd_lowp",
+               "kd_auto")
+FORWARDS = ("teacher_forward", "truncated_teacher_forward", "teacher_forward_lowp")
 STEP_NAMES = TRAIN_STEPS + FORWARDS
 FITNETS_TRAIN_STEPS = ("ce", "hint", "kd")
 XLA_CHOICES = ("both", "on", "off")
 DATA_SOURCES = ("synthetic", "digits")
 OVERHEAD_LIMIT = 1.10
+AUTO_VS_KERAS_LIMIT = 1.5  # images/s of the default stage 2 over keras.distillation's at its faster XLA setting
 PIPELINE_FACTOR = 3.0
 LITERT_INT8_MS_LIMIT = 0.6  # FitNet 1, int8, batch 1, one thread
 LITERT_SPEEDUP_FRACTION = 0.75  # FitNet 1 vs teacher, float32: speed-up / multiplication ratio
@@ -102,6 +112,8 @@ class BenchmarkConfig:
         mixed_precision: Keras policy or "auto" (fitnets_tf.precision.compute_policy); "mixed_float16" is ~100x
             slower on CPU (no fast float16 kernels) — it is
             for GPUs; on CPU use "mixed_bfloat16".
+        teacher_precision: the teacher's precision of `kd_lowp` and `teacher_forward_lowp` ("auto": the
+            hardware's native low precision, `fitnets_tf.precision`); float32 leaves those two out.
         optimizer, learning_rate: the optimizer of every training step (timing does not depend on the rate;
             small, so that untrained nets stay finite).
         temperature, kd_lambda: stage 2's tau and lambda (and tau of `LogitsDistillation`).
@@ -130,6 +142,7 @@ class BenchmarkConfig:
     calls_per_sample: int = 1
     xla: str = "both"
     mixed_precision: str = "float32"
+    teacher_precision: str = "auto"
     optimizer: str = "rmsprop"
     learning_rate: float = 1e-4
     temperature: float = 3.0
@@ -162,7 +175,8 @@ class BenchmarkConfig:
             raise ValueError(f"warmup must be an integer >= 0. Received: warmup={self.warmup!r}")
         choices = {"xla": (self.xla, XLA_CHOICES), "data": (self.data, DATA_SOURCES),
                    "optimizer": (self.optimizer, OPTIMIZERS),
-                   "mixed_precision": (self.mixed_precision, MIXED_PRECISION)}
+                   "mixed_precision": (self.mixed_precision, MIXED_PRECISION),
+                   "teacher_precision": (self.teacher_precision, TEACHER_PRECISIONS)}
         for name, (value, allowed) in choices.items():
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}. Received: {name}={value!r}")
@@ -253,6 +267,8 @@ class BenchmarkModels:
     keras_kd: keras.Model
     truncated_student: TruncatedStudentStep
     hint_pair: HintPair
+    kd_lowp: Optional[Distiller]  # None when the teacher precision is float32
+    kd_auto: Distiller
 
 
 def build_models(config: BenchmarkConfig, x, y):
@@ -296,10 +312,22 @@ def build_models(config: BenchmarkConfig, x, y):
     )
     hint_target = tf.constant(_single(hint.hint_model(x, training=False)))
     truncated = TruncatedStudentStep(hint, hint_target, optimizer())
-    for trainer in (ce, hint, kd, keras_kd):
-        trainer.train_step((x, y))
+    kd_lowp = None
+    if resolve_teacher_precision(config.teacher_precision) != "float32":
+        kd_lowp = Distiller(student, teacher, temperature=config.temperature, kd_lambda=config.kd_lambda,
+                            teacher_precision=config.teacher_precision, name="kd_lowp_distiller")
+        kd_lowp.compile(optimizer(), stage="kd", jit_compile=False)
+    # Stage 2 as a run with default settings builds it (RunConfig: teacher_precision, jit_compile and
+    # teacher_jit_compile all "auto").
+    kd_auto = Distiller(student, teacher, temperature=config.temperature, kd_lambda=config.kd_lambda,
+                        teacher_precision="auto", name="kd_auto_distiller")
+    kd_auto.compile(optimizer(), stage="kd", jit_compile="auto", teacher_jit_compile="auto")
+    for trainer in (ce, hint, kd, keras_kd, kd_lowp, kd_auto):
+        if trainer is not None:
+            trainer.train_step((x, y))
     truncated.train_step(x)
-    return BenchmarkModels(teacher, student, ce, hint, kd, keras_kd, truncated, hint.hint_pairs[0])
+    return BenchmarkModels(teacher, student, ce, hint, kd, keras_kd, truncated, hint.hint_pairs[0], kd_lowp,
+                           kd_auto)
 
 
 def step_candidates(models: BenchmarkModels, x, y, xla_settings):
@@ -314,16 +342,20 @@ def step_candidates(models: BenchmarkModels, x, y, xla_settings):
         "truncated_teacher_forward": (lambda a: models.hint.hint_model(a, training=False), (x,)),
         # Teacher-output caching: the same steps fed the teacher's outputs computed once, as the pipeline does
         # when the training images are not augmented (Distiller.cache_teacher_outputs).
-        "hint_cached": (lambda a, h, b: models.hint.train_step(((a, (h,)), b)),
+        "hint_cached": (lambda a, h, b: models.hint.train_step((cached_batch(a, (h,)), b)),
                         (x, tf.constant(_single(models.hint.hint_model(x, training=False))), y)),
-        "kd_cached": (lambda a, t, b: models.kd.train_step(((a, (t,)), b)),
+        "kd_cached": (lambda a, t, b: models.kd.train_step((cached_batch(a, (t,)), b)),
                       (x, tf.constant(models.teacher(x, training=False)), y)),
     }
+    stage2 = ("ce", "teacher_forward", "kd", "keras_kd", "kd_cached")
+    if models.kd_lowp is not None:
+        bodies["kd_lowp"] = (lambda a, b: models.kd_lowp.train_step((a, b)), (x, y))
+        bodies["teacher_forward_lowp"] = (lambda a: models.kd_lowp.teacher_logits(a, training=False), (x,))
+        stage2 += ("kd_lowp", "teacher_forward_lowp")
     batch = int(x.shape[0])
     candidates = []
     # The steps of one target are consecutive in the round (stage 2 and Keras; then stage 1), per XLA setting.
-    for group in (("ce", "teacher_forward", "kd", "keras_kd", "kd_cached"),
-                  ("hint", "truncated_student_step", "truncated_teacher_forward", "hint_cached")):
+    for group in (stage2, ("hint", "truncated_student_step", "truncated_teacher_forward", "hint_cached")):
         for jit in xla_settings:
             for step in group:
                 body, args = bodies[step]
@@ -332,6 +364,14 @@ def step_candidates(models: BenchmarkModels, x, y, xla_settings):
                     f"{step}/{_xla_key(jit)}", traced_call(body, args, jit), batch,
                     info={"step": step, "kind": kind, "xla": jit},
                 ))
+
+    # The default stage 2 under Keras's own outer step setting (off when the parts are split), next to Keras's.
+    auto_jit = bool(models.kd_auto.jit_compile)
+    candidates.insert(len(stage2) * len(xla_settings), Candidate(
+        f"kd_auto/{_xla_key(auto_jit)}",
+        traced_call(lambda a, b: models.kd_auto.train_step((a, b)), (x, y), auto_jit), batch,
+        info={"step": "kd_auto", "kind": "train_step", "xla": auto_jit, "xla_settings": models.kd_auto.xla_settings,
+              "teacher_precision": models.kd_auto.teacher_precision}))
 
     def ce_train_on_batch():
         models.ce.train_on_batch(x, y)  # Returns the logs as Python floats: the step is complete.
@@ -477,6 +517,7 @@ def compute_targets(results, xla_settings):
         },
         "vs_keras_distillation": {"description": "images/s of kd / images/s of keras.distillation >= 1"},
     }
+    targets["auto_vs_keras_distillation"] = auto_vs_keras(results, xla_settings)
     for name, (numerator, denominator) in _RATIO_TERMS.items():
         limit, higher_is_better = _LIMITS[name]
         verdicts = []
@@ -517,6 +558,28 @@ def compute_targets(results, xla_settings):
         "passed": None if ratio is None else bool(ratio >= PIPELINE_FACTOR),
     }
     return targets
+
+
+def auto_vs_keras(results, xla_settings):
+    """The default stage 2 (`kd_auto`) against keras.distillation at its faster XLA setting (by paired ratio):
+    t(keras_kd) / t(kd_auto), paired per round (`paired_ratio`), limit `AUTO_VS_KERAS_LIMIT`."""
+    auto = next((name for name in results if name.startswith("kd_auto/")), None)
+    best = None
+    for jit in xla_settings:
+        ratio = None if auto is None else paired_ratio(results, [f"keras_kd/{_xla_key(jit)}"], [auto])
+        if ratio is not None and (best is None or ratio["ratio"] < best[1]["ratio"]):
+            best = (_xla_key(jit), ratio)
+    entry = {"description": f"images/s of kd_auto / images/s of keras.distillation at its faster XLA setting "
+                            f">= {AUTO_VS_KERAS_LIMIT:g}",
+             "ours": auto, "keras": None if best is None else f"keras_kd/{best[0]}",
+             "xla_settings": None if auto is None else results[auto].get("xla_settings"),
+             "teacher_precision": None if auto is None else results[auto].get("teacher_precision"),
+             "limit": AUTO_VS_KERAS_LIMIT, "ratio": None, "passed": None}
+    if best is not None:
+        entry.update({k: best[1][k] for k in ("ratio", "ratio_per_round", "ratio_of_medians", "ratio_of_minima",
+                                              "ratio_cpu")})
+        entry["passed"] = bool(best[1]["ratio"] >= AUTO_VS_KERAS_LIMIT)
+    return entry
 
 
 def caching_speedups(results, xla_settings):
@@ -832,6 +895,12 @@ def format_report(report):
             trows.append([name, f"vs {target['fastest_training_step']}", _fmt(target["ratio"], ".2f"), "-", "-", "-",
                           f">= {target['limit']:g}", _verdict(target["passed"])])
             continue
+        if name == "auto_vs_keras_distillation":
+            trows.append([name, f"{target['ours']} vs {target['keras']}", _fmt(target["ratio"], ".3f"),
+                          _fmt(target.get("ratio_of_medians"), ".3f"), _fmt(target.get("ratio_of_minima"), ".3f"),
+                          _fmt(target.get("ratio_cpu"), ".3f"), f">= {target['limit']:g}",
+                          _verdict(target["passed"])])
+            continue
         sign = ">=" if name == "vs_keras_distillation" else "<="
         for key in ("xla_off", "xla_on"):
             if key in target:
@@ -841,7 +910,14 @@ def format_report(report):
                               f"{sign} {t['limit']:g}", _verdict(t["passed"])])
     out += ["Targets (decided by the paired wall-time ratio: median over rounds of the same round's ratio)",
             _table(["target", "setting", "paired ratio", "of medians", "of minima", "CPU-time", "limit", "result"],
-                   trows), ""]
+                   trows)]
+    auto = report["targets"].get("auto_vs_keras_distillation") or {}
+    if auto.get("xla_settings"):
+        settings = auto["xla_settings"]
+        out += [f"kd_auto (stage 2 with default settings): teacher in {auto['teacher_precision']}, XLA for the "
+                f"student's part {'on' if settings['student'] else 'off'}, for the teacher's forward "
+                f"{'on' if settings['teacher'] else 'off'}"]
+    out += [""]
     xrows = [[step, _fmt(e["xla_off_s"] and 1e3 * e["xla_off_s"], ".1f"),
               _fmt(e["xla_on_s"] and 1e3 * e["xla_on_s"], ".1f"), e["faster"] or "-", _fmt(e["xla_speedup"], ".2f"),
               _fmt(e["xla_speedup_cpu"], ".2f")]

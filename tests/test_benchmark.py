@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 import benchmark_lib as benchmark  # scripts/benchmark_lib.py (pytest puts scripts/ on the path)
+from fitnets_tf.precision import resolve_teacher_precision
+from fitnets_tf.xla import resolve_jit_compile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "benchmark.py")
@@ -109,6 +111,34 @@ def test_targets_are_the_paired_ratios_of_the_measurements(tiny_report):
     assert pipe["ratio"] == pytest.approx(m["input_pipeline"]["images_per_second"] / fastest)
     assert pipe["limit"] == 3.0 and pipe["passed"] is (pipe["ratio"] >= 3.0)
     assert set(pipe["ratio_per_stage"]) == {"ce", "hint", "kd"}
+
+
+def test_low_precision_teacher_and_default_stage2_are_measured(tiny_report):
+    report, _ = tiny_report
+    m = report["measurements"]
+    assert report["config"]["teacher_precision"] == "auto"
+    lowp = resolve_teacher_precision("auto") != "float32"
+    for step in ("kd_lowp", "teacher_forward_lowp"):
+        assert (f"{step}/xla_off" in m) is lowp and (f"{step}/xla_on" in m) is lowp
+    (auto_name,) = [name for name in m if name.startswith("kd_auto/")]
+    auto = m[auto_name]
+    assert auto["error"] is None and _positive(auto["seconds_per_call"])
+    assert auto["xla_settings"] == {"student": resolve_jit_compile("auto", "student"),
+                                    "teacher": resolve_jit_compile("auto", "teacher")}
+    assert auto["teacher_precision"] == resolve_teacher_precision("auto")
+    # Keras's outer step is compiled only when both parts are: split parts compile themselves.
+    assert auto["xla"] is (auto["xla_settings"]["student"] and auto["xla_settings"]["teacher"])
+
+
+def test_auto_vs_keras_is_the_paired_ratio_against_keras_at_its_faster_setting(tiny_report):
+    report, stdout = tiny_report
+    target = report["targets"]["auto_vs_keras_distillation"]
+    ratios = {key: paired(report, [f"keras_kd/{key}"], [target["ours"]]) for key in ("xla_off", "xla_on")}
+    faster_keras = min(ratios, key=ratios.get)  # the smallest t(keras) / t(ours): Keras at its best
+    assert target["keras"] == f"keras_kd/{faster_keras}"
+    assert target["ratio"] == pytest.approx(ratios[faster_keras])
+    assert target["limit"] == 1.5 and target["passed"] is (target["ratio"] >= 1.5)
+    assert "auto_vs_keras_distillation" in stdout and "kd_auto (stage 2 with default settings)" in stdout
 
 
 def test_xla_comparison_names_the_faster_setting(tiny_report):

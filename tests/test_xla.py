@@ -1,0 +1,58 @@
+"""XLA per model: each part of a step resolved on its own, and a step split in two computes what the whole step does."""
+
+import keras
+import numpy as np
+import pytest
+
+from fitnets_tf import Distiller, HintPair
+from fitnets_tf import xla
+from tests.test_distiller import changed, data, snapshot, teacher_and_student
+
+
+def test_auto_follows_the_measured_table_and_is_off_under_distribution(monkeypatch):
+    monkeypatch.setattr(xla, "device_type", lambda: "CPU")
+    assert xla.resolve_jit_compile("auto", "teacher") is xla.XLA_AUTO["CPU"]["teacher"]
+    assert xla.resolve_jit_compile("auto", "student") is xla.XLA_AUTO["CPU"]["student"]
+    monkeypatch.setattr(xla, "device_type", lambda: "GPU")
+    assert xla.resolve_jit_compile("auto", "teacher") is True
+    assert xla.resolve_jit_compile("auto", "student", distributed=True) is False
+    assert xla.resolve_jit_compile(True, "teacher", distributed=True) is True  # an explicit choice is kept
+
+
+@pytest.mark.parametrize("setting,part", [("yes", "student"), (1, "student"), (True, "regressor")])
+def test_bad_settings_are_refused_by_name(setting, part):
+    with pytest.raises(ValueError, match="jit_compile|part"):
+        xla.resolve_jit_compile(setting, part)
+
+
+def _trained_once(stage, jit_compile, teacher_jit_compile, x, y):
+    teacher, student = teacher_and_student(seed=3)
+    distiller = Distiller(student, teacher, hint_pairs=[HintPair(guided=4, hint=2)], temperature=2.0, kd_lambda=2.0,
+                          seed=0)
+    distiller.compile(keras.optimizers.SGD(0.1), stage=stage, jit_compile=jit_compile,
+                      teacher_jit_compile=teacher_jit_compile)
+    before = snapshot(teacher)
+    logs = distiller.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False).history
+    assert changed(before, teacher) == set()  # the teacher never moves, split or not
+    trained = student if stage == "kd" else distiller.guided_model
+    return distiller, [w.numpy() for w in trained.weights], logs
+
+
+@pytest.mark.parametrize("stage", ["hint", "kd"])
+def test_a_split_step_trains_like_the_whole_step(stage):
+    x, y = data(n=32, seed=1)
+    whole, whole_weights, whole_logs = _trained_once(stage, False, None, x, y)
+    split, split_weights, split_logs = _trained_once(stage, True, False, x, y)
+    assert whole.xla_settings == {"student": False, "teacher": False} and whole._step_parts is None
+    assert split.xla_settings == {"student": True, "teacher": False} and split._step_parts is not None
+    assert not split.jit_compile  # Keras's outer step is not compiled: each part decides for itself
+    for a, b in zip(whole_weights, split_weights):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(whole_logs["loss"], split_logs["loss"], rtol=1e-4)
+
+
+def test_stage_without_teacher_records_no_teacher_setting():
+    _, student = teacher_and_student()
+    distiller = Distiller(student)
+    distiller.compile(keras.optimizers.SGD(0.1), stage="ce", jit_compile=False, teacher_jit_compile=True)
+    assert distiller.xla_settings == {"student": False, "teacher": None} and distiller._step_parts is None
