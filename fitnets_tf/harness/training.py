@@ -21,6 +21,7 @@ import signal
 import threading
 import time
 
+from absl import logging
 import keras
 import numpy as np
 import tensorflow as tf
@@ -134,8 +135,8 @@ def restore_newest_readable(checkpoint, manager, stage_dir, name, strict=True):
         except Exception as error:  # TensorFlow raises IndexError, DataLossError, NotFoundError, ... for a bad file
             moved = _move_aside(prefix, stage_dir)
             skipped.append(f"{os.path.basename(prefix)} ({_first_line(error)})")
-            print(f"[fitnets] {name}: skipped checkpoint {prefix}: unreadable ({_first_line(error)}); its files "
-                  f"were moved to {moved}", flush=True)
+            logging.warning("[fitnets] %s: skipped checkpoint %s: unreadable (%s); its files were moved to %s", name,
+                            prefix, _first_line(error), moved)
     if not skipped:
         return manager, restored
     if restored is None:
@@ -151,7 +152,7 @@ def restore_newest_readable(checkpoint, manager, stage_dir, name, strict=True):
         stage_dir, restored, remaining, save_relative_paths=True,
         all_model_checkpoint_timestamps=[stamps[p] for p in remaining] if all(p in stamps for p in remaining)
         else None, last_preserved_timestamp=state.last_preserved_timestamp)
-    print(f"[fitnets] {name}: resuming from {restored}, the newest readable checkpoint", flush=True)
+    logging.info("[fitnets] %s: resuming from %s, the newest readable checkpoint", name, restored)
     return tf.train.CheckpointManager(checkpoint, stage_dir, max_to_keep=MAX_TO_KEEP), restored
 
 
@@ -323,8 +324,8 @@ def train_stage(
         return done
     if finished:  # its final checkpoint was damaged: train the epochs after the restored one again
         os.remove(done_path)
-        print(f"[fitnets] {name}: the stage had finished, but its final checkpoint was unreadable; training its "
-              "last epochs again", flush=True)
+        logging.warning("[fitnets] %s: the stage had finished, but its final checkpoint was unreadable; training "
+                        "its last epochs again", name)
     initial_epoch = int(epoch_var.numpy()) if restored else 0
     history = read_json(history_path, {}) if initial_epoch else {}
     history = {k: v[:initial_epoch] for k, v in history.items()}
@@ -348,7 +349,7 @@ def train_stage(
             train_data = train_data.skip(initial_epoch * steps_per_epoch)
         if verbose:
             resumed = f" (resuming at epoch {initial_epoch})" if initial_epoch else ""
-            print(f"[fitnets] {name}: stage '{stage}', {epochs} epochs{resumed}", flush=True)
+            logging.info("[fitnets] %s: stage '%s', %d epochs%s", name, stage, epochs, resumed)
         with interrupts_remembered() as stage_callback.interrupts:
             distiller.fit(
                 train_data,
