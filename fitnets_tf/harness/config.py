@@ -173,6 +173,11 @@ def _validate_networks(config):
         if getattr(config, f"{role}_path") is None:
             check(getattr(config, role) in names, role, f"unknown architecture {getattr(config, role)!r}. Choose "
                   f"one of: {', '.join(names)}, or give `{role}_path`.")
+    for b in config.baselines:
+        check(b in BASELINES, "baselines", f"unknown baseline {b!r}. Choose from: {', '.join(BASELINES)}.")
+        check(not (b.endswith("_glorot") and config.student_path), "baselines",
+              f"{b!r} re-initialises a zoo architecture; a `student_path` student starts from its saved weights. "
+              "Use ce or kd with `student_path`.")
     if config.teacher_path is not None:
         check(os.path.isfile(config.teacher_path), "teacher_path",
               f"no file at {config.teacher_path!r}. Give a teacher saved as .keras (e.g. a previous run's "
@@ -189,11 +194,6 @@ def _validate_networks(config):
     check(config.teacher_precision in TEACHER_PRECISIONS, "teacher_precision",
           f"choose one of {', '.join(TEACHER_PRECISIONS)}. Received: {config.teacher_precision!r}")
     check(config.mixed_precision in MIXED_PRECISION, "mixed_precision", f"choose one of {', '.join(MIXED_PRECISION)}.")
-    for b in config.baselines:
-        check(b in BASELINES, "baselines", f"unknown baseline {b!r}. Choose from: {', '.join(BASELINES)}.")
-        check(not (b.endswith("_glorot") and config.student_path), "baselines",
-              f"{b!r} re-initialises a zoo architecture; a `student_path` student starts from its saved weights. "
-              "Use ce or kd with `student_path`.")
 
 
 def _validate_training(config):
