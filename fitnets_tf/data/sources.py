@@ -166,8 +166,8 @@ def _fashion_mnist_splits(info, data_dir, download, validation_size):
                     "Fashion-MNIST was not found: no IDX files (train-images-idx3-ubyte[.gz] and the three others) "
                     f"in {data_dir or DEBIAN_FASHION_MNIST_DIR!r}, and no TFDS-prepared 'fashion_mnist'. Either "
                     "install them offline with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu, as root; "
-                    f"files land in {DEBIAN_FASHION_MNIST_DIR}) or set `data_dir` to a directory holding the four IDX files; "
-                    "or set `download` to let TFDS fetch it (needs internet)."
+                    f"files land in {DEBIAN_FASHION_MNIST_DIR}) or set `data_dir` to a directory holding the four "
+                    "IDX files; or set `download` to let TFDS fetch it (needs internet)."
                 ) from error
     return _array_splits(info, load_idx_split(source, "train"), load_idx_split(source, "test"), validation_size)
 
