@@ -489,3 +489,31 @@ def test_a_run_in_a_path_with_spaces_replays_from_its_quoted_line_and_files_foll
                            cwd=ROOT)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "kept its results.json" in again.stderr
+
+
+def test_the_scripts_show_the_librarys_progress_and_keep_other_libraries_info_hidden():
+    """The library logs its progress through absl at INFO; the command line shows those lines on stderr, and only
+    those of the INFO lines (TFDS and others log at INFO too); warnings show from everywhere."""
+    import logging as std_logging
+
+    from absl import logging
+
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    import run_flags
+
+    handler = logging.get_absl_handler()
+    filters, verbosity = list(handler.filters), logging.get_verbosity()
+    ours = os.path.join(ROOT, "fitnets_tf", "harness", "training.py")
+    theirs = os.path.join(os.path.dirname(std_logging.__file__), "elsewhere.py")
+
+    def shown(path, level):
+        return bool(handler.filter(std_logging.LogRecord("absl", level, path, 1, "a line", None, None)))
+
+    try:
+        run_flags.show_library_progress()
+        assert logging.get_verbosity() == logging.INFO
+        assert shown(ours, std_logging.INFO) and not shown(theirs, std_logging.INFO)
+        assert shown(theirs, std_logging.WARNING) and shown(ours, std_logging.WARNING)
+    finally:
+        handler.filters[:] = filters
+        logging.set_verbosity(verbosity)
