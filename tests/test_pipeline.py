@@ -1,4 +1,5 @@
-"""pipeline.run in-process: the paper's tune-then-retrain protocol and configuration errors."""
+"""pipeline.run in-process: the paper's tune-then-retrain protocol, a refused cache, and an Experiment that is
+complete once built."""
 
 import json
 import os
