@@ -364,7 +364,7 @@ def auto_pair(student, teacher, input_shape):
     for role, model, taps in (("teacher", teacher, teacher_taps), ("student", student, student_taps)):
         if not taps:
             raise ValueError(f"automatic pairing: the {role} '{model.name}' exposes no 4-D intermediate output. "
-                             "Give the pair explicitly (HintPair / --hints=guided:hint).")
+                             "Give the pair explicitly (HintPair, or `hints` as guided:hint pairs).")
     hint, hint_shape = teacher_taps[(len(teacher_taps) - 1) // 2]
     middle = (len(student_taps) - 1) // 2
     fits = [i for i, (_, s) in enumerate(student_taps) if s[1] >= hint_shape[1] and s[2] >= hint_shape[2]]

@@ -91,12 +91,10 @@ def config_from_flags():
 
 
 def main(argv):
-    from absl import logging
-
     import tensorflow as tf
 
-    logging.set_verbosity(logging.WARNING)
     tf.get_logger().setLevel("ERROR")
+    run_flags.show_library_progress()
     if len(argv) > 1:
         raise pipeline.ConfigError(f"unexpected arguments {argv[1:]}: every setting is a --flag.")
     from fitnets_tf.io_utils import atomic_write_text

@@ -2,15 +2,21 @@
 
 Both scripts describe pipeline runs, so the flags that map onto `pipeline.RunConfig` are defined once, here; each
 script adds its own (run.py: model_dir, hints, seed, scale-out; experiment.py: sweep_dir, seeds, the experiment).
-Closed sets are plain strings checked by `pipeline.validate`, which names the flag and the choices in one line.
+Closed sets are plain strings checked by `pipeline.validate`, which names the setting and the choices in one line.
+
+The library names a setting by its config field (`data_dir`) and logs its progress through absl logging; this
+module is where those meet the command line: `as_flags` writes each field a message names as its flag (--data_dir),
+and `show_library_progress` shows the library's progress lines.
 """
 
+import logging as std_logging
 import os
 import shlex
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
+import fitnets_tf
 from fitnets_tf.errors import with_setting_names
 from fitnets_tf.harness import pipeline
 from fitnets_tf.data import DATASETS, PREPROCESSING_KINDS, DataNotFoundError
@@ -180,6 +186,17 @@ INTERRUPTED = ("interrupted (Ctrl-C): the checkpoints of every finished epoch ar
 def as_flags(message):
     """A library message with each setting it names (`field`) written as the flag that sets it (--field)."""
     return with_setting_names(message, lambda field: f"--{field}" if field in FLAGS else None)
+
+
+def show_library_progress():
+    """Shows on stderr what the library logs at INFO (a stage starting or resuming, the hint pairs, a kept
+    results.json), while other libraries' INFO (TFDS, ...) stays hidden; warnings and errors show as usual.
+
+    Call it in a script's `main` (absl sets the logging up in `app.run`)."""
+    package = os.path.dirname(os.path.abspath(fitnets_tf.__file__)) + os.sep
+    logging.set_verbosity(logging.INFO)
+    logging.get_absl_handler().addFilter(
+        lambda record: record.levelno >= std_logging.WARNING or os.path.abspath(record.pathname).startswith(package))
 
 
 def run_entry(main, directory_flag):

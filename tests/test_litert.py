@@ -169,7 +169,7 @@ def test_a_mixed_precision_model_is_converted_in_float32():
     (("baseline_kd", "int8"), "'baseline_kd' is not trained by this run"),
 ])
 def test_litert_export_settings_are_checked(tmp_path, tokens, message):
-    with pytest.raises(pipeline.ConfigError, match=f"--litert_export: .*{message}"):
+    with pytest.raises(pipeline.ConfigError, match=f"`litert_export`: .*{message}"):
         pipeline.validate(pipeline.RunConfig(model_dir=str(tmp_path), litert_export=tokens, baselines=("ce",)))
     pipeline.validate(pipeline.RunConfig(model_dir=str(tmp_path), litert_export=()))
 

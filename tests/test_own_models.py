@@ -3,6 +3,7 @@ nested in the user's model (softmax-ending), a functional student saved untraine
 
 import dataclasses
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -64,24 +65,25 @@ def test_data_teacher_and_student_shapes_that_disagree_are_refused_in_one_line_b
     with pytest.raises(pipeline.ConfigError) as error:
         pipeline.run(config)
     message = str(error.value)
-    assert "\n" not in message and message.startswith("--student_path:")
-    for part in ("takes (32, 32, 3) images", f"has (32, 32, 3) images", "takes (24, 24, 3) images", "--image_size"):
+    assert "\n" not in message and message.startswith("`student_path`:")
+    for part in ("takes (32, 32, 3) images", f"has (32, 32, 3) images", "takes (24, 24, 3) images", "`image_size`"):
         assert part in message, message
     assert not (tmp_path / "run").exists()
     # The same student on images resized to its size: now the teacher disagrees.
     config = pipeline.RunConfig(model_dir=str(tmp_path / "run"), dataset=data, image_size=24, teacher_path=teacher,
                                 student_path=student, **TINY)
-    with pytest.raises(pipeline.ConfigError, match=r"^--teacher_path: .*\(32, 32, 3\).*\(24, 24, 3\)"):
+    with pytest.raises(pipeline.ConfigError, match=r"^`teacher_path`: .*\(32, 32, 3\).*\(24, 24, 3\)"):
         pipeline.run(config)
 
 
 @pytest.mark.slow
-def test_a_run_with_a_nested_softmax_teacher_a_saved_student_and_a_folder(tmp_path, capsys):
+def test_a_run_with_a_nested_softmax_teacher_a_saved_student_and_a_folder(tmp_path, caplog):
     data = write_images(tmp_path / "images")
     teacher_path = save_teacher(tmp_path / "teacher.keras")
     student_path = save_student(tmp_path / "student.keras")
     teacher_before = [w.copy() for w in keras.saving.load_model(teacher_path).get_weights()]
     model_dir = tmp_path / "run"
+    caplog.set_level(logging.INFO, logger="absl")
     rows = pipeline.run(pipeline.RunConfig(model_dir=str(model_dir), dataset=data, teacher_path=teacher_path,
                                            student_path=student_path, **TINY))
     assert {r["model"] for r in rows} == {"teacher", "fitnet", "baseline_ce"}
@@ -92,7 +94,7 @@ def test_a_run_with_a_nested_softmax_teacher_a_saved_student_and_a_folder(tmp_pa
     assert "middle" in detail["pairing"] and detail["regressor"] in ("conv", "resize")
     assert results["hint_pairs"] == [{"guided": detail["guided"], "hint": detail["hint"],
                                       "regressor": detail["regressor"]}]
-    assert "[fitnets] hint pair: guided" in capsys.readouterr().out
+    assert "[fitnets] hint pair: guided" in caplog.text  # logged (absl) for the user
     # The baseline started from the saved student's weights, like the FitNet; the teacher file is untouched.
     assert rows[0]["architecture"] == "my_teacher"
     for a, b in zip(teacher_before, keras.saving.load_model(teacher_path).get_weights()):
@@ -124,11 +126,11 @@ def test_dataset_flag_takes_tfds_names_and_folders_and_names_what_is_wrong(tmp_p
     pipeline.validate(pipeline.RunConfig(model_dir=str(tmp_path), dataset="kmnist"))
     pipeline.validate(pipeline.RunConfig(model_dir=str(tmp_path), dataset="rock_paper_scissors", image_size=32))
     pipeline.validate(pipeline.RunConfig(model_dir=str(tmp_path), dataset=write_images(tmp_path / "i", per_class=1)))
-    with pytest.raises(pipeline.ConfigError, match=r"^--dataset: unknown dataset 'folder:/nowhere'.*no such directory"):
+    with pytest.raises(pipeline.ConfigError, match=r"^`dataset`: unknown dataset 'folder:/nowhere'.*no such directory"):
         pipeline.validate(pipeline.RunConfig(model_dir=str(tmp_path), dataset="folder:/nowhere"))
-    with pytest.raises(pipeline.ConfigError, match=r"^--student_path: no file at"):
+    with pytest.raises(pipeline.ConfigError, match=r"^`student_path`: no file at"):
         pipeline.validate(pipeline.RunConfig(model_dir=str(tmp_path), student_path=str(tmp_path / "absent.keras")))
-    with pytest.raises(pipeline.ConfigError, match=r"^--image_size: must be >= 1"):
+    with pytest.raises(pipeline.ConfigError, match=r"^`image_size`: must be >= 1"):
         pipeline.validate(pipeline.RunConfig(model_dir=str(tmp_path), image_size=0))
 
 

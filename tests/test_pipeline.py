@@ -1,4 +1,5 @@
-"""pipeline.run in-process: the paper's tune-then-retrain protocol and configuration errors."""
+"""pipeline.run in-process: the paper's tune-then-retrain protocol, a refused cache, and an Experiment that is
+complete once built."""
 
 import json
 import os
@@ -40,36 +41,10 @@ def test_retrain_on_train_plus_validation_for_the_epochs_the_tuning_run_chose(tm
     assert {r["model"] for r in rows} == {"teacher", "fitnet", "baseline_ce"}
 
 
-def test_retrain_needs_a_finished_run_and_no_validation_split(tmp_path):
-    with pytest.raises(pipeline.ConfigError, match="--retrain_from: .* holds no finished run"):
-        pipeline.validate(pipeline.RunConfig(model_dir=str(tmp_path), retrain_from=str(tmp_path), validation_size=0))
-    os.makedirs(tmp_path / "checkpoints")
-    with pytest.raises(pipeline.ConfigError, match="--retrain_from: .*--validation_size=0"):
-        pipeline.validate(pipeline.RunConfig(model_dir=str(tmp_path), retrain_from=str(tmp_path)))
-
-
-@pytest.mark.parametrize("overrides,message", [
-    (dict(cache_teacher_outputs="maybe"), "--cache_teacher_outputs: choose auto, true or false"),
-    (dict(optimizer="lbfgs"), "--optimizer: choose one of rmsprop, adam, sgd"),
-    (dict(baselines=("ce", "fitnet")), "--baselines: unknown baseline 'fitnet'"),
-    (dict(batch_size=0), "--batch_size: must be >= 1"),
-    (dict(patience=-3), "--patience: must be an integer >= 0"),
-    (dict(mixed_precision="float8"), "--mixed_precision: choose one of"),
-    (dict(teacher_precision="int4"), "--teacher_precision: choose one of auto, float32, bfloat16, float16"),
-    (dict(rmsprop_max_scaling=-1.0), "--rmsprop_max_scaling: must be >= 0"),
-    (dict(train_size=0), "--train_size: must be a whole number of images >= 1"),
-    (dict(teacher_patience=-1), "--teacher_patience: must be an integer >= 0"),
-    (dict(baselines=("ce_glorot",), student_path="x.keras"), "--baselines: 'ce_glorot' re-initialises a zoo"),
-])
-def test_config_errors_name_the_flag(tmp_path, overrides, message):
-    with pytest.raises(pipeline.ConfigError, match=message):
-        pipeline.validate(pipeline.RunConfig(model_dir=str(tmp_path), **overrides))
-
-
 def test_cache_teacher_outputs_true_with_augmentation_is_refused(tmp_path):
     config = pipeline.RunConfig(model_dir=str(tmp_path / "r"), dataset="digits", crop_padding=1,
                                 cache_teacher_outputs="true", **{**TINY, "teacher_epochs": 0})
-    with pytest.raises(pipeline.ConfigError, match="--cache_teacher_outputs: the training images are augmented"):
+    with pytest.raises(pipeline.ConfigError, match="`cache_teacher_outputs`: the training images are augmented"):
         pipeline.run(config)
     assert not (tmp_path / "r").exists()
 
@@ -85,38 +60,23 @@ def test_auto_mixed_precision_is_float16_only_with_a_gpu(monkeypatch):
     assert pipeline.compute_policy("auto") == "mixed_float16"
 
 
-def test_prepare_model_dir_locks_it_and_overwrite_moves_the_old_run_aside_with_its_lock(tmp_path):
-    from fitnets_tf.harness.run_lock import RunLock
+def test_an_experiment_is_complete_after_construction(tmp_path):
+    """Every attribute of an Experiment exists once it is built; training and reporting only fill them in."""
+    import tensorflow as tf
 
-    model_dir = str(tmp_path / "run")
-    first = RunLock(model_dir, command="first")
-    pipeline.prepare_model_dir(pipeline.RunConfig(model_dir=model_dir), first)
-    with pytest.raises(pipeline.ConfigError, match=r"--model_dir: .* is in use by another run \(pid \d+ .*first\)"):
-        pipeline.prepare_model_dir(pipeline.RunConfig(model_dir=model_dir), RunLock(model_dir, command="second"))
-    first.release()
+    from fitnets_tf import data as data_lib
+    from fitnets_tf.harness.inputs import load_splits
+    from fitnets_tf.harness.networks import build_networks
 
-    lock = RunLock(model_dir, command="third")
-    pipeline.prepare_model_dir(pipeline.RunConfig(model_dir=model_dir, temperature=5.0, overwrite=True), lock)
-    (moved,) = [p for p in tmp_path.iterdir() if p.name.startswith("run.replaced-")]
-    assert json.load(open(moved / "run_config.json"))["temperature"] == 3.0
-    assert os.path.getsize(moved / "run.lock") == 0  # released before the move
-    assert lock.held and json.load(open(os.path.join(model_dir, "run.lock")))["command"] == "third"
-    assert json.load(open(os.path.join(model_dir, "run_config.json")))["temperature"] == 5.0
-    lock.release()
-
-
-def test_an_unwritable_model_dir_is_one_config_error(tmp_path, monkeypatch):
-    """EROFS from the file system, simulated (root ignores permission bits; tests/test_run_script.py mounts a real
-    read-only tmpfs): the error names --model_dir and the fix, and nothing is left behind."""
-    import errno
-
-    from fitnets_tf.harness.run_lock import RunLock
-
-    def read_only(path, *args, **kwargs):
-        raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
-
-    monkeypatch.setattr(pipeline.os, "makedirs", read_only)
-    with pytest.raises(pipeline.ConfigError, match=r"--model_dir: cannot write into .* \(Read-only file system: .*"
-                                                   r"Give a --model_dir on a writable file system\."):
-        pipeline.prepare_model_dir(pipeline.RunConfig(model_dir=str(tmp_path / "run")), RunLock(str(tmp_path / "run")))
-    assert list(tmp_path.iterdir()) == []
+    config = pipeline.RunConfig(model_dir=str(tmp_path / "run"), **{
+        **TINY, "teacher_epochs": 1, "hint_epochs": 1, "kd_epochs": 1, "baseline_epochs": 1})
+    info = data_lib.dataset_info(config.dataset)
+    strategy = tf.distribute.get_strategy()
+    networks, splits = build_networks(config, info, strategy), load_splits(config)
+    pipeline.prepare_model_dir(config)
+    experiment = pipeline.Experiment(config, info, networks, splits, strategy)
+    attributes = set(vars(experiment))
+    results = {"teacher": experiment.train_teacher(), **experiment.train_fitnet(), **experiment.train_baselines()}
+    rows = experiment.report(results)
+    assert set(vars(experiment)) == attributes
+    assert [r["model"] for r in rows] == ["teacher", "fitnet", "baseline_ce"]

@@ -75,7 +75,7 @@ def test_flags_cfg_replays_the_run(digits_run, tmp_path):
     # Replaying the flagfile is the same experiment: everything is restored, nothing retrained.
     again = run_script(f"--flagfile={os.path.join(model_dir, 'flags.cfg')}", "--verbose=2")
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "stage '" not in again.stdout  # no stage ran
+    assert "stage '" not in again.stderr  # no stage ran
 
 
 def test_an_interrupted_stage_resumes_from_its_last_epoch(digits_run, tmp_path):
@@ -93,9 +93,9 @@ def test_an_interrupted_stage_resumes_from_its_last_epoch(digits_run, tmp_path):
     result = run_script(f"--model_dir={model_dir}", *TINY[:-3], "--verbose=2", "--optimizer=adam",
                         "--learning_rate=0.003")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "fitnet_stage2: stage 'kd', 2 epochs (resuming at epoch 1)" in result.stdout
+    assert "fitnet_stage2: stage 'kd', 2 epochs (resuming at epoch 1)" in result.stderr
     for finished in ("teacher", "fitnet_stage1", "baseline_ce", "baseline_kd"):
-        assert f"{finished}: stage" not in result.stdout
+        assert f"{finished}: stage" not in result.stderr
     history = json.load(open(os.path.join(stage_dir, "done.json")))["history"]
     assert len(history["kd_loss"]) == 2 and json.load(open(os.path.join(stage_dir, "done.json")))["resumed_from"] == 1
 
@@ -382,7 +382,7 @@ def test_a_rerun_of_a_finished_run_keeps_what_it_measured(digits_run):
     # Settings that do not change the experiment: a rerun that trains nothing must not measure again.
     result = run_script(f"--model_dir={model_dir}", *TINY, "--verbose=1", "--latency_runs=3")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "kept its results.json" in result.stdout and "stage '" not in result.stdout
+    assert "kept its results.json" in result.stderr and "stage '" not in result.stderr
     for name, content in kept.items():
         assert open(os.path.join(model_dir, name), "rb").read() == content, name
     seconds = json.loads(kept["results.json"])["stage_seconds"]
@@ -408,10 +408,10 @@ def test_a_truncated_checkpoint_is_moved_aside_and_the_run_resumes_from_the_prev
     result = run_script(f"--model_dir={model_dir}", *TINY, "--verbose=2")
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"fitnet_stage2: skipped checkpoint {stage_dir}/ckpt-2: unreadable (IndexError: Read less bytes" \
-        in result.stdout, result.stdout[-3000:]
-    assert "fitnet_stage2: stage 'kd', 2 epochs (resuming at epoch 1)" in result.stdout
+        in result.stderr, result.stderr[-3000:]
+    assert "fitnet_stage2: stage 'kd', 2 epochs (resuming at epoch 1)" in result.stderr
     for finished in ("teacher", "fitnet_stage1", "baseline_ce", "baseline_kd"):
-        assert f"{finished}: stage" not in result.stdout
+        assert f"{finished}: stage" not in result.stderr
     (moved,) = glob.glob(os.path.join(stage_dir, "damaged", "*", os.path.basename(data_file)))
     assert os.path.getsize(moved) == half  # kept as it was, not deleted
     assert json.load(open(os.path.join(stage_dir, "done.json")))["resumed_from"] == 1
@@ -488,4 +488,32 @@ def test_a_run_in_a_path_with_spaces_replays_from_its_quoted_line_and_files_foll
     again = subprocess.run([sys.executable, *words[1:]], capture_output=True, text=True, timeout=600, env=env,
                            cwd=ROOT)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "kept its results.json" in again.stdout
+    assert "kept its results.json" in again.stderr
+
+
+def test_the_scripts_show_the_librarys_progress_and_keep_other_libraries_info_hidden():
+    """The library logs its progress through absl at INFO; the command line shows those lines on stderr, and only
+    those of the INFO lines (TFDS and others log at INFO too); warnings show from everywhere."""
+    import logging as std_logging
+
+    from absl import logging
+
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    import run_flags
+
+    handler = logging.get_absl_handler()
+    filters, verbosity = list(handler.filters), logging.get_verbosity()
+    ours = os.path.join(ROOT, "fitnets_tf", "harness", "training.py")
+    theirs = os.path.join(os.path.dirname(std_logging.__file__), "elsewhere.py")
+
+    def shown(path, level):
+        return bool(handler.filter(std_logging.LogRecord("absl", level, path, 1, "a line", None, None)))
+
+    try:
+        run_flags.show_library_progress()
+        assert logging.get_verbosity() == logging.INFO
+        assert shown(ours, std_logging.INFO) and not shown(theirs, std_logging.INFO)
+        assert shown(theirs, std_logging.WARNING) and shown(ours, std_logging.WARNING)
+    finally:
+        handler.filters[:] = filters
+        logging.set_verbosity(verbosity)

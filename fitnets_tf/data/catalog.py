@@ -46,8 +46,8 @@ def with_image_size(info, image_size):
     if image_size:
         return dataclasses.replace(info, image_shape=(int(image_size), int(image_size), depth))
     if height is None or width is None:
-        raise ValueError(f"data set {info.name!r} has images of no fixed size {info.image_shape}: pass "
-                         "--image_size (image_size=) to resize them.")
+        raise ValueError(f"data set {info.name!r} has images of no fixed size {info.image_shape}: set "
+                         "`image_size` to resize them.")
     return info
 
 

@@ -1,4 +1,4 @@
-"""A local folder of images as a data set: `--dataset=folder:PATH`, one subfolder per class.
+"""A local folder of images as a data set, `dataset="folder:PATH"`: one subfolder per class.
 
     PATH/cat/001.png, PATH/cat/002.jpg, ..., PATH/dog/...   ->  labels 0 (cat), 1 (dog): subfolders sorted by name
 
@@ -29,14 +29,14 @@ def is_folder(name):
 def _listing(path):
     """(class names, [(file path, label)]) of a class-per-subfolder directory; ValueError when it is not one."""
     if not os.path.isdir(path):
-        raise ValueError(f"--dataset=folder:{path}: no such directory. Give a folder with one subfolder per class.")
+        raise ValueError(f"folder:{path}: no such directory. Give a folder with one subfolder per class.")
     classes = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
     files = []
     for label, name in enumerate(classes):
         for root, _, names in sorted(os.walk(os.path.join(path, name))):
             files += [(os.path.join(root, f), label) for f in sorted(names) if f.lower().endswith(IMAGE_EXTENSIONS)]
     if len(classes) < 2 or not files:
-        raise ValueError(f"--dataset=folder:{path}: found {len(classes)} class subfolders and {len(files)} images "
+        raise ValueError(f"folder:{path}: found {len(classes)} class subfolders and {len(files)} images "
                          f"({', '.join(IMAGE_EXTENSIONS)}); a classification folder needs >= 2 subfolders of images.")
     return classes, files
 

@@ -166,8 +166,8 @@ def _fashion_mnist_splits(info, data_dir, download, validation_size):
                     "Fashion-MNIST was not found: no IDX files (train-images-idx3-ubyte[.gz] and the three others) "
                     f"in {data_dir or DEBIAN_FASHION_MNIST_DIR!r}, and no TFDS-prepared 'fashion_mnist'. Either "
                     "install them offline with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu, as root; "
-                    f"files land in {DEBIAN_FASHION_MNIST_DIR}) or pass --data_dir=DIR holding the four IDX files; "
-                    "or pass --download to let TFDS fetch it (needs internet)."
+                    f"files land in {DEBIAN_FASHION_MNIST_DIR}) or set `data_dir` to a directory holding the four "
+                    "IDX files; or set `download` to let TFDS fetch it (needs internet)."
                 ) from error
     return _array_splits(info, load_idx_split(source, "train"), load_idx_split(source, "test"), validation_size)
 
@@ -194,8 +194,8 @@ def _not_found_message(name, data_dir, error):
         searched = f"data_dir {data_dir!r}"
     return (
         f"Dataset {name!r} is not prepared in {searched}, and download=False. To fix it, either run "
-        f"`tfds build {name} --data_dir DIR` on a machine with internet, copy DIR here and pass --data_dir DIR; "
-        f"or pass --download to let TFDS fetch it now (needs internet). TFDS said: {error}"
+        f"`TFDS_DATA_DIR=DIR tfds build {name}` on a machine with internet, copy DIR here and set `data_dir` to "
+        f"it; or set `download` to let TFDS fetch it now (needs internet). TFDS said: {error}"
     )
 
 

@@ -107,7 +107,7 @@ def chance_notes(rows, num_classes):
                 f"{100 / num_classes:.0f}%, after {r.get('epochs')} epochs): its method did not get it off the "
                 "plateau of its initialisation in this budget; it says nothing about how well the method trains "
                 "this student. Compare with " + (", ".join(trainable) if trainable else "a trainable reference "
-                "(e.g. --baselines=ce_glorot)") + ".")
+                "(e.g. ce_glorot in `baselines`)") + ".")
     return notes
 
 

@@ -21,6 +21,7 @@ import signal
 import threading
 import time
 
+from absl import logging
 import keras
 import numpy as np
 import tensorflow as tf
@@ -134,8 +135,8 @@ def restore_newest_readable(checkpoint, manager, stage_dir, name, strict=True):
         except Exception as error:  # TensorFlow raises IndexError, DataLossError, NotFoundError, ... for a bad file
             moved = _move_aside(prefix, stage_dir)
             skipped.append(f"{os.path.basename(prefix)} ({_first_line(error)})")
-            print(f"[fitnets] {name}: skipped checkpoint {prefix}: unreadable ({_first_line(error)}); its files "
-                  f"were moved to {moved}", flush=True)
+            logging.warning("[fitnets] %s: skipped checkpoint %s: unreadable (%s); its files were moved to %s", name,
+                            prefix, _first_line(error), moved)
     if not skipped:
         return manager, restored
     if restored is None:
@@ -151,7 +152,7 @@ def restore_newest_readable(checkpoint, manager, stage_dir, name, strict=True):
         stage_dir, restored, remaining, save_relative_paths=True,
         all_model_checkpoint_timestamps=[stamps[p] for p in remaining] if all(p in stamps for p in remaining)
         else None, last_preserved_timestamp=state.last_preserved_timestamp)
-    print(f"[fitnets] {name}: resuming from {restored}, the newest readable checkpoint", flush=True)
+    logging.info("[fitnets] %s: resuming from %s, the newest readable checkpoint", name, restored)
     return tf.train.CheckpointManager(checkpoint, stage_dir, max_to_keep=MAX_TO_KEEP), restored
 
 
@@ -305,27 +306,11 @@ def train_stage(
     """
     start = time.perf_counter()
     distiller.compile(optimizer=optimizer, stage=stage, pairs=pairs, jit_compile=jit_compile)
-    with distiller.distribute_strategy.scope():
-        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-    checkpoint = tf.train.Checkpoint(
-        student=distiller.student, regressors=list(distiller.regressors), optimizer=distiller.optimizer,
-        epoch=epoch_var,
-    )
-    manager = tf.train.CheckpointManager(checkpoint, stage_dir, max_to_keep=MAX_TO_KEEP)
-    done_path = os.path.join(stage_dir, "done.json")
-    history_path = os.path.join(stage_dir, "history.json")
-    finished = os.path.exists(done_path)
-    newest = manager.latest_checkpoint
-    manager, restored = restore_newest_readable(checkpoint, manager, stage_dir, name, strict=not finished)
-    if finished and restored == newest:
-        done = read_json(done_path)
-        done["skipped"] = True
+    manager, epoch_var, done = _restore_stage(distiller, stage_dir, name)
+    if done is not None:
         return done
-    if finished:  # its final checkpoint was damaged: train the epochs after the restored one again
-        os.remove(done_path)
-        print(f"[fitnets] {name}: the stage had finished, but its final checkpoint was unreadable; training its "
-              "last epochs again", flush=True)
-    initial_epoch = int(epoch_var.numpy()) if restored else 0
+    initial_epoch = int(epoch_var.numpy())
+    history_path = os.path.join(stage_dir, "history.json")
     history = read_json(history_path, {}) if initial_epoch else {}
     history = {k: v[:initial_epoch] for k, v in history.items()}
     stopper = None
@@ -340,15 +325,10 @@ def train_stage(
     if tensorboard_dir:
         all_callbacks.append(keras.callbacks.TensorBoard(tensorboard_dir, write_graph=False))
     if initial_epoch < epochs and not (stopper is not None and stopper.exhausted):
-        if callable(train_data):  # built after compile: e.g. teacher outputs cached for this stage
-            train_data = train_data()
-        if initial_epoch and steps_per_epoch and isinstance(train_data, tf.data.Dataset) and (
-                train_data.cardinality() == tf.data.INFINITE_CARDINALITY):
-            # The batches of the epochs already trained: the resumed stage continues the same stream.
-            train_data = train_data.skip(initial_epoch * steps_per_epoch)
+        train_data = _training_stream(train_data, initial_epoch, steps_per_epoch)
         if verbose:
             resumed = f" (resuming at epoch {initial_epoch})" if initial_epoch else ""
-            print(f"[fitnets] {name}: stage '{stage}', {epochs} epochs{resumed}", flush=True)
+            logging.info("[fitnets] %s: stage '%s', %d epochs%s", name, stage, epochs, resumed)
         with interrupts_remembered() as stage_callback.interrupts:
             distiller.fit(
                 train_data,
@@ -369,8 +349,47 @@ def train_stage(
         if (epochs == 0 and not manager.latest_checkpoint) or best_epoch is not None:
             epoch_var.assign(epochs_run)
             manager.save(checkpoint_number=epochs_run + 1 if best_epoch is not None else 0)
-        atomic_write_json(done_path, result)
+        atomic_write_json(os.path.join(stage_dir, "done.json"), result)
     return result
+
+
+def _restore_stage(distiller, stage_dir, name):
+    """Restores what the stage trains (student, regressors, optimizer) and its epoch count from the newest readable
+    checkpoint in `stage_dir` (`restore_newest_readable`).
+
+    Returns (manager, epoch_var, done): `done` is the record of a finished stage whose final checkpoint was
+    restored, with "skipped": True (nothing left to train), else None. A finished stage whose final checkpoint was
+    damaged is finished no longer: its done.json is removed and its lost epochs train again."""
+    with distiller.distribute_strategy.scope():
+        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    checkpoint = tf.train.Checkpoint(
+        student=distiller.student, regressors=list(distiller.regressors), optimizer=distiller.optimizer,
+        epoch=epoch_var,
+    )
+    manager = tf.train.CheckpointManager(checkpoint, stage_dir, max_to_keep=MAX_TO_KEEP)
+    done_path = os.path.join(stage_dir, "done.json")
+    finished = os.path.exists(done_path)
+    newest = manager.latest_checkpoint
+    manager, restored = restore_newest_readable(checkpoint, manager, stage_dir, name, strict=not finished)
+    if finished and restored == newest:
+        return manager, epoch_var, {**read_json(done_path), "skipped": True}
+    if finished:
+        os.remove(done_path)
+        logging.warning("[fitnets] %s: the stage had finished, but its final checkpoint was unreadable; training "
+                        "its last epochs again", name)
+    return manager, epoch_var, None
+
+
+def _training_stream(train_data, initial_epoch, steps_per_epoch):
+    """The dataset a (resumed) stage fits on: `train_data`, or what it returns when it is a callable (built after
+    compile: e.g. teacher outputs cached for this stage); an endless stream skips the batches of the epochs
+    already trained, so that the resumed stage continues the same stream."""
+    if callable(train_data):
+        train_data = train_data()
+    if initial_epoch and steps_per_epoch and isinstance(train_data, tf.data.Dataset) and (
+            train_data.cardinality() == tf.data.INFINITE_CARDINALITY):
+        train_data = train_data.skip(initial_epoch * steps_per_epoch)
+    return train_data
 
 
 def predict_logits(model, dataset):

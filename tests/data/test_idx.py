@@ -92,8 +92,8 @@ def test_fashion_mnist_absent_everywhere_names_both_ways_at_once(tmp_path, monke
     with pytest.raises(DataNotFoundError) as error:
         load_splits("fashion_mnist", data_dir=str(tmp_path), validation_size=0.1)
     message = str(error.value)
-    assert "apt-get install dataset-fashion-mnist" in message and "--data_dir" in message
-    assert "--download" in message
+    assert "apt-get install dataset-fashion-mnist" in message and "`data_dir`" in message
+    assert "`download`" in message
 
 
 def test_fashion_mnist_through_tfds_when_prepared(tmp_path, monkeypatch):

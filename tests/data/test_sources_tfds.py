@@ -101,4 +101,4 @@ def test_absent_data_fails_fast_with_a_fix(name, tmp_path):
     message = str(caught.value)
     assert isinstance(caught.value, FileNotFoundError)
     assert name in message and str(empty) in message
-    assert f"tfds build {name}" in message and "--data_dir" in message and "--download" in message
+    assert f"tfds build {name}" in message and "`data_dir`" in message and "`download`" in message
