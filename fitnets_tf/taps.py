@@ -41,6 +41,7 @@ import numpy as np
 import tensorflow as tf
 
 from fitnets_tf.models import builders
+from fitnets_tf.regressor import regressor_refusal
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +100,7 @@ def _choices(model, limit=40):
 
 
 def _is_paper_index(reference):
-    return (isinstance(reference, (int, np.integer)) and not isinstance(reference, bool)) or (
-        isinstance(reference, str) and reference.strip().isdigit())
+    return builders.paper_index(reference) is not None
 
 
 def _uses_paper_names(model):
@@ -367,7 +367,7 @@ def auto_pair(student, teacher, input_shape):
                              "Give the pair explicitly (HintPair, or `hints` as guided:hint pairs).")
     hint, hint_shape = teacher_taps[(len(teacher_taps) - 1) // 2]
     middle = (len(student_taps) - 1) // 2
-    fits = [i for i, (_, s) in enumerate(student_taps) if s[1] >= hint_shape[1] and s[2] >= hint_shape[2]]
+    fits = [i for i, (_, s) in enumerate(student_taps) if regressor_refusal(s, hint_shape, "conv") is None]
     if fits:
         index = min(fits, key=lambda i: (abs(i - middle), -i))
         why = "middle of each model among student maps at least as large as the hint's"

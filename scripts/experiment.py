@@ -56,13 +56,11 @@ def base_config_from_flags():
 
 
 def main(argv):
-    from absl import logging
-
     import tensorflow as tf
 
     from fitnets_tf.io_utils import atomic_write_text
 
-    logging.set_verbosity(logging.WARNING)
+    run_flags.show_library_progress()  # the runs' progress lines ([fitnets] ...) on stderr
     tf.get_logger().setLevel("ERROR")
     if len(argv) > 1:
         raise ConfigError(f"unexpected arguments {argv[1:]}: every setting is a --flag.")

@@ -36,8 +36,8 @@ _SHARED_FIELDS = (
     "temperature", "kd_lambda", "kd_lambda_final", "kd_lambda_decay_start", "kd_lambda_decay_end", "tau_squared",
     "teacher_epochs", "hint_epochs", "kd_epochs", "baseline_epochs", "patience", "teacher_patience",
     "cache_teacher_outputs",
-    "deterministic", "batch_size", "optimizer", "learning_rate", "rmsprop_rho", "rmsprop_max_scaling", "jit_compile", "teacher_precision",
-    "mixed_precision",
+    "deterministic", "batch_size", "optimizer", "learning_rate", "rmsprop_rho", "rmsprop_max_scaling",
+    "jit_compile", "teacher_jit_compile", "teacher_precision", "mixed_precision",
     "latency_runs", "export", "verbose",
 )
 
@@ -109,8 +109,13 @@ def define_run_flags(student_help, teacher_path_help, export_default):
     flags.DEFINE_float("rmsprop_max_scaling", DEFAULT.rmsprop_max_scaling, "RMSProp as in the original pylearn2 "
                        "code (the default): the gradient over max(RMS, 1 / max_scaling), 1e5 in the code. 0 uses "
                        "Keras's RMSprop, whose epsilon 1e-7 inside the square root floors the RMS at 3.2e-4.")
-    flags.DEFINE_string("jit_compile", DEFAULT.jit_compile, "XLA for the train steps: auto (on for GPU, off for "
-                        "CPU), true or false.")
+    flags.DEFINE_string("jit_compile", DEFAULT.jit_compile, "XLA for the student's part of each train step: auto "
+                        "(what scripts/benchmark.py measured faster on this kind of device, fitnets_tf/xla.py), true "
+                        "or false.")
+    flags.DEFINE_string("teacher_jit_compile", DEFAULT.teacher_jit_compile, "XLA for the frozen teacher's forward "
+                        "pass in stages 1 and 2: auto (what the benchmark measured faster on this kind of device: "
+                        "off on CPU, on on GPU), true or false. When it differs from --jit_compile the two parts "
+                        "run as separately compiled functions; results.json records both (xla).")
     flags.DEFINE_string("teacher_precision", DEFAULT.teacher_precision, "Precision of the frozen teacher's "
                         "forward pass (hints and logits), cast to float32 before the losses; the student keeps "
                         "--mixed_precision: float32, bfloat16, float16, or auto (bfloat16 on CPUs with AVX512-BF16 "

@@ -97,7 +97,8 @@ class RunConfig:
     # the original code's RMSProp floor 1 / max_scaling on the RMS; 0: Keras's
     rmsprop_max_scaling: float = added_later(1e5, recorded=0.0)
     seed: int = 0
-    jit_compile: str = runtime("auto")
+    jit_compile: str = runtime("auto")  # XLA for the student's part of each step: auto, true, false
+    teacher_jit_compile: str = runtime("auto")  # XLA for the teacher's forward pass (fitnets_tf.xla)
     mixed_precision: str = "auto"  # mixed_float16 when a GPU is visible, else float32
     # the teacher's forward pass: float32, bfloat16, float16 or auto
     teacher_precision: str = added_later("float32", recorded="float32")
@@ -210,6 +211,8 @@ def _validate_training(config):
     check(config.rmsprop_max_scaling >= 0, "rmsprop_max_scaling",
           f"must be >= 0 (0: Keras's RMSprop; the original code: 1e5). Received: {config.rmsprop_max_scaling}")
     check(config.jit_compile in ("auto", "true", "false"), "jit_compile", "choose auto, true or false.")
+    check(config.teacher_jit_compile in ("auto", "true", "false"), "teacher_jit_compile",
+          "choose auto, true or false.")
     if config.retrain_from is not None:
         check(os.path.isdir(os.path.join(config.retrain_from, "checkpoints")), "retrain_from",
               f"{config.retrain_from!r} holds no finished run (no checkpoints/). Give the model_dir of the run "

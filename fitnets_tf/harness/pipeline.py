@@ -50,6 +50,7 @@ from fitnets_tf.io_utils import atomic_save, read_json
 from fitnets_tf.models.counting import count_multiplications
 from fitnets_tf.optimizers import OPTIMIZERS, build_optimizer
 from fitnets_tf.precision import compute_policy
+from fitnets_tf.stages import STAGE_CLASSES
 
 # The names callers import from here (scripts/, the sweeps), whose homes are the modules above.
 __all__ = ["BASELINES", "OPTIMIZERS", "ConfigError", "Experiment", "RunConfig", "compute_policy",
@@ -80,6 +81,7 @@ class Experiment:
         self.inputs = build_inputs(config, info, splits, self.path("preprocessing.npz"))
         self.baseline_models = {}  # {baseline name: its trained student}, filled by train_baselines
         self.timings = {}  # {stage: seconds of the call that finished it}
+        self.xla_settings = {}  # {stage: {"student": bool, "teacher": bool or None}}: XLA per model, as resolved
         self.trained = False  # a stage trained in this process (else every stage had finished before)
 
     def path(self, *parts):
@@ -111,7 +113,7 @@ class Experiment:
     def _train_data(self, distiller, stage):
         """A callable returning the stage's training stream: the teacher's outputs cached with the images when on."""
         inputs, c = self.inputs, self.config
-        if stage not in ("hint", "kd") or not inputs.cache_teacher:
+        if not STAGE_CLASSES[stage].needs_teacher or not inputs.cache_teacher:
             return inputs.make_train
         return lambda: distiller.cache_teacher_outputs(inputs.train_ordered, c.batch_size, shuffle_seed=c.seed,
                                                        repeat=inputs.steps_per_epoch is not None)
@@ -126,10 +128,12 @@ class Experiment:
             name, distiller, stage, optimizer, self._train_data(distiller, stage), epochs,
             stage_dir=self.path("checkpoints", name), validation_data=self.inputs.validation, pairs=pairs,
             steps_per_epoch=self.inputs.steps_per_epoch, jit_compile=_JIT[c.jit_compile],
+            teacher_jit_compile=_JIT[c.teacher_jit_compile],
             tensorboard_dir=self.path("tensorboard", name), patience=0 if c.retrain_from else patience,
             verbose=c.verbose,
         )
         self.trained = self.trained or not result.get("skipped")
+        self.xla_settings[name] = dict(distiller.xla_settings)
         if result.get("seconds") is not None:  # a finished stage's own record: its time survives a rerun
             self.timings[name] = result["seconds"]
         return result
@@ -228,6 +232,7 @@ class Experiment:
             "replicas": self.strategy.num_replicas_in_sync,
             "compute_policy": keras.mixed_precision.global_policy().name,
             "teacher_precision": self.distiller.teacher_precision,
+            "xla": self.xla_settings,
         }
 
     def export(self):

@@ -279,6 +279,7 @@ def train_stage(
     validation_steps=None,
     pairs=None,
     jit_compile="auto",
+    teacher_jit_compile=None,
     tensorboard_dir=None,
     callbacks=(),
     patience=0,
@@ -291,7 +292,9 @@ def train_stage(
     the best epoch's weights; a resumed stage continues the count where it was.
 
     `train_data` may be a callable returning the dataset; it is called after `compile` and only if the stage
-    trains (so a cache of the stage's teacher outputs is built only when needed).
+    trains (so a cache of the stage's teacher outputs is built only when needed). `jit_compile` and
+    `teacher_jit_compile` are XLA for the student's part of the step and the teacher's forward pass
+    (`Distiller.compile`); what they resolved to is `distiller.xla_settings`.
 
     Returns:
         dict: {"history": per-epoch metrics, "epochs": epochs run in total, "resumed_from": first epoch of this
@@ -305,7 +308,8 @@ def train_stage(
         DamagedCheckpointError: the stage has checkpoints but none can be read.
     """
     start = time.perf_counter()
-    distiller.compile(optimizer=optimizer, stage=stage, pairs=pairs, jit_compile=jit_compile)
+    distiller.compile(optimizer=optimizer, stage=stage, pairs=pairs, jit_compile=jit_compile,
+                      teacher_jit_compile=teacher_jit_compile)
     manager, epoch_var, done = _restore_stage(distiller, stage_dir, name)
     if done is not None:
         return done
