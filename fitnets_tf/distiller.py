@@ -257,12 +257,16 @@ class Distiller(SkipSymbolicBuild, keras.Model):
     def _xla_settings(self, stage_class, jit_compile, teacher_jit_compile):
         """{"student": bool, "teacher": bool or None (stage without teacher)}: the settings resolved."""
         distributed = self.distribute_strategy.num_replicas_in_sync > 1
-        student = xla.resolve_jit_compile(jit_compile, "student", distributed)
+        student_ok = all(layer.supports_jit for layer in self.student._flatten_layers()) and all(
+            layer.supports_jit for regressor in self.regressors for layer in regressor._flatten_layers())
+        student = xla.resolve_jit_compile(jit_compile, "student", distributed, student_ok)
         if not stage_class.needs_teacher:
             return {"student": student, "teacher": None}
         if teacher_jit_compile is None:
             return {"student": student, "teacher": student}
-        return {"student": student, "teacher": xla.resolve_jit_compile(teacher_jit_compile, "teacher", distributed)}
+        teacher_ok = all(layer.supports_jit for layer in self.teacher_forward._flatten_layers())
+        return {"student": student,
+                "teacher": xla.resolve_jit_compile(teacher_jit_compile, "teacher", distributed, teacher_ok)}
 
     def discard_regressors(self):
         """Algorithm 1, line 3: after stage 1 only W*_Guided is kept; the regressors are dropped.

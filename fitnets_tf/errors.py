@@ -2,7 +2,7 @@
 
 A message names a setting by its config field in backquotes (`data_dir`, `hint_epochs`), the name a Python user
 passes to `RunConfig` or `SweepConfig`. The command-line layer (`scripts/run_flags.py`) rewrites each such name into
-its flag (`--data_dir`); nothing in `fitnets_tf` knows the command line exists.
+its command-line flag; nothing in `fitnets_tf` knows the command line exists.
 """
 
 import re

@@ -7,6 +7,7 @@ setting: `True`, `False` or "auto". "auto" is what `scripts/benchmark.py` measur
 tf.distribute strategy, as Keras decides for its own "auto" (XLA does not compile the replicas' all-reduces).
 """
 
+from absl import logging
 import tensorflow as tf
 
 JIT_CHOICES = (True, False, "auto")
@@ -27,18 +28,36 @@ def device_type():
     return "GPU" if any(d.device_type != "CPU" for d in tf.config.list_physical_devices()) else "CPU"
 
 
-def resolve_jit_compile(setting, part, distributed=False):
+def op_determinism_enabled():
+    """Whether `tf.config.experimental.enable_op_determinism()` is in force (TensorFlow has no public getter;
+    Keras reads the same function to turn its own XLA off)."""
+    from tensorflow.python.framework.config import is_op_determinism_enabled
+    return bool(is_op_determinism_enabled())
+
+
+def resolve_jit_compile(setting, part, distributed=False, supported=True):
     """The XLA setting (a bool) of one part of a step.
+
+    Off, whatever the setting, where Keras turns its own `jit_compile=True` off too: with TensorFlow's op
+    determinism on (XLA has no deterministic kernels for some gradients, e.g. MaxPool's) or when a layer does not
+    support XLA (`supported=False`); a requested True is then logged as ignored.
 
     Args:
         setting: True, False or "auto".
         part: "student" (its forward, loss and gradients) or "teacher" (its forward pass).
         distributed: the step runs under a tf.distribute strategy with several replicas ("auto" is then off).
+        supported: every layer involved supports XLA (`layer.supports_jit`).
     """
     if setting not in JIT_CHOICES or isinstance(setting, int) and not isinstance(setting, bool):
         raise ValueError(f"jit_compile must be True, False or 'auto'. Received: {setting!r}")
     if part not in PARTS:
         raise ValueError(f"part must be one of {PARTS}. Received: {part!r}")
+    blocker = ("op determinism is enabled" if op_determinism_enabled()
+               else None if supported else "a layer does not support XLA")
+    if blocker:
+        if setting is True:
+            logging.warning("[fitnets] XLA for the %s is off: %s.", part, blocker)
+        return False
     if setting != "auto":
         return bool(setting)
     return False if distributed else XLA_AUTO[device_type()][part]

@@ -9,8 +9,9 @@ What is measured, in ONE process, on one fixed batch (the first batch of the inp
   teacher_forward_lowp       the teacher's forward pass in `teacher_precision` (bfloat16 on CPUs with AVX512-BF16),
                              the copy stage 2 calls with that setting (`fitnets_tf.precision`);
   kd_lowp                    stage 2 with the teacher in `teacher_precision`;
-  kd_auto                    stage 2 as a run with default settings makes it: teacher_precision "auto" and XLA per
-                             model "auto" for each part (`fitnets_tf.xla`), under Keras's own outer step;
+  kd_auto                    stage 2 as a run with `teacher_precision=auto` makes it (the hardware's native low
+                             precision for the teacher) with XLA per model "auto" for each part (`fitnets_tf.xla`,
+                             the run's default), under Keras's own outer step;
   truncated_student_step     stage 1 without the teacher: the guided sub-model + regressor trained towards a FIXED
                              hint tensor with the same loss, averaging, optimizer and metric update as stage 1;
   truncated_teacher_forward  the teacher up to its hint layer, `training=False`;
@@ -40,7 +41,7 @@ too):
   stage1_overhead:  t(hint) <= 1.10 * (t(truncated_student_step) + t(truncated_teacher_forward));
   vs_keras_distillation: images/s of kd >= images/s of keras_kd;
   auto_vs_keras_distillation: images/s of kd_auto >= 1.5 x images/s of keras_kd at its faster XLA setting (the
-                    default stage 2 against Keras's best; with augmentation the teacher cannot be cached, so neither
+                    auto stage 2 against Keras's best; with augmentation the teacher cannot be cached, so neither
                     side uses caching);
   input_pipeline:   input pipeline images/s >= 3 * the fastest training step's images/s (any stage, either XLA
                     setting): the pipeline is never what limits training.
@@ -90,7 +91,7 @@ FITNETS_TRAIN_STEPS = ("ce", "hint", "kd")
 XLA_CHOICES = ("both", "on", "off")
 DATA_SOURCES = ("synthetic", "digits")
 OVERHEAD_LIMIT = 1.10
-AUTO_VS_KERAS_LIMIT = 1.5  # images/s of the default stage 2 over keras.distillation's at its faster XLA setting
+AUTO_VS_KERAS_LIMIT = 1.5  # images/s of kd_auto over keras.distillation's at its faster XLA setting
 PIPELINE_FACTOR = 3.0
 LITERT_INT8_MS_LIMIT = 0.6  # FitNet 1, int8, batch 1, one thread
 LITERT_SPEEDUP_FRACTION = 0.75  # FitNet 1 vs teacher, float32: speed-up / multiplication ratio
@@ -317,7 +318,7 @@ def build_models(config: BenchmarkConfig, x, y):
         kd_lowp = Distiller(student, teacher, temperature=config.temperature, kd_lambda=config.kd_lambda,
                             teacher_precision=config.teacher_precision, name="kd_lowp_distiller")
         kd_lowp.compile(optimizer(), stage="kd", jit_compile=False)
-    # Stage 2 as a run with default settings builds it (RunConfig: teacher_precision, jit_compile and
+    # Stage 2 as a run with teacher_precision "auto" builds it (RunConfig: teacher_precision, jit_compile and
     # teacher_jit_compile all "auto").
     kd_auto = Distiller(student, teacher, temperature=config.temperature, kd_lambda=config.kd_lambda,
                         teacher_precision="auto", name="kd_auto_distiller")
@@ -365,7 +366,7 @@ def step_candidates(models: BenchmarkModels, x, y, xla_settings):
                     info={"step": step, "kind": kind, "xla": jit},
                 ))
 
-    # The default stage 2 under Keras's own outer step setting (off when the parts are split), next to Keras's.
+    # kd_auto under Keras's own outer step setting (off when the parts are split), next to Keras's.
     auto_jit = bool(models.kd_auto.jit_compile)
     candidates.insert(len(stage2) * len(xla_settings), Candidate(
         f"kd_auto/{_xla_key(auto_jit)}",
@@ -561,7 +562,7 @@ def compute_targets(results, xla_settings):
 
 
 def auto_vs_keras(results, xla_settings):
-    """The default stage 2 (`kd_auto`) against keras.distillation at its faster XLA setting (by paired ratio):
+    """Stage 2 with teacher_precision="auto" (`kd_auto`) against keras.distillation at its faster XLA setting (by paired ratio):
     t(keras_kd) / t(kd_auto), paired per round (`paired_ratio`), limit `AUTO_VS_KERAS_LIMIT`."""
     auto = next((name for name in results if name.startswith("kd_auto/")), None)
     best = None
@@ -861,7 +862,13 @@ def _verdict(passed):
 
 
 def format_report(report):
-    """The printed tables: steps, targets, XLA, serving latency."""
+    """The printed tables: steps, targets, XLA, teacher caching, serving latency (SavedModel, LiteRT)."""
+    return "\n".join([*_steps_lines(report), *_target_lines(report), *_xla_lines(report),
+                      *_serving_lines(report)])
+
+
+def _steps_lines(report):
+    """The step timings, the load warning and the input pipeline."""
     measurements = report["measurements"]
     rows = []
     for name, r in measurements.items():
@@ -889,6 +896,12 @@ def format_report(report):
                 f"min-max {pipe['batch_size'] * pipe['batches_per_sample'] / pipe['max_s']:,.0f}-"
                 f"{pipe['batch_size'] * pipe['batches_per_sample'] / pipe['min_s']:,.0f}); first epoch "
                 f"(preprocess + cache) {pipe['first_epoch_images_per_second']:,.0f} images/s", ""]
+    return out
+
+
+def _target_lines(report):
+    """The targets, and what kd_auto ran."""
+    out = []
     trows = []
     for name, target in report["targets"].items():
         if name == "input_pipeline":
@@ -914,10 +927,16 @@ def format_report(report):
     auto = report["targets"].get("auto_vs_keras_distillation") or {}
     if auto.get("xla_settings"):
         settings = auto["xla_settings"]
-        out += [f"kd_auto (stage 2 with default settings): teacher in {auto['teacher_precision']}, XLA for the "
+        out += [f"kd_auto (stage 2 with teacher_precision=auto, XLA auto): teacher in {auto['teacher_precision']}, XLA for the "
                 f"student's part {'on' if settings['student'] else 'off'}, for the teacher's forward "
                 f"{'on' if settings['teacher'] else 'off'}"]
     out += [""]
+    return out
+
+
+def _xla_lines(report):
+    """XLA on/off per step, and teacher-output caching."""
+    out = []
     xrows = [[step, _fmt(e["xla_off_s"] and 1e3 * e["xla_off_s"], ".1f"),
               _fmt(e["xla_on_s"] and 1e3 * e["xla_on_s"], ".1f"), e["faster"] or "-", _fmt(e["xla_speedup"], ".2f"),
               _fmt(e["xla_speedup_cpu"], ".2f")]
@@ -928,6 +947,12 @@ def format_report(report):
              for name, value in report["teacher_caching_speedup"].items()]
     out += ["Teacher-output caching: t(step) / t(step fed cached teacher outputs), paired per round",
             _table(["step", "speed-up"], crows), ""]
+    return out
+
+
+def _serving_lines(report):
+    """Serving latency through the SavedModel and through LiteRT, and the LiteRT targets."""
+    out = []
     batch_sizes = report["inference"]["batch_sizes"]
     irows = []
     for r in report["inference"]["models"]:
@@ -962,4 +987,4 @@ def format_report(report):
                          _verdict(t1["passed"])],
                         ["FitNet 1 vs teacher, float32: speed-up / mult ratio", _fmt(t2["value"], ".2f"),
                          f">= {t2['limit']:g}", _verdict(t2["passed"])]])]
-    return "\n".join(out)
+    return out

@@ -138,7 +138,7 @@ def test_auto_vs_keras_is_the_paired_ratio_against_keras_at_its_faster_setting(t
     assert target["keras"] == f"keras_kd/{faster_keras}"
     assert target["ratio"] == pytest.approx(ratios[faster_keras])
     assert target["limit"] == 1.5 and target["passed"] is (target["ratio"] >= 1.5)
-    assert "auto_vs_keras_distillation" in stdout and "kd_auto (stage 2 with default settings)" in stdout
+    assert "auto_vs_keras_distillation" in stdout and "kd_auto (stage 2 with teacher_precision=auto, XLA auto)" in stdout
 
 
 def test_xla_comparison_names_the_faster_setting(tiny_report):

@@ -56,3 +56,28 @@ def test_stage_without_teacher_records_no_teacher_setting():
     distiller = Distiller(student)
     distiller.compile(keras.optimizers.SGD(0.1), stage="ce", jit_compile=False, teacher_jit_compile=True)
     assert distiller.xla_settings == {"student": False, "teacher": None} and distiller._step_parts is None
+
+
+def test_op_determinism_and_unsupported_layers_turn_xla_off(monkeypatch, caplog):
+    monkeypatch.setattr(xla, "device_type", lambda: "GPU")
+    assert xla.resolve_jit_compile(True, "student", supported=False) is False
+    assert "a layer does not support XLA" in caplog.text
+    monkeypatch.setattr(xla, "op_determinism_enabled", lambda: True)
+    assert xla.resolve_jit_compile("auto", "teacher") is False
+    assert xla.resolve_jit_compile(True, "student") is False
+    assert "op determinism is enabled" in caplog.text
+
+
+def test_a_deterministic_run_trains_without_xla():
+    """XLA has no deterministic MaxPool gradient: with op determinism on, a step asked to compile trains anyway."""
+    import tensorflow as tf
+    tf.config.experimental.enable_op_determinism()
+    assert xla.op_determinism_enabled()
+    try:
+        x, y = data(n=32, seed=2)
+        distiller, _, logs = _trained_once("hint", True, False, x, y)
+        assert distiller.xla_settings == {"student": False, "teacher": False} and distiller._step_parts is None
+        assert np.isfinite(logs["loss"]).all()
+    finally:
+        from tensorflow.python.framework import config as tf_config  # no public way back
+        tf_config.disable_op_determinism()
