@@ -16,6 +16,8 @@ import functools
 import keras
 import tensorflow as tf
 
+from fitnets_tf import taps
+
 TEACHER_PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 # The Keras compute policies a run (and the benchmark) may train the student under; "auto" see `compute_policy`.
 MIXED_PRECISION = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
@@ -102,3 +104,48 @@ def compute_policy(mixed_precision):
     if mixed_precision == "auto":
         return "mixed_float16" if tf.config.list_logical_devices("GPU") else "float32"
     return mixed_precision
+
+
+def precision_differences(teacher, dataset, precision, hint=None, temperature=3.0):
+    """What running `teacher` in `precision` changes, against float32, over a dataset: the largest absolute
+    difference of the softened probabilities softmax(a_T / temperature), the images whose class changes, and the
+    largest absolute difference of the hint (a layer reference, `fitnets_tf.taps`) when one is given.
+
+    Args:
+        teacher: a Keras model returning logits (a softmax teacher is used through its logits, as in training).
+        dataset: batches of (preprocessed float32 images, labels).
+        precision: "bfloat16", "float16" or "auto" (resolved as the Distiller does).
+        hint: the hint layer to compare, or None.
+        temperature: tau of the softened probabilities.
+    Returns:
+        {"precision", "examples", "max_probability_difference", "class_changes", "max_hint_difference",
+        "max_hint_magnitude"} (the hint entries None without a hint).
+    """
+    low = teacher_in_precision(teacher, precision)
+    shape = tuple(teacher.input_shape[1:])
+    logits = (taps.logits_model(teacher, "teacher", shape), taps.logits_model(low, "teacher", shape))
+    hints = None
+    if hint is not None:
+        tap = taps.resolve(teacher, hint, "hint layer")  # the copy has the same layer names
+        hints = (taps.tap_model(teacher, [tap], "hint", shape), taps.tap_model(low, [tap.name], "hint", shape))
+    result = {"precision": resolve_teacher_precision(precision), "examples": 0, "max_probability_difference": 0.0,
+              "class_changes": 0, "max_hint_difference": None, "max_hint_magnitude": None}
+    for images, _ in dataset:
+        full, reduced = (tf.cast(m(images, training=False), tf.float32) for m in logits)
+        difference = tf.abs(tf.nn.softmax(full / temperature) - tf.nn.softmax(reduced / temperature))
+        result["max_probability_difference"] = max(result["max_probability_difference"],
+                                                   float(tf.reduce_max(difference)))
+        result["class_changes"] += int(tf.reduce_sum(tf.cast(tf.argmax(full, -1) != tf.argmax(reduced, -1),
+                                                             tf.int32)))
+        result["examples"] += int(images.shape[0])
+        if hints is not None:
+            full, reduced = (tf.cast(_single(m(images, training=False)), tf.float32) for m in hints)
+            result["max_hint_difference"] = max(result["max_hint_difference"] or 0.0,
+                                                float(tf.reduce_max(tf.abs(full - reduced))))
+            result["max_hint_magnitude"] = max(result["max_hint_magnitude"] or 0.0,
+                                               float(tf.reduce_max(tf.abs(full))))
+    return result
+
+
+def _single(outputs):
+    return outputs[0] if isinstance(outputs, (list, tuple)) else outputs

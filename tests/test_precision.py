@@ -131,3 +131,23 @@ def test_an_uncopyable_teacher_gets_a_clear_error():
     teacher(np.zeros((1, 8, 8, 1), "float32"))
     with pytest.raises(ValueError, match="could not be copied.*teacher_precision='float32'"):
         teacher_in_precision(teacher, "bfloat16")
+
+
+def test_precision_differences_reports_what_the_lower_precision_changes():
+    from fitnets_tf.precision import precision_differences
+
+    teacher = _trained_like(build_network(zoo.get_spec("digits_teacher"), seed=0))
+    rng = np.random.default_rng(2)
+    x = rng.random((48, 8, 8, 1)).astype("float32")
+    dataset = tf.data.Dataset.from_tensor_slices((x, np.zeros(48, "int64"))).batch(16)
+    same = precision_differences(teacher, dataset, "float32", hint="pool1")
+    assert same["examples"] == 48 and same["class_changes"] == 0
+    assert same["max_probability_difference"] == 0.0 and same["max_hint_difference"] == 0.0
+    low = precision_differences(teacher, dataset, "float16", hint="pool1", temperature=3.0)
+    reference = _softened(teacher(x, training=False))
+    copy = teacher_in_precision(teacher, "float16")
+    expected = np.abs(reference - _softened(copy(x, training=False))).max()  # over all 48 images at once
+    assert low["precision"] == "float16" and low["examples"] == 48
+    assert low["max_probability_difference"] == pytest.approx(expected, rel=1e-3, abs=1e-7)
+    assert 0 < low["max_hint_difference"] < 0.01 * low["max_hint_magnitude"]
+    assert low["max_hint_magnitude"] > 0

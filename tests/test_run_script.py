@@ -517,3 +517,17 @@ def test_the_scripts_show_the_librarys_progress_and_keep_other_libraries_info_hi
     finally:
         handler.filters[:] = filters
         logging.set_verbosity(verbosity)
+
+
+def test_teacher_precision_script_compares_a_runs_teacher_with_float32(digits_run):
+    """scripts/teacher_precision.py on the digits run: the README's bfloat16-teacher figures come from it."""
+    model_dir, _ = digits_run
+    script = os.path.join(ROOT, "scripts", "teacher_precision.py")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run([sys.executable, script, f"--run_dir={model_dir}", "--hint=2", "--precision=float16"],
+                            capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout[result.stdout.index("{"):])
+    assert report["precision"] == "float16" and report["examples"] == 360  # the digits' test images
+    assert 0 < report["max_probability_difference"] < 0.01
+    assert 0 <= report["class_changes"] <= 3 and 0 < report["max_hint_difference"] < report["max_hint_magnitude"]
