@@ -83,3 +83,17 @@ def test_a_new_stage_is_one_class(monkeypatch):
     assert set(history) == {"loss", "soft_loss"} and history["loss"] == history["soft_loss"]
     assert history["soft_loss"][-1] < history["soft_loss"][0]
     assert changed(t0, teacher) == set() and changed(s0, student) == set(s0)
+
+
+def test_a_stage_without_its_loss_or_variables_cannot_be_built():
+    from fitnets_tf.stages.base import Stage
+
+    class Incomplete(Stage):
+        name = "incomplete"
+
+        @property
+        def variables(self):
+            return []
+
+    with pytest.raises(TypeError, match="per_example_losses"):
+        Incomplete(distiller=None)

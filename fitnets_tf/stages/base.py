@@ -10,10 +10,12 @@ One training step of any stage, as `Distiller.train_step` runs it:
     stage.update_metrics(terms, labels, logits)              # logged as `loss` + stage.metrics
 """
 
+import abc
+
 import tensorflow as tf
 
 
-class Stage:
+class Stage(abc.ABC):
     """One stage of training: what it trains, what it needs from the teacher, its per-example loss, its metrics.
 
     A subclass is built by `Distiller.compile(stage=NAME)` inside the distribution strategy's scope (its metrics'
@@ -35,17 +37,17 @@ class Stage:
         self.distiller = distiller
 
     @property
+    @abc.abstractmethod
     def variables(self):
         """The variables this stage trains (a list of `keras.Variable`)."""
-        raise NotImplementedError
 
     def teacher_outputs(self, images):
         """What the stage needs from the frozen teacher for `images`: a tuple of tensors, in any precision."""
         return ()
 
+    @abc.abstractmethod
     def per_example_losses(self, images, labels, teacher_outputs, training):
         """Returns (total (batch,), {metric name: per-example term}, student logits or None)."""
-        raise NotImplementedError
 
     @property
     def metrics(self):
