@@ -89,7 +89,7 @@ def main(argv):
         print(f"[experiments] {row['cell']:<14} {row['method']:<13} test accuracy "
               f"{experiments.format_mean_std(row['test_accuracy'])}% (n={row['test_accuracy']['n']})", flush=True)
     paths = experiments.output_paths(sweep_plan.sweep_dir, FLAGS.experiment)
-    print(f"[experiments] table: {paths['md']}  plot: {paths['png']}", flush=True)
+    print(f"[experiments] table: {paths['md']}  plot: {paths['png']}  learning curves: {paths['curves']}", flush=True)
 
 
 def entry():

@@ -32,6 +32,11 @@ def methods_sweep(tmp_path_factory):
     return sweep_dir, args, result
 
 
+def _run_histories(sweep_dir, seed):
+    with open(os.path.join(sweep_dir, "digits_fitnet", f"seed{seed}", "results.json")) as f:
+        return json.load(f)["histories"]
+
+
 def _run_results(sweep_dir, seed):
     with open(os.path.join(sweep_dir, "digits_fitnet", f"seed{seed}", "results.json")) as f:
         return {r["model"]: r for r in json.load(f)["models"]}
@@ -40,10 +45,11 @@ def _run_results(sweep_dir, seed):
 @pytest.mark.slow
 def test_methods_sweep_writes_a_consistent_table_json_and_plot(methods_sweep):
     sweep_dir, _, result = methods_sweep
-    for name in ("methods.md", "methods.json", "methods.png", "sweep.json", "flags.cfg"):
+    for name in ("methods.md", "methods.json", "methods.png", "methods_curves.png", "sweep.json", "flags.cfg"):
         assert os.path.exists(os.path.join(sweep_dir, name)), name
-    with open(os.path.join(sweep_dir, "methods.png"), "rb") as f:
-        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    for name in ("methods.png", "methods_curves.png"):
+        with open(os.path.join(sweep_dir, name), "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     with open(os.path.join(sweep_dir, "methods.json")) as f:
         summary = json.load(f)
     table = open(os.path.join(sweep_dir, "methods.md")).read()
@@ -65,6 +71,15 @@ def test_methods_sweep_writes_a_consistent_table_json_and_plot(methods_sweep):
         mean_text = f"{100 * np.mean(values):.2f} ± {100 * np.std(values, ddof=1):.2f}"
         assert f"| {method} | {mean_text} | 2 |" in table
         assert f"{mean_text}% (n=2)" in result.stdout
+    # The learning curves are each run's validation accuracies, the FitNet's after its hint epoch.
+    histories = {seed: _run_histories(sweep_dir, seed) for seed in (0, 1)}
+    curves = summary["curves"]["digits_fitnet"]
+    assert set(curves) == {"CE", "KD", "HT+KD"}
+    assert curves["HT+KD"]["offset"] == 1
+    for method, stage in (("CE", "baseline_ce"), ("KD", "baseline_kd"), ("HT+KD", "fitnet_stage2")):
+        assert curves[method]["per_seed"] == {str(s): histories[s][stage]["val_accuracy"] for s in (0, 1)}
+    assert "left chance at epoch" in table
+    assert "methods_curves.png" in result.stdout
     assert rows["HT+KD"]["hints"] == [[4, 2]]
     assert "4 (pool1 4x4) <- 2 (pool1 4x4)" in table
     # The taps the table names are the ones the pipeline trained on (its results.json records them).

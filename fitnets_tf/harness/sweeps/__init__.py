@@ -21,14 +21,16 @@ is drawn with the run's seed, so a teacher trained with another seed has seen th
 
 Outputs in `sweep_dir`: sweep.json (what the sweep is; pins the shared teacher), <experiment>.md and
 <experiment>.json (one row per (cell, method): mean +- std test accuracy over seeds, n, parameters,
-multiplications, hint pairs, and the raw per-seed values), <experiment>.png.
+multiplications, hint pairs, and the raw per-seed values), <experiment>.png and <experiment>_curves.png (validation
+accuracy against epoch per method and cell, seeds thin and their mean thick).
 
 One module per job:
   statistics  mean and sample std over seeds, and their printed form;
   pairing     the conv taps of an architecture and which hint layer fits which guided layer;
   planning    `Cell`, `Run`, `SweepPlan` and `plan` (settings checked, teacher sharing, sweep.json pin);
   running     `run_sweep`: runs or reads every run (resumable), refuses recorded runs with other settings;
+  curves      each model's learning curve from its run's histories, and the epoch it left chance;
   tables      the summary rows (<experiment>.json) and the markdown table;
-  plots       the PNG.
+  plots       the PNGs.
 The public entry points are re-exported by `fitnets_tf.harness.experiments`.
 """

@@ -1,5 +1,7 @@
-"""The plot of a finished sweep (<experiment>.png): test accuracy per method, depth or hint location."""
+"""The plots of a finished sweep: test accuracy per method, depth or hint location (<experiment>.png), and the
+learning curves per cell (<experiment>_curves.png)."""
 
+from fitnets_tf.harness.sweeps.curves import mean_curve
 from fitnets_tf.harness.sweeps.planning import DEPTHS
 from fitnets_tf.harness.sweeps.tables import METHODS
 from fitnets_tf.io_utils import atomic_save
@@ -75,3 +77,45 @@ def plot(summary, path):
         ax.legend(fontsize=8)
     fig.tight_layout()
     atomic_save(path, lambda tmp: fig.savefig(tmp, format="png"))
+
+
+def plot_curves(summary, path):
+    """Writes <experiment>_curves.png: one panel per cell, validation accuracy against epoch, a thick line per
+    method (mean over seeds) and a thin one per seed, the teacher's test accuracy dotted. The curves are the
+    summary's "curves" (`curves.sweep_curves`). Returns False (and writes nothing) without curves."""
+    curves = summary.get("curves")
+    if not curves:
+        return False
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    cells = list(curves)
+    columns = min(2, len(cells))
+    rows = (len(cells) + columns - 1) // columns
+    fig = Figure(figsize=(6.5 * columns, 4.0 * rows), dpi=110)
+    FigureCanvasAgg(fig)
+    teacher = next((r for r in summary["rows"] if r["model"] == "teacher"), None)
+    colors = {method: f"C{i}" for i, method in enumerate(METHODS.values())}
+    for k, cell in enumerate(cells, start=1):
+        ax = fig.add_subplot(rows, columns, k)
+        for method, entry in curves[cell].items():
+            start = entry["offset"] + 1
+            for values in entry["per_seed"].values():
+                ax.plot(range(start, start + len(values)), [100 * v for v in values], color=colors[method],
+                        lw=0.7, alpha=0.35)
+            mean = mean_curve(entry["per_seed"])
+            ax.plot(range(start, start + len(mean)), [100 * v for v in mean], color=colors[method], lw=2.0,
+                    label=f"{method} ({len(entry['per_seed'])} seeds)")
+        if teacher is not None and teacher["test_accuracy"]["mean"] is not None:
+            ax.axhline(100 * teacher["test_accuracy"]["mean"], ls=":", color="gray", label="teacher (test)")
+        ax.set_title(f"{cell}", fontsize=10)
+        ax.set_xlabel("epoch of the model's budget (HT+KD: hint epochs, then KD)")
+        ax.set_ylabel("validation accuracy (%)")
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"{summary['experiment']}: {summary['dataset']}, learning curves (thin: seeds, thick: mean)",
+                 fontsize=11)
+    fig.tight_layout()
+    atomic_save(path, lambda tmp: fig.savefig(tmp, format="png"))
+    return True

@@ -12,7 +12,7 @@ from absl import logging
 
 from fitnets_tf.errors import check
 from fitnets_tf.harness import pipeline
-from fitnets_tf.harness.sweeps.plots import plot
+from fitnets_tf.harness.sweeps.plots import plot, plot_curves
 from fitnets_tf.harness.sweeps.tables import markdown, summarize
 from fitnets_tf.io_utils import atomic_write_json, atomic_write_text, read_json
 
@@ -121,8 +121,10 @@ def run_sweep(sweep_plan, command="", on_ready=None, log=logging.info, strategy=
 
 # ---------------------------------------------------------------------------------------------------- outputs
 def output_paths(sweep_dir, experiment):
-    """{"md", "json", "png"}: the table, the summary and the plot of a sweep."""
-    return {ext: os.path.join(sweep_dir, f"{experiment}.{ext}") for ext in ("md", "json", "png")}
+    """{"md", "json", "png", "curves"}: the table, the summary, the plot and the learning curves of a sweep."""
+    paths = {ext: os.path.join(sweep_dir, f"{experiment}.{ext}") for ext in ("md", "json", "png")}
+    paths["curves"] = os.path.join(sweep_dir, f"{experiment}_curves.png")
+    return paths
 
 
 def write_outputs(sweep_plan, summary):
@@ -130,4 +132,5 @@ def write_outputs(sweep_plan, summary):
     atomic_write_json(paths["json"], summary)
     atomic_write_text(paths["md"], markdown(summary))
     plot(summary, paths["png"])
+    plot_curves(summary, paths["curves"])
     return paths

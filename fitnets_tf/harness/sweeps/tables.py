@@ -2,6 +2,7 @@
 
 import dataclasses
 
+from fitnets_tf.harness.sweeps.curves import left_chance_epoch, model_curve, sweep_curves
 from fitnets_tf.harness.sweeps.statistics import format_mean_std, mean_std
 
 # results.json model name -> method label, in table order.
@@ -18,8 +19,10 @@ def _row(cell_name, x, method, model, run_results, cell=None):
         if row is None:
             continue
         first = first or row
+        curve = model_curve(result.get("histories", {}), model)
         per_seed.append({"seed": seed, "test_accuracy": row["test_accuracy"], "run": f"{cell_name}/seed{seed}",
-                         "at_chance": bool(row.get("at_chance")), "best_epoch": row.get("best_epoch")})
+                         "at_chance": bool(row.get("at_chance")), "best_epoch": row.get("best_epoch"),
+                         "left_chance_epoch": left_chance_epoch(curve, result.get("num_classes", 10))})
     if first is None:
         return None
     return {
@@ -36,7 +39,8 @@ def summarize(sweep_plan, results, command=""):
 
     Rows: one per (cell, method) over the requested seeds (methods CE, KD, HT+KD as present in the cell), then the
     teacher over `sweep_plan.teacher_runs`. Each row: mean and sample std of the test accuracy, n, the raw per-seed
-    values, parameters, multiplications, and the FitNet's hint pairs (guided <- hint).
+    values (with the best epoch and the epoch the model left chance), parameters, multiplications, and the FitNet's
+    hint pairs (guided <- hint). "curves": each row's validation accuracy per epoch and seed (`curves.sweep_curves`).
     """
     rows = []
     for cell in sweep_plan.cells:
@@ -55,7 +59,7 @@ def summarize(sweep_plan, results, command=""):
         teacher_row["cell"] = "teacher"
         rows.append(teacher_row)
     base = sweep_plan.base
-    return {
+    summary = {
         "experiment": sweep_plan.experiment, "dataset": base.dataset, "teacher": base.teacher,
         "student": None if sweep_plan.experiment == "depth" else base.student,
         "depth_budget": sweep_plan.depth_budget, "seeds": list(sweep_plan.seeds),
@@ -65,6 +69,8 @@ def summarize(sweep_plan, results, command=""):
         "base_config": {k: v for k, v in base.to_json().items() if k not in ("model_dir", "seed", "experiment")},
         "std": "sample standard deviation over seeds (ddof=1); null for one seed",
     }
+    summary["curves"] = sweep_curves(summary, results)
+    return summary
 
 
 # -------------------------------------------------------------------------------------------------- markdown
@@ -84,12 +90,21 @@ _SHARING_TEXT = {
 }
 
 
+def _left_chance_text(per_seed):
+    """"3, 1" (epoch per seed), "never" for a seed whose curve stayed at chance, "-" without curves."""
+    if not any("left_chance_epoch" in p for p in per_seed):
+        return "-"
+    return ", ".join("never" if p.get("left_chance_epoch") is None else str(p["left_chance_epoch"])
+                     for p in per_seed)
+
+
 def _table_line(r):
     per_seed = ", ".join("-" if p["test_accuracy"] is None else
                          f"{100 * p['test_accuracy']:.2f}{'*' if p.get('at_chance') else ''}" for p in r["per_seed"])
     return "| " + " | ".join([
         str(r["cell"]), r["method"], format_mean_std(r["test_accuracy"]), str(r["test_accuracy"]["n"]),
-        per_seed, _count(r["parameters"]), _count(r["multiplications"]), _hint_text(r["hint_taps"]),
+        per_seed, _left_chance_text(r["per_seed"]), _count(r["parameters"]), _count(r["multiplications"]),
+        _hint_text(r["hint_taps"]),
     ]) + " |"
 
 
@@ -111,8 +126,8 @@ def markdown(summary):
     s = summary
     title = {"methods": f"methods on student {s['student']}", "depth": f"depth at the {s['depth_budget']} budget",
              "hint_location": f"hint location, student {s['student']}"}[s["experiment"]]
-    header = ["cell", "method", "test acc (%) mean ± std", "n", "per seed (%)", "params", "mults",
-              "hints: guided <- hint (paper index, tap, map)"]
+    header = ["cell", "method", "test acc (%) mean ± std", "n", "per seed (%)", "left chance at epoch", "params",
+              "mults", "hints: guided <- hint (paper index, tap, map)"]
     lines = [f"# Experiment: {title} ({s['dataset']}, teacher {s['teacher']})", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += [_table_line(r) for r in s["rows"]]
@@ -122,6 +137,8 @@ def markdown(summary):
               "HT+KD is the FitNet (stage 1 hints, then stage 2 KD); KD and CE are the same student trained from "
               "the same initial weights with KD alone and with cross-entropy alone. Multiplications counted from "
               "the conv/dense layers (see models.counting).",
+              "Left chance at epoch: the first epoch of the model's budget whose validation accuracy reached 1.5 / "
+              "classes (HT+KD counts its hint epochs first); the curves are in the sweep's _curves.png.",
               f"Teacher: {_SHARING_TEXT[s['teacher_sharing']].format(runs=', '.join(s['teacher_runs']))}."]
     lines += _chance_note(s["rows"])
     notes = [f"- {c['name']}: {c['note']}" for c in s["cells"] if c["note"]]

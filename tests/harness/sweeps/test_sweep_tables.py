@@ -17,7 +17,10 @@ def test_the_table_stars_runs_that_never_left_chance_and_names_the_trainable_one
                         row("CE (Glorot init)", "baseline_ce_glorot", [0.86, 0.87], [False, False]),
                         row("teacher (CE)", "teacher", [0.9, 0.9], [False, False])]}
     table = markdown(summary)
-    assert "| 10.00*, 85.00 |" in table and "| 86.00, 87.00 |" in table
+    assert "| 10.00*, 85.00 | - |" in table and "| 86.00, 87.00 | - |" in table  # no curves recorded
+    summary["rows"][0]["per_seed"][0]["left_chance_epoch"] = None
+    summary["rows"][0]["per_seed"][1]["left_chance_epoch"] = 3
+    assert "| 10.00*, 85.00 | never, 3 |" in markdown(summary)
     note = table.split("never left chance", 1)[1].splitlines()[0]
     assert "s CE." in note and "Trainable in every seed: s CE (Glorot init)." in note
     summary["rows"] = summary["rows"][1:]
