@@ -12,6 +12,7 @@ from absl import logging
 
 from fitnets_tf.errors import check
 from fitnets_tf.harness import pipeline
+from fitnets_tf.harness.training import stage_is_done
 from fitnets_tf.harness.sweeps.plots import plot, plot_curves
 from fitnets_tf.harness.sweeps.tables import markdown, summarize
 from fitnets_tf.io_utils import atomic_write_json, atomic_write_text, read_json
@@ -83,6 +84,15 @@ class _Pin:
             self.on_ready()
 
 
+def teacher_text(run):
+    """Where an unfinished run's teacher comes from, for the sweep's log line."""
+    if not run.trains_teacher:
+        return f"teacher {run.config.teacher_path}"
+    if stage_is_done(os.path.join(run.config.model_dir, "checkpoints", "teacher")):
+        return "its teacher is trained; the students resume"
+    return "trains the teacher"
+
+
 def run_sweep(sweep_plan, command="", on_ready=None, log=logging.info, strategy=None):
     """Runs (or reads) every run of `sweep_plan`, then writes the table, JSON and plot; returns the summary.
 
@@ -108,8 +118,7 @@ def run_sweep(sweep_plan, command="", on_ready=None, log=logging.info, strategy=
         if is_finished(run):
             log(f"[experiments] {i}/{total} {run.key}: finished, results read from {results_path}")
         else:
-            teacher = "trains the teacher" if run.trains_teacher else f"teacher {run.config.teacher_path}"
-            log(f"[experiments] {i}/{total} {run.key}: running ({teacher})")
+            log(f"[experiments] {i}/{total} {run.key}: running ({teacher_text(run)})")
             pipeline.run(run.config, strategy=strategy, command=f"{command}  # run {run.key}", on_ready=ready)
             keras.backend.clear_session()
         results[run.key] = read_json(results_path)

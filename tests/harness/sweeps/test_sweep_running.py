@@ -35,3 +35,16 @@ def test_recorded_runs_are_compared_with_the_plan(tmp_path):
     sweep = planning.plan("hint_location", base, (0,), str(tmp_path / "sweep"), cells=CELLS)
     with pytest.raises(ConfigError, match=r"^`sweep_dir`: .*differs in: kd_epochs"):
         running.check_recorded_runs(sweep)
+
+
+def test_the_log_says_whether_an_unfinished_run_still_trains_its_teacher(tmp_path):
+    sweep = planning.plan("hint_location", pipeline.RunConfig(model_dir=""), (0,), str(tmp_path / "sweep"),
+                          cells=CELLS)
+    first, second = sweep.runs
+    assert running.teacher_text(first) == "trains the teacher"
+    assert running.teacher_text(second) == f"teacher {second.config.teacher_path}"
+    stage_dir = os.path.join(first.config.model_dir, "checkpoints", "teacher")
+    os.makedirs(stage_dir)
+    with open(os.path.join(stage_dir, "done.json"), "w") as f:
+        json.dump({"epochs": 1}, f)
+    assert running.teacher_text(first) == "its teacher is trained; the students resume"
