@@ -53,7 +53,7 @@ def save_student(path, shape=SHAPE, classes=3):
 
 
 TINY = dict(hint_epochs=1, kd_epochs=1, baseline_epochs=1, baselines=("ce",), batch_size=8, optimizer="adam",
-            learning_rate=0.003, latency_runs=1, verbose=0, validation_size=0.2)
+            learning_rate=0.003, latency_runs=1, verbose=0, validation_size=0.2, jit_compile="false")
 
 
 def test_data_teacher_and_student_shapes_that_disagree_are_refused_in_one_line_before_anything(tmp_path):

@@ -18,8 +18,9 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN = os.path.join(ROOT, "scripts", "run.py")
 VENV_BIN = os.path.dirname(sys.executable)
+# XLA off in the small runs (its compile time outweighs its gain at two epochs); the artifact run keeps the default.
 TINY = ["--teacher_epochs=2", "--hint_epochs=1", "--kd_epochs=2", "--baseline_epochs=2", "--latency_runs=2",
-        "--batch_size=64", "--verbose=0", "--optimizer=adam", "--learning_rate=0.003"]
+        "--batch_size=64", "--verbose=0", "--optimizer=adam", "--learning_rate=0.003", "--jit_compile=false"]
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +34,7 @@ def run_script(*args, timeout=600):
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
     model_dir = str(tmp_path_factory.mktemp("run") / "digits")
-    result = run_script(f"--model_dir={model_dir}", *TINY)
+    result = run_script(f"--model_dir={model_dir}", *TINY, "--jit_compile=auto")  # the default path, XLA included
     assert result.returncode == 0, result.stderr[-3000:]
     return model_dir, result
 
@@ -62,6 +63,9 @@ def test_a_digits_run_produces_every_artifact(digits_run):
     assert rows["fitnet"]["parameters"] == rows["baseline_ce"]["parameters"]
     # Paper indices 4 <- 2 are tapped after the max-pool that follows each layer (pylearn2's conv layers).
     assert results["hint_pairs"] == [{"guided": "pool1", "hint": "pool1", "regressor": "conv"}]
+    # jit_compile=auto on a CPU: XLA for the student's part of every step, not for the teacher's forward pass.
+    assert results["xla"]["fitnet_stage2"] == {"student": True, "teacher": False}
+    assert all(results["xla"][s]["student"] for s in ("teacher", "fitnet_stage1", "baseline_ce", "baseline_kd"))
     table = open(os.path.join(model_dir, "results.md")).read()
     for name in rows:
         assert f"| {name} |" in table

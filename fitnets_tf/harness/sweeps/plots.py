@@ -105,7 +105,7 @@ def plot_curves(summary, path):
                         lw=0.7, alpha=0.35)
             mean = mean_curve(entry["per_seed"])
             ax.plot(range(start, start + len(mean)), [100 * v for v in mean], color=colors[method], lw=2.0,
-                    label=f"{method} ({len(entry['per_seed'])} seeds)")
+                    label=f"{method} ({len(entry['per_seed'])} seed{'s' if len(entry['per_seed']) > 1 else ''})")
         if teacher is not None and teacher["test_accuracy"]["mean"] is not None:
             ax.axhline(100 * teacher["test_accuracy"]["mean"], ls=":", color="gray", label="teacher (test)")
         ax.set_title(f"{cell}", fontsize=10)
