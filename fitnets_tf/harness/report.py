@@ -80,6 +80,15 @@ def markdown_table(rows, batch_sizes):
     return "\n".join(lines)
 
 
+# A model whose accuracy is below CHANCE_FACTOR / classes (15% for 10 classes) has not left the plateau of its
+# initialisation: the "never left chance" of the reports, and where a sweep's learning curve leaves chance.
+CHANCE_FACTOR = 1.5
+
+
+def at_chance(accuracy, num_classes):
+    return accuracy < CHANCE_FACTOR / num_classes
+
+
 def add_training_facts(rows, stage_results, stage_of_model, num_classes):
     """Adds to each row how its last stage ended and whether the model ever left chance level.
 
@@ -92,7 +101,7 @@ def add_training_facts(rows, stage_results, stage_of_model, num_classes):
         result = stage_results.get(stage_of_model.get(row["model"]), {})
         row["epochs"] = result.get("epochs")
         row["best_epoch"] = result.get("best_epoch")
-        row["at_chance"] = row["test_accuracy"] is not None and row["test_accuracy"] < 1.5 / num_classes
+        row["at_chance"] = row["test_accuracy"] is not None and at_chance(row["test_accuracy"], num_classes)
     return rows
 
 

@@ -4,10 +4,10 @@
 A run's results.json keeps every stage's history. A model's curve is the validation accuracy (training accuracy
 without a validation split) of the stages that trained it, placed on the epochs of the model's budget: the FitNet's
 stage 2 starts after its stage-1 (hint) epochs, which report no accuracy. From a curve the table takes the epoch a
-model left chance: the first epoch whose accuracy reaches 1.5 / classes, the threshold of `report`'s `at_chance`.
+model left chance: the first epoch whose accuracy reaches 1.5 / classes (`report.at_chance`).
 """
 
-CHANCE_FACTOR = 1.5  # accuracy below CHANCE_FACTOR / classes: still at chance (as report.add_training_facts)
+from fitnets_tf.harness.report import at_chance
 
 
 def model_curve(histories, model):
@@ -35,8 +35,7 @@ def left_chance_epoch(curve, num_classes):
     if curve is None:
         return None
     offset, values = curve
-    threshold = CHANCE_FACTOR / num_classes
-    return next((offset + i for i, v in enumerate(values, start=1) if v >= threshold), None)
+    return next((offset + i for i, v in enumerate(values, start=1) if not at_chance(v, num_classes)), None)
 
 
 def sweep_curves(summary, results):

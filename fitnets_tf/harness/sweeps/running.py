@@ -12,9 +12,9 @@ from absl import logging
 
 from fitnets_tf.errors import check
 from fitnets_tf.harness import pipeline
-from fitnets_tf.harness.training import stage_is_done
 from fitnets_tf.harness.sweeps.plots import plot, plot_curves
 from fitnets_tf.harness.sweeps.tables import markdown, summarize
+from fitnets_tf.harness.training import stage_is_done
 from fitnets_tf.io_utils import atomic_write_json, atomic_write_text, read_json
 
 
