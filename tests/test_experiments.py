@@ -34,14 +34,13 @@ def methods_sweep(tmp_path_factory):
     return sweep_dir, args, result
 
 
-def _run_histories(sweep_dir, seed):
+def _run_json(sweep_dir, seed):
     with open(os.path.join(sweep_dir, "digits_fitnet", f"seed{seed}", "results.json")) as f:
-        return json.load(f)["histories"]
+        return json.load(f)
 
 
 def _run_results(sweep_dir, seed):
-    with open(os.path.join(sweep_dir, "digits_fitnet", f"seed{seed}", "results.json")) as f:
-        return {r["model"]: r for r in json.load(f)["models"]}
+    return {r["model"]: r for r in _run_json(sweep_dir, seed)["models"]}
 
 
 @pytest.mark.slow
@@ -74,7 +73,7 @@ def test_methods_sweep_writes_a_consistent_table_json_and_plot(methods_sweep):
         assert f"| {method} | {mean_text} | 2 |" in table
         assert f"{mean_text}% (n=2)" in result.stdout
     # The learning curves are each run's validation accuracies, the FitNet's after its hint epoch.
-    histories = {seed: _run_histories(sweep_dir, seed) for seed in (0, 1)}
+    histories = {seed: _run_json(sweep_dir, seed)["histories"] for seed in (0, 1)}
     curves = summary["curves"]["digits_fitnet"]
     assert set(curves) == {"CE", "KD", "HT+KD"}
     assert curves["HT+KD"]["offset"] == 1
