@@ -19,10 +19,12 @@ def _row(cell_name, x, method, model, run_results, cell=None):
         if row is None:
             continue
         first = first or row
+        entry = {"seed": seed, "test_accuracy": row["test_accuracy"], "run": f"{cell_name}/seed{seed}",
+                 "at_chance": bool(row.get("at_chance")), "best_epoch": row.get("best_epoch")}
         curve = model_curve(result.get("histories", {}), model)
-        per_seed.append({"seed": seed, "test_accuracy": row["test_accuracy"], "run": f"{cell_name}/seed{seed}",
-                         "at_chance": bool(row.get("at_chance")), "best_epoch": row.get("best_epoch"),
-                         "left_chance_epoch": left_chance_epoch(curve, result.get("num_classes", 10))})
+        if curve is not None:  # a given teacher was not trained by the run: no curve, no epoch it left chance
+            entry["left_chance_epoch"] = left_chance_epoch(curve, result.get("num_classes", 10))
+        per_seed.append(entry)
     if first is None:
         return None
     return {
@@ -94,8 +96,8 @@ def _left_chance_text(per_seed):
     """"3, 1" (epoch per seed), "never" for a seed whose curve stayed at chance, "-" without curves."""
     if not any("left_chance_epoch" in p for p in per_seed):
         return "-"
-    return ", ".join("never" if p.get("left_chance_epoch") is None else str(p["left_chance_epoch"])
-                     for p in per_seed)
+    return ", ".join("-" if "left_chance_epoch" not in p else
+                     "never" if p["left_chance_epoch"] is None else str(p["left_chance_epoch"]) for p in per_seed)
 
 
 def _table_line(r):
@@ -131,7 +133,8 @@ def markdown(summary):
     lines = [f"# Experiment: {title} ({s['dataset']}, teacher {s['teacher']})", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += [_table_line(r) for r in s["rows"]]
-    epochs = ", ".join(f"{k} {v if v is not None else 'hint+kd'}" for k, v in s["epochs"].items())
+    epochs = ", ".join(f"{k} {v if v is not None else 'hint+kd'}" for k, v in s["epochs"].items()
+                       if not (k == "teacher_epochs" and s["teacher_sharing"] == "given"))
     lines += ["", f"Seeds: {', '.join(map(str, s['seeds']))}; std is the sample standard deviation (ddof=1). "
               f"Test accuracy of each run's models on the dataset's test split. Epochs: {epochs}.",
               "HT+KD is the FitNet (stage 1 hints, then stage 2 KD); KD and CE are the same student trained from "
