@@ -31,7 +31,8 @@ DEFAULT = pipeline.RunConfig(model_dir="")
 # The RunConfig fields a flag of the same name sets directly.
 _SHARED_FIELDS = (
     "dataset", "image_size", "student_path", "data_dir", "download", "train_size", "use_extra", "preprocessing",
-    "augment", "crop_padding", "flip",
+    "augment", "crop_padding", "flip", "channels", "augmentation", "shuffle_buffer_mb", "input_cache",
+    "memory_budget_mb", "check_teacher",
     "teacher", "student", "teacher_path", "initializer", "regressor", "hint_mode", "hint_spatial_mean",
     "temperature", "kd_lambda", "kd_lambda_final", "kd_lambda_decay_start", "kd_lambda_decay_end", "tau_squared",
     "teacher_epochs", "hint_epochs", "kd_epochs", "baseline_epochs", "patience", "teacher_patience",
@@ -59,10 +60,35 @@ def define_run_flags(student_help, teacher_path_help, export_default):
                          "images are taken from the end of the train split); default all.")
     flags.DEFINE_bool("use_extra", False, "SVHN only: add the 531K-image 'extra' split to train, as the paper did.")
     flags.DEFINE_string("preprocessing", None, f"Input preprocessing, one of {', '.join(PREPROCESSING_KINDS)}; "
-                        "default is the dataset's (GCN + ZCA for CIFAR, scaling otherwise).")
-    flags.DEFINE_bool("augment", True, "Augment training images (random crops and, where allowed, flips).")
-    flags.DEFINE_integer("crop_padding", None, "Padding of the random crops; default is the dataset's.")
-    flags.DEFINE_bool("flip", None, "Random horizontal flips; default is the dataset's (never for digits).")
+                        "default is the dataset's (GCN + ZCA for CIFAR, scale to [0, 1] otherwise). A pretrained "
+                        "keras.applications teacher needs its own: tf ([-1, 1]: MobileNet, MobileNetV2, ResNetV2, "
+                        "Xception, Inception), caffe (BGR minus the ImageNet means: ResNet50 v1, VGG), torch "
+                        "(ImageNet mean/std: DenseNet) or raw (0..255: EfficientNet, ConvNeXt, RegNet, "
+                        "MobileNetV3).")
+    flags.DEFINE_integer("channels", None, "Convert every image to 1 (grey) or 3 (RGB) channels, e.g. a grey "
+                         "folder for an RGB backbone. Default: the data's own.")
+    flags.DEFINE_bool("augment", True, "Augment training images (--augmentation and, where allowed, flips); "
+                      "--noaugment turns every augmentation off.")
+    flags.DEFINE_string("augmentation", None, "Training augmentation: pad_crop (random windows of the image "
+                        "zero-padded by --crop_padding, CIFAR style), random_resized_crop (a random box of 8-100%% "
+                        "of the area and aspect 3/4-4/3, resized back: ImageNet style) or none. Default: the "
+                        "dataset's (pad_crop for CIFAR, random_resized_crop with flips for a folder, none "
+                        "otherwise).")
+    flags.DEFINE_integer("crop_padding", None, "Padding of the pad_crop windows; default is the dataset's.")
+    flags.DEFINE_bool("flip", None, "Random horizontal flips; default is the dataset's (never for digits; on for "
+                      "a folder: turn it off for text, digits or anything a mirror changes).")
+    flags.DEFINE_integer("shuffle_buffer_mb", DEFAULT.shuffle_buffer_mb, "Data read as a stream (a TFDS data set "
+                         "with no --input_cache) is shuffled in a buffer of this many MB of uint8 images; data "
+                         "read by index (folders, cached data, arrays) is shuffled whole each epoch.")
+    flags.DEFINE_string("input_cache", DEFAULT.input_cache, "Where the decoded training images are kept between "
+                        "epochs: auto (memory when they fit --memory_budget_mb, else on disk for data that must be "
+                        "decoded, else none), memory, disk (<model_dir>/cache, removed when the run ends) or none "
+                        "(decode every epoch).")
+    flags.DEFINE_integer("memory_budget_mb", DEFAULT.memory_budget_mb, "The memory (MB) the input cache may take, "
+                         "and the teacher-output cache as much again; beyond it they go to disk.")
+    flags.DEFINE_bool("check_teacher", DEFAULT.check_teacher, "Measure a given teacher (--teacher_path) on up to "
+                      "512 validation images before distilling, and stop when it is at chance level (wrong "
+                      "preprocessing, class order or channels); --nocheck_teacher distils anyway.")
     # networks
     flags.DEFINE_string("teacher", DEFAULT.teacher, "Teacher architecture (see scripts/count.py for the names).")
     flags.DEFINE_string("student", DEFAULT.student, student_help)

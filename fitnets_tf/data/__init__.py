@@ -9,13 +9,26 @@ Typical use:
 `data` knows nothing of models: it yields (float32 images [b, H, W, C], int64 labels [b]) batches.
 """
 
-from fitnets_tf.data.augment import augment
-from fitnets_tf.data.dataset_info import DATASETS, DatasetInfo, dataset_info
+from fitnets_tf.data.augment import AUGMENTATIONS, Augmentation, augment, random_resized_crop
+from fitnets_tf.data.caching import CACHE_MODES, Placement, choose_place
+from fitnets_tf.data.dataset_info import CHANNELS, DATASETS, DatasetInfo, dataset_info
 from fitnets_tf.data.input_pipeline import build_input, make_input_fn
+from fitnets_tf.data.readers import ArrayReader, ExampleReader, ImageFileReader, cache_examples
 from fitnets_tf.data.preprocessing import PREPROCESSING_KINDS, Preprocessor, images_to_numpy
 from fitnets_tf.data.sources import DataNotFoundError, Splits, load_splits
 
 __all__ = [
+    "AUGMENTATIONS",
+    "ArrayReader",
+    "Augmentation",
+    "CACHE_MODES",
+    "CHANNELS",
+    "ExampleReader",
+    "ImageFileReader",
+    "Placement",
+    "cache_examples",
+    "choose_place",
+    "random_resized_crop",
     "DATASETS",
     "DataNotFoundError",
     "DatasetInfo",

@@ -29,15 +29,37 @@ def tfds_info(name):
         raise ValueError(f"TFDS data set {name!r} is not an image-classification data set: it needs an 'image' "
                          f"feature and a 'label' class feature. Its features: {', '.join(features)}")
     return DatasetInfo(name, tuple(image.shape), int(label.num_classes), allow_flip=False, crop_padding=0,
-                       preprocessing="scale")
+                       preprocessing="scale", class_names=tuple(getattr(label, "names", None) or ()))
 
 
-def other_info(name, image_size=None):
-    """The `DatasetInfo` of `folder:PATH` or of a TFDS data set (with `image_size` applied)."""
+def other_info(name, image_size=None, channels=None):
+    """The `DatasetInfo` of `folder:PATH` or of a TFDS data set (with `image_size` and `channels` applied)."""
     if folder.is_folder(name):
-        return folder.folder_info(name, image_size)
+        return folder.folder_info(name, image_size, channels)
     info = tfds_info(name)
-    return with_image_size(info, image_size)
+    return with_channels(with_image_size(info, image_size), channels)
+
+
+def with_channels(info, channels):
+    """`info` with its images converted to `channels` (1: grey, 3: RGB; None: unchanged)."""
+    if channels is None or info.image_shape[-1] == channels:
+        return info
+    if info.image_shape[-1] not in (1, 3):
+        raise ValueError(f"data set {info.name!r} has {info.image_shape[-1]} channels; only 1 (grey) and 3 (RGB) "
+                         "images can be converted.")
+    return dataclasses.replace(info, image_shape=(*info.image_shape[:2], int(channels)))
+
+
+def convert_channels(images, channels):
+    """uint8 images [..., H, W, C] with C in (1, 3) as `channels` (grey repeated into RGB, or RGB to grey with
+    ITU-R 601 weights, rounded as `tf.image.rgb_to_grayscale` does); unchanged when they already have it."""
+    depth = images.shape[-1]
+    if channels is None or depth == channels:
+        return images
+    if channels == 3:
+        return tf.repeat(images, 3, axis=-1)
+    grey = tf.image.rgb_to_grayscale(tf.cast(images, tf.float32))
+    return tf.cast(tf.clip_by_value(tf.round(grey), 0, 255), tf.uint8)
 
 
 def with_image_size(info, image_size):

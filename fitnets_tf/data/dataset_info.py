@@ -9,6 +9,7 @@ The defaults follow the FitNets experiments (Romero et al., ICLR 2015, Sec. 4) a
 
 import dataclasses
 
+CHANNELS = (1, 3)
 DATASETS = ("digits", "mnist", "fashion_mnist", "svhn_cropped", "cifar10", "cifar100")
 
 
@@ -25,6 +26,10 @@ class DatasetInfo:
         preprocessing: the paper's input preprocessing, a `Preprocessor` kind ("scale" or "gcn_zca"). The maxout
             SVHN setting used local contrast normalisation, which is not implemented: SVHN uses "scale".
         has_extra: whether the dataset has an `extra` training split (`load_splits(use_extra=True)`).
+        class_names: the name of each label, in label order (() when the data set does not name them).
+        augmentation: the default training augmentation, an `augment.AUGMENTATIONS` kind: "pad_crop" (CIFAR:
+            random windows of the zero-padded image, `crop_padding`), "random_resized_crop" (ImageNet style:
+            a random box of 8-100% of the area, aspect 3/4-4/3, resized back; folders) or "none".
     """
 
     name: str
@@ -34,32 +39,52 @@ class DatasetInfo:
     crop_padding: int
     preprocessing: str
     has_extra: bool = False
+    class_names: tuple = ()
+    augmentation: str = "none"
 
+
+_DIGITS = tuple(str(i) for i in range(10))
+_FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+_CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+# CIFAR-100's fine labels in label order (alphabetical, as in the data set's meta file).
+_CIFAR100 = tuple("""apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly camel
+can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile cup dinosaur dolphin elephant
+flatfish forest fox girl hamster house kangaroo keyboard lamp lawn_mower leopard lion lizard lobster man maple_tree
+motorcycle mountain mouse mushroom oak_tree orange orchid otter palm_tree pear pickup_truck pine_tree plain plate poppy
+porcupine possum rabbit raccoon ray road rocket rose sea seal shark shrew skunk skyscraper snail snake spider squirrel
+streetcar sunflower sweet_pepper table tank telephone television tiger tractor train trout tulip turtle wardrobe whale
+willow_tree wolf woman worm""".split())
 
 _INFOS = {
-    "digits": DatasetInfo("digits", (8, 8, 1), 10, allow_flip=False, crop_padding=0, preprocessing="scale"),
-    "mnist": DatasetInfo("mnist", (28, 28, 1), 10, allow_flip=False, crop_padding=0, preprocessing="scale"),
+    "digits": DatasetInfo("digits", (8, 8, 1), 10, allow_flip=False, crop_padding=0, preprocessing="scale",
+                          class_names=_DIGITS),
+    "mnist": DatasetInfo("mnist", (28, 28, 1), 10, allow_flip=False, crop_padding=0, preprocessing="scale",
+                         class_names=_DIGITS),
     "fashion_mnist": DatasetInfo(
-        "fashion_mnist", (28, 28, 1), 10, allow_flip=False, crop_padding=0, preprocessing="scale"
-    ),
+        "fashion_mnist", (28, 28, 1), 10, allow_flip=False, crop_padding=0, preprocessing="scale",
+        class_names=_FASHION),
     "svhn_cropped": DatasetInfo(
-        "svhn_cropped", (32, 32, 3), 10, allow_flip=False, crop_padding=0, preprocessing="scale", has_extra=True
-    ),
-    "cifar10": DatasetInfo("cifar10", (32, 32, 3), 10, allow_flip=True, crop_padding=8, preprocessing="gcn_zca"),
-    "cifar100": DatasetInfo("cifar100", (32, 32, 3), 100, allow_flip=True, crop_padding=8, preprocessing="gcn_zca"),
+        "svhn_cropped", (32, 32, 3), 10, allow_flip=False, crop_padding=0, preprocessing="scale", has_extra=True,
+        class_names=_DIGITS),
+    "cifar10": DatasetInfo("cifar10", (32, 32, 3), 10, allow_flip=True, crop_padding=8, preprocessing="gcn_zca",
+                           class_names=_CIFAR10, augmentation="pad_crop"),
+    "cifar100": DatasetInfo("cifar100", (32, 32, 3), 100, allow_flip=True, crop_padding=8, preprocessing="gcn_zca",
+                            class_names=_CIFAR100, augmentation="pad_crop"),
 }
 
 
-def dataset_info(name, image_size=None):
+def dataset_info(name, image_size=None, channels=None):
     """Returns the `DatasetInfo` of `name` (a built-in name, any TFDS image-classification data set, or
-    "folder:PATH"; see `catalog`), with images resized to `image_size` when given; raises ValueError naming the
-    choices for an unknown name."""
+    "folder:PATH"; see `catalog`), with images resized to `image_size` and converted to `channels` (1 or 3) when
+    given; raises ValueError naming the choices for an unknown name."""
     from fitnets_tf.data import catalog  # catalog imports this module
 
+    if channels is not None and channels not in CHANNELS:
+        raise ValueError(f"channels must be 1 (grey) or 3 (RGB). Received: channels={channels!r}")
     if isinstance(name, str) and name in _INFOS:
-        return catalog.with_image_size(_INFOS[name], image_size)
+        return catalog.with_channels(catalog.with_image_size(_INFOS[name], image_size), channels)
     try:
-        return catalog.other_info(name, image_size)
+        return catalog.other_info(name, image_size, channels)
     except ValueError as error:
         raise ValueError(f"Unknown dataset {name!r}. Choose one of: {', '.join(DATASETS)}, any TFDS "
                          f"image-classification data set by name, or folder:PATH ({error}).") from None

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from fitnets_tf.data.dataset_info import DatasetInfo
+from fitnets_tf.data.readers import ImageFileReader
 
 PREFIX = "folder:"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
@@ -42,15 +43,17 @@ def _listing(path):
 
 
 def folder_info(name, image_size=None, channels=None):
-    """The `DatasetInfo` of `folder:PATH` (shape from the first image unless `image_size` is given)."""
+    """The `DatasetInfo` of `folder:PATH` (shape from the first image unless `image_size` is given; channels from
+    the first image unless `channels` is given). Its default training augmentation is ImageNet style:
+    random_resized_crop and random mirrors."""
     path = name[len(PREFIX):]
     classes, files = _listing(path)
     first = tf.io.decode_image(tf.io.read_file(files[0][0]), channels=channels or 0, expand_animations=False)
     height, width, depth = first.shape
     if image_size:
         height = width = int(image_size)
-    return DatasetInfo(name, (int(height), int(width), int(depth)), len(classes), allow_flip=False, crop_padding=0,
-                       preprocessing="scale")
+    return DatasetInfo(name, (int(height), int(width), int(depth)), len(classes), allow_flip=True, crop_padding=0,
+                       preprocessing="scale", class_names=tuple(classes), augmentation="random_resized_crop")
 
 
 def _split(indices, labels, count, seed):
@@ -74,22 +77,10 @@ def folder_splits(info, validation_size, seed, count_fn, splits_cls, test_fracti
     count = count_fn(validation_size, len(rest))
     validation, train = _split(rest, labels_all, count, seed + 1) if count else (rest[:0], rest)
     parts = {"test": test, "validation": validation, "train": train}
-    height, width, depth = info.image_shape
-
-    def decode(path, label):
-        image = tf.io.decode_image(tf.io.read_file(path), channels=depth, expand_animations=False)
-        image = tf.image.resize(image, (height, width), method="bilinear")
-        image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
-        return tf.ensure_shape(image, (height, width, depth)), label
-
-    def dataset(indices):
-        paths = [files[i][0] for i in indices]
-        labels = np.array([files[i][1] for i in indices], "int64")
-        return tf.data.Dataset.from_tensor_slices((paths, labels)).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
-
-    sizes = {key: len(idx) for key, idx in parts.items()}
-    return splits_cls(train=dataset(parts["train"]), validation=dataset(parts["validation"]) if count else None,
-                      test=dataset(parts["test"]), info=info, num_examples=sizes)
+    everything = ImageFileReader([p for p, _ in files], labels_all, info.image_shape)
+    return splits_cls.from_readers(info, everything.subset(parts["train"]),
+                                   everything.subset(parts["validation"]) if count else None,
+                                   everything.subset(parts["test"]))
 
 
 def write_digits_folder(path, size=32, channels=3):

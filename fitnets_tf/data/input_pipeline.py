@@ -1,17 +1,23 @@
-"""Batched, preprocessed, (for training) shuffled and augmented input datasets, per replica under tf.distribute."""
+"""Batched, preprocessed, (for training) shuffled and augmented input datasets, streamed in bounded memory.
+
+Nothing here holds the data set: images are read (decoded) on the fly, in parallel and prefetched; the only
+per-example state is one int64 index per example for a reader's shuffle, and a shuffle buffer sized in bytes for a
+stream. Caching decoded images is a separate, explicit step (`readers.cache_examples`, under a memory budget).
+"""
 
 import numbers
 
 import tensorflow as tf
 
-from fitnets_tf.data.augment import augment
+from fitnets_tf.data.augment import Augmentation, augment, random_resized_crop
+from fitnets_tf.data.readers import ExampleReader
 
-PREPROCESS_BATCH_SIZE = 256
-DEFAULT_SHUFFLE_BUFFER_SIZE = 50000
+DEFAULT_SHUFFLE_BUFFER_BYTES = 256 * 2 ** 20
+_EPOCH_SEED_MIX = 1_000_003
 
 
 def build_input(
-    ds,
+    source,
     global_batch_size,
     training,
     preprocessor,
@@ -19,91 +25,127 @@ def build_input(
     flip=False,
     seed=0,
     input_context=None,
-    cache=True,
     repeat=False,
     drop_remainder=None,
-    shuffle_buffer_size=DEFAULT_SHUFFLE_BUFFER_SIZE,
+    shuffle_buffer_bytes=DEFAULT_SHUFFLE_BUFFER_BYTES,
+    augmentation=None,
+    with_index=False,
+    start_epoch=0,
 ):
-    """Turns an unbatched (uint8 image, label) dataset into batches of (float32 [b, H, W, C], int64 [b]).
+    """Turns examples into batches of (float32 images [b, H, W, C], int64 labels [b]).
 
-    Order of operations: shard (one shard per input pipeline) -> preprocess (in batches of 256: ZCA is one
-    matmul) -> cache -> [training: shuffle, augment] -> [repeat] -> batch -> prefetch. The cache holds the
-    preprocessed, not yet augmented examples, so each epoch draws fresh crops and flips; validation and test data
-    are never shuffled nor augmented.
+    Per epoch: [shard] -> [training: shuffle] -> read (decode) -> [training: uint8 augmentation
+    (random_resized_crop)] -> batch -> preprocess -> [training: augmentation of the preprocessed images (pad_crop,
+    flip)] -> prefetch. Each epoch's order and augmentation are drawn from (`seed`, epoch, example index), so a
+    stream restarted at `start_epoch` continues the same stream without reading the epochs before it, and every
+    example is augmented the same way whichever worker or position reads it.
 
     Args:
-        ds: unbatched dataset of (image uint8 [H, W, C], integer label []), e.g. `Splits.train`.
+        source: an `ExampleReader` (shuffled whole each epoch by index, sharded before reading: each input
+            pipeline reads only its own examples), or an unbatched dataset of (image uint8 [H, W, C], integer
+            label) (a stream: sharded, then shuffled in a buffer of `shuffle_buffer_bytes`).
         global_batch_size: examples per step over all replicas.
         training: shuffle and augment (True) or keep order and images as they are (False).
         preprocessor: callable mapping uint8 [B, H, W, C] -> float32 [B, H, W, C] (a `Preprocessor`).
-        crop_padding: random-translation padding of `augment` (training only); see `DatasetInfo.crop_padding`.
-        flip: random horizontal flips (training only); see `DatasetInfo.allow_flip`.
-        seed: seeds the shuffle and the per-example augmentation seeds; the same seed gives the same batches,
-            and each new iteration (epoch) reshuffles and redraws the augmentation.
-        input_context: `tf.distribute.InputContext` when called by `distribute_datasets_from_function`: the data
-            are sharded by `input_pipeline_id` and batched by the per-replica batch size.
-        cache: True caches in memory (float32: 4x the uint8 size, e.g. 550 MB for 45000 CIFAR images; too much
-            for SVHN with `extra`), a str caches to that file prefix, False recomputes the preprocessing each epoch.
-        repeat: repeat forever (then pass `steps_per_epoch` to Keras).
-        drop_remainder: drop the last partial batch; None means `training` (static batch shape, equal replica
-            batches) while evaluation keeps every example.
-        shuffle_buffer_size: shuffle buffer, in examples (default 50000: all of CIFAR/MNIST train; it holds
-            preprocessed float32 examples in memory).
+        crop_padding, flip: the augmentation when `augmentation` is None: pad_crop with `crop_padding` (0: none)
+            and random mirrors.
+        seed: seeds the shuffles and the augmentation.
+        input_context: `tf.distribute.InputContext`: the examples are sharded by `input_pipeline_id` and batched
+            by the per-replica batch size.
+        repeat: an endless stream of epochs (pass `steps_per_epoch` to Keras), starting at `start_epoch`. Else one
+            pass; a training dataset iterated again draws a new epoch (new order and augmentation).
+        drop_remainder: drop each epoch's last partial batch; None means `training`.
+        shuffle_buffer_bytes: a stream's shuffle buffer, in bytes of uint8 images (at least 1 example).
+        augmentation: an `Augmentation` (training only); None: from `crop_padding` and `flip`.
+        with_index: batches of (index [b], images, labels): the example's position in the source's order (the key
+            of the teacher-output cache).
 
     Returns:
-        A batched `tf.data.Dataset` of (images float32 [b, H, W, C], labels int64 [b]) with
-        `autotune.enabled = False`: with autotuning on, Keras `fit` on a finite dataset stalled 3.5-3.9 s at about
-        half of the epoch boundaries on this 2-core machine (iterator teardown); with it off the stall is gone.
+        A batched `tf.data.Dataset` with `autotune.enabled = False`: with autotuning on, Keras `fit` on a finite
+        dataset stalled 3.5-3.9 s at about half of the epoch boundaries on this 2-core machine.
     """
     if isinstance(global_batch_size, bool) or not isinstance(global_batch_size, numbers.Integral):
         raise ValueError(f"global_batch_size must be a positive int. Received: global_batch_size={global_batch_size!r}")
     if global_batch_size < 1:
         raise ValueError(f"global_batch_size must be a positive int. Received: global_batch_size={global_batch_size}")
-    if not isinstance(ds.element_spec, tuple) or len(ds.element_spec) != 2:
-        raise ValueError(f"build_input expects unbatched (image, label) pairs. Received element_spec {ds.element_spec}")
+    reader = source if isinstance(source, ExampleReader) else None
+    if reader is None and (not isinstance(source.element_spec, tuple) or len(source.element_spec) != 2):
+        raise ValueError(f"build_input expects an ExampleReader or unbatched (image, label) pairs. Received "
+                         f"element_spec {source.element_spec}")
+    if augmentation is None:
+        augmentation = Augmentation("pad_crop" if crop_padding else "none", int(crop_padding or 0), bool(flip))
+    if not training:
+        augmentation = Augmentation("none")
     batch_size = int(global_batch_size)
+    shards, shard = 1, 0
     if input_context is not None:
         # Raises ValueError itself when global_batch_size is not a multiple of num_replicas_in_sync.
         batch_size = input_context.get_per_replica_batch_size(batch_size)
-        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        shards, shard = input_context.num_input_pipelines, input_context.input_pipeline_id
+    drop = training if drop_remainder is None else drop_remainder
+    seed = int(seed)
 
-    def preprocess(images, labels):
-        return preprocessor(images), tf.cast(labels, tf.int64)
+    def preprocess(index, images, labels, example_seeds):
+        images = preprocessor(images)
+        if augmentation.kind == "pad_crop" or augmentation.flip:
+            padding = augmentation.crop_padding if augmentation.kind == "pad_crop" else 0
+            images = tf.map_fn(lambda args: augment(args[0], padding, augmentation.flip, seed=args[1]),
+                               (images, example_seeds), fn_output_signature=images.dtype)
+        return index, images, tf.cast(labels, tf.int64)
 
-    num_examples = int(ds.cardinality())
-    ds = ds.batch(PREPROCESS_BATCH_SIZE).map(preprocess, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
-    if num_examples >= 0:  # unbatch() forgets the size; Keras uses it for steps and progress bars.
-        ds = ds.apply(tf.data.experimental.assert_cardinality(num_examples))
-    if cache:
-        ds = ds.cache(cache) if isinstance(cache, str) else ds.cache()
-    if training:
-        ds = ds.shuffle(shuffle_buffer_size, seed=seed, reshuffle_each_iteration=True)
-        if crop_padding or flip:
-            seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    def epoch(epoch_key):
+        epoch_seed = tf.cast(seed, tf.int64) * _EPOCH_SEED_MIX + tf.cast(epoch_key, tf.int64)
+        if reader is not None:
+            order = tf.range(reader.num_examples, dtype=tf.int64)
+            if training:
+                order = tf.random.experimental.stateless_shuffle(order, seed=tf.stack([epoch_seed, 7]))
+            ds = reader.read(tf.data.Dataset.from_tensor_slices(order).shard(shards, shard))
+        else:
+            ds = source.enumerate().map(lambda index, example: (index, example[0], example[1]))
+            ds = ds.shard(shards, shard)
+            if training:
+                element = int(tf.TensorShape(source.element_spec[0].shape).num_elements() or 1)
+                ds = ds.shuffle(max(1, int(shuffle_buffer_bytes) // element), seed=epoch_seed,
+                                reshuffle_each_iteration=False)
 
-            def augment_one(example, example_seed):
-                image, label = example
-                return augment(image, crop_padding, flip, seed=example_seed), label
+        def with_seed(index, image, label):
+            example_seed = tf.stack([epoch_seed, index])
+            if augmentation.kind == "random_resized_crop":
+                crop_seed = tf.random.experimental.stateless_fold_in(example_seed, 1)
+                image = random_resized_crop(image, crop_seed, augmentation.area, augmentation.aspect)
+            return index, image, label, tf.random.experimental.stateless_fold_in(example_seed, 2)
 
-            ds = tf.data.Dataset.zip((ds, seeds)).map(augment_one, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(with_seed, num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.batch(batch_size, drop_remainder=drop).map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+
     if repeat:
-        ds = ds.repeat()
-    ds = ds.batch(batch_size, drop_remainder=training if drop_remainder is None else drop_remainder)
-    ds = ds.prefetch(tf.data.AUTOTUNE)
+        ds = tf.data.Dataset.range(int(start_epoch), tf.int64.max).flat_map(epoch)
+    elif training:  # a new epoch key per iteration: a training dataset reshuffles when iterated again
+        keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+        ds = keys.flat_map(lambda key: epoch(tf.math.floormod(key, 2 ** 31)))
+    else:
+        ds = epoch(tf.constant(int(start_epoch), tf.int64))
+    size = reader.num_examples if reader is not None else int(source.cardinality())
+    if not repeat and size >= 0:  # Keras uses the size for steps and progress bars
+        per_shard = (size - shard + shards - 1) // shards
+        ds = ds.apply(tf.data.experimental.assert_cardinality(
+            per_shard // batch_size if drop else -(-per_shard // batch_size)))
+    ds = ds.map(lambda index, images, labels: (index, images, labels) if with_index else (images, labels))
+    ds = ds.prefetch(2)
     options = tf.data.Options()
     options.autotune.enabled = False
     options.deterministic = True
     return ds.with_options(options)
 
 
-def make_input_fn(ds, global_batch_size, training, preprocessor, **kwargs):
+def make_input_fn(source, global_batch_size, training, preprocessor, **kwargs):
     """Returns `input_fn(input_context)` for `strategy.distribute_datasets_from_function`.
 
-    `input_fn` calls `build_input(ds, global_batch_size, training, preprocessor, input_context=input_context,
+    `input_fn` calls `build_input(source, global_batch_size, training, preprocessor, input_context=input_context,
     **kwargs)`, so each input pipeline reads its own shard in per-replica batches.
     """
 
     def input_fn(input_context=None):
-        return build_input(ds, global_batch_size, training, preprocessor, input_context=input_context, **kwargs)
+        return build_input(source, global_batch_size, training, preprocessor, input_context=input_context, **kwargs)
 
     return input_fn

@@ -13,7 +13,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from fitnets_tf.data import catalog, folder
+from fitnets_tf.data import catalog, folder, readers
 from fitnets_tf.data.dataset_info import DatasetInfo, dataset_info
 from fitnets_tf.data.digits import DIGITS_TEST_FRACTION, digits_arrays, split_digits
 from fitnets_tf.data.idx import DEBIAN_FASHION_MNIST_DIR, idx_directory, load_idx_split
@@ -33,6 +33,9 @@ class Splits:
         info: the dataset's `DatasetInfo`.
         num_examples: {"train", "validation", "test"} -> number of examples, or None when unknown
             (0 for an absent validation split).
+        readers: {"train", "validation", "test"} -> the split's `readers.ExampleReader` when its examples can be
+            read by index (folders, arrays), else absent (TFDS streams). A reader is what `build_input` shuffles
+            whole and shards before reading; the datasets above read through it.
     """
 
     train: tf.data.Dataset
@@ -40,6 +43,20 @@ class Splits:
     test: tf.data.Dataset
     info: DatasetInfo
     num_examples: dict
+    readers: dict = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_readers(cls, info, train, validation, test):
+        """Splits over `ExampleReader`s (validation may be None)."""
+        parts = {"train": train, "validation": validation, "test": test}
+        return cls(train=train.dataset(), validation=None if validation is None else validation.dataset(),
+                   test=test.dataset(), info=info,
+                   num_examples={k: 0 if r is None else r.num_examples for k, r in parts.items()},
+                   readers={k: r for k, r in parts.items() if r is not None})
+
+    def source(self, split):
+        """What `build_input` should read for `split`: its reader when it has one, else its dataset."""
+        return self.readers.get(split) or getattr(self, split)
 
 
 def validation_count(validation_size, num_train):
@@ -74,7 +91,8 @@ def validation_count(validation_size, num_train):
     return min(math.ceil(validation_size * num_train), num_train - 1)
 
 
-def load_splits(name, data_dir=None, download=False, validation_size=0.1, use_extra=False, seed=0, image_size=None):
+def load_splits(name, data_dir=None, download=False, validation_size=0.1, use_extra=False, seed=0, image_size=None,
+                channels=None):
     """Loads `name` as `Splits` of unbatched (image uint8 [H, W, C], label int64) datasets in a fixed order.
 
     Args:
@@ -90,12 +108,14 @@ def load_splits(name, data_dir=None, download=False, validation_size=0.1, use_ex
             the validation examples still come from `train` only).
         seed: seed of the stratified digits split and of a folder's split. TFDS splits are fixed and ignore it.
         image_size: resize every image to image_size x image_size (bilinear); None keeps the data set's size.
+        channels: 1 (grey) or 3 (RGB): convert every image (grey repeated into RGB; RGB to grey with ITU-R 601
+            weights); None keeps the data's own.
 
     Returns:
         `Splits`. For TFDS datasets `num_examples` comes from the datasets' cardinality (under
         `tfds.testing.mock_data` that is the mock's example count, since the mock ignores slicing).
     """
-    info = dataset_info(name, image_size)
+    info = dataset_info(name, image_size, channels)
     if use_extra and not info.has_extra:
         raise ValueError(
             f"use_extra=True needs a dataset with an 'extra' split (svhn_cropped); got {name!r}. "
@@ -110,25 +130,37 @@ def load_splits(name, data_dir=None, download=False, validation_size=0.1, use_ex
         splits = _fashion_mnist_splits(info, data_dir, download, validation_size)
     else:
         splits = _tfds_splits(info, data_dir, download, validation_size, use_extra)
-    return _resized(splits, image_size)
+    return _converted(splits, info)
 
 
-def _resized(splits, image_size):
-    if not image_size:
-        return splits
-    train, validation, test = (None if ds is None else catalog.resize_split(ds, splits.info.image_shape)
-                               for ds in (splits.train, splits.validation, splits.test))
-    return dataclasses.replace(splits, train=train, validation=validation, test=test)
+def _converted(splits, info):
+    """`splits` with images resized and converted to `info.image_shape` where they differ."""
+    height, width, depth = info.image_shape
+
+    def convert(images):
+        images = catalog.convert_channels(images, depth)
+        return images if tuple(images.shape[-3:-1]) == (height, width) else readers.resize_uint8(images, height,
+                                                                                                    width)
+
+    if splits.readers:
+        parts = {k: r if r is None or r.image_shape == tuple(info.image_shape) else
+                 r.with_transform(convert, info.image_shape)
+                 for k, r in ((k, splits.readers.get(k)) for k in ("train", "validation", "test"))}
+        return Splits.from_readers(info, parts["train"], parts["validation"], parts["test"])
+    if tuple(splits.train.element_spec[0].shape) == tuple(info.image_shape):
+        return dataclasses.replace(splits, info=info)
+    train, validation, test = (None if ds is None else ds.map(
+        lambda image, label: (tf.ensure_shape(convert(image), info.image_shape), label),
+        num_parallel_calls=tf.data.AUTOTUNE) for ds in (splits.train, splits.validation, splits.test))
+    return dataclasses.replace(splits, train=train, validation=validation, test=test, info=info)
 
 
 def _digits_splits(info, validation_size, seed):
     num_total = len(digits_arrays()[1])
     num_rest = num_total - math.ceil(num_total * DIGITS_TEST_FRACTION)
     count = validation_count(validation_size, num_rest)
-    parts = split_digits(count, seed=seed)
-    train, validation, test = (None if p is None else tf.data.Dataset.from_tensor_slices(p) for p in parts)
-    sizes = {key: (0 if p is None else len(p[1])) for key, p in zip(("train", "validation", "test"), parts)}
-    return Splits(train=train, validation=validation, test=test, info=info, num_examples=sizes)
+    parts = [None if p is None else readers.ArrayReader(*p) for p in split_digits(count, seed=seed)]
+    return Splits.from_readers(info, *parts)
 
 
 def _array_splits(info, train, test, validation_size):
@@ -136,12 +168,10 @@ def _array_splits(info, train, test, validation_size):
     images, labels = train
     count = validation_count(validation_size, len(labels))
     cut = len(labels) - count
-    parts = {"train": (images[:cut], labels[:cut]), "validation": (images[cut:], labels[cut:]) if count else None,
-             "test": test}
-    datasets = {k: None if p is None else tf.data.Dataset.from_tensor_slices(p) for k, p in parts.items()}
-    sizes = {k: 0 if p is None else len(p[1]) for k, p in parts.items()}
-    return Splits(train=datasets["train"], validation=datasets["validation"], test=datasets["test"], info=info,
-                  num_examples=sizes)
+    train_reader = readers.ArrayReader(images, labels)
+    return Splits.from_readers(info, train_reader.subset(range(cut)),
+                               train_reader.subset(range(cut, len(labels))) if count else None,
+                               readers.ArrayReader(*test))
 
 
 def _fashion_mnist_splits(info, data_dir, download, validation_size):

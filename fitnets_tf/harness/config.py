@@ -56,10 +56,21 @@ class RunConfig:
     validation_size: float = 0.1
     train_size: Optional[int] = None  # train on the first N training images only (None: all of them)
     use_extra: bool = False
+    channels: Optional[int] = None  # 1 (grey) or 3 (RGB): convert the images; None: the data's own
     preprocessing: Optional[str] = None  # None: the dataset's default (scale; gcn_zca for CIFAR)
     augment: bool = True
+    # pad_crop, random_resized_crop or none; None: the dataset's default (pad_crop for CIFAR, random_resized_crop
+    # for a folder, none otherwise)
+    augmentation: Optional[str] = None
     crop_padding: Optional[int] = None  # None: the dataset's default
     flip: Optional[bool] = None  # None: the dataset's default (never for digits)
+    # a data set read as a stream (TFDS, uncached) is shuffled in a buffer of this many MB of uint8 images
+    shuffle_buffer_mb: int = 256
+    # where decoded training images are kept between epochs: auto (memory if within memory_budget_mb, else disk
+    # for data that must be decoded, else none), memory, disk (<model_dir>/cache), none
+    input_cache: str = runtime("auto")
+    # the memory that the input cache and the teacher-output cache may take, each (MB)
+    memory_budget_mb: int = runtime(512)
     # networks
     teacher: str = "digits_teacher"
     student: str = "digits_fitnet"
@@ -102,6 +113,8 @@ class RunConfig:
     mixed_precision: str = "auto"  # mixed_float16 when a GPU is visible, else float32
     # the teacher's forward pass: float32, bfloat16, float16 or auto
     teacher_precision: str = added_later("float32", recorded="float32")
+    # measure a given teacher on validation images before distilling and stop when it is at chance level
+    check_teacher: bool = runtime(True)
     # outputs
     latency_runs: int = runtime(30)
     export: bool = runtime(True)
@@ -143,8 +156,18 @@ def validate(config: RunConfig):
 def _validate_data(config):
     check(config.image_size is None or config.image_size >= 1, "image_size",
           f"must be >= 1. Received: {config.image_size!r}")
+    check(config.channels in (None, *data_lib.CHANNELS), "channels",
+          f"must be 1 (grey) or 3 (RGB), or unset for the data's own. Received: {config.channels!r}")
+    check(config.augmentation is None or config.augmentation in data_lib.AUGMENTATIONS, "augmentation",
+          f"choose one of {', '.join(data_lib.AUGMENTATIONS)}. Received: {config.augmentation!r}")
+    check(config.input_cache in data_lib.CACHE_MODES, "input_cache",
+          f"choose one of {', '.join(data_lib.CACHE_MODES)}. Received: {config.input_cache!r}")
+    check(isinstance(config.memory_budget_mb, int) and config.memory_budget_mb >= 0, "memory_budget_mb",
+          f"must be a whole number of MB >= 0. Received: {config.memory_budget_mb!r}")
+    check(isinstance(config.shuffle_buffer_mb, int) and config.shuffle_buffer_mb >= 1, "shuffle_buffer_mb",
+          f"must be a whole number of MB >= 1. Received: {config.shuffle_buffer_mb!r}")
     try:
-        info = data_lib.dataset_info(config.dataset, config.image_size)
+        info = data_lib.dataset_info(config.dataset, config.image_size, config.channels)
     except ValueError as error:
         message = str(error)
         raise ConfigError(f"`dataset`: {message[:1].lower()}{message[1:]}") from None
@@ -160,12 +183,18 @@ def _validate_data(config):
               f"choose one of {', '.join(data_lib.PREPROCESSING_KINDS)}.")
     check(config.cache_teacher_outputs in ("auto", "true", "false"), "cache_teacher_outputs",
           "choose auto, true or false.")
-    if config.cache_teacher_outputs == "true" and config.augment:
-        crop = info.crop_padding if config.crop_padding is None else config.crop_padding
-        flip = info.allow_flip if config.flip is None else config.flip
-        check(not (crop or flip), "cache_teacher_outputs",
+    if config.cache_teacher_outputs == "true":
+        check(not training_augmentation(config, info).active, "cache_teacher_outputs",
               "the training images are augmented (crops/flips), so the teacher's outputs change every epoch. "
-              "Turn off `augment`, or set `cache_teacher_outputs` to auto.")
+              "Turn off `augment` (or set `augmentation` to none and `flip` off), or set `cache_teacher_outputs` "
+              "to auto.")
+
+
+def training_augmentation(config, info):
+    """The `data.Augmentation` of the run's training images: the settings, else the data set's defaults."""
+    if not config.augment:
+        return data_lib.Augmentation("none")
+    return data_lib.Augmentation.resolve(info, config.augmentation, config.crop_padding, config.flip)
 
 
 def _validate_networks(config):
