@@ -27,7 +27,6 @@ import logging
 from typing import Union
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from fitnets_tf import taps, xla
@@ -37,6 +36,7 @@ from fitnets_tf.regressor import build_regressor, choose_regressor, hint_nonline
 from fitnets_tf.schedules import KDLambdaSchedule
 from fitnets_tf.stages import STAGE_CLASSES, KDLambdaCallback
 from fitnets_tf.stages.base import float32
+from fitnets_tf.teacher_cache import DEFAULT_MEMORY_BUDGET, build_cache
 
 STAGES = tuple(STAGE_CLASSES)  # ("hint", "kd", "ce"); a stage registered later is in STAGE_CLASSES only
 HINT_MODES = ("sequential", "joint")
@@ -324,35 +324,35 @@ class Distiller(SkipSymbolicBuild, keras.Model):
             raise ValueError(f"Stage '{self.stage}' uses no teacher outputs.")
         return float32(self.current_stage.teacher_outputs(images))
 
-    def cache_teacher_outputs(self, dataset, batch_size, shuffle_seed=None, repeat=False):
-        """Teacher-output caching: runs the teacher ONCE over `dataset` and returns batches of
-        ({"images": images, "teacher_outputs": (...)}, labels) that the train step uses instead of calling the
-        teacher (`cached_batch` builds one such batch).
+    def cache_teacher_outputs(self, ordered, num_examples=None, memory_budget_bytes=DEFAULT_MEMORY_BUDGET,
+                              directory=None, mode="auto", low_precision=None, name=None):
+        """Teacher-output caching (`fitnets_tf.teacher_cache`): runs the teacher ONCE over `ordered` and returns a
+        `TeacherOutputCache` of the current stage's outputs (hints of the active pairs, or logits), one row per
+        example; `cache.attach(batches)` turns batches of (index, images, labels) into batches that the train
+        step reads instead of calling the teacher (`cached_batch`). Returns None when the rows fit neither the
+        memory budget nor the disk.
 
-        Only valid when the inputs are the same every epoch (no augmentation). Call after `compile(stage=...)`:
-        the outputs are the current stage's (hints of the active pairs, or logits). Memory: the images plus the
-        outputs, in float32 (CIFAR-10 stage 2: 50000 x 10 logits; stage 1 with FitNet 4's hint: 50000 x 6x6x192).
+        Only valid when the inputs are the same every epoch (no augmentation). Call after `compile(stage=...)`.
 
         Args:
-            dataset: finite batches of (float32 images, labels), in any order.
-            batch_size: the batch size of the returned dataset.
-            shuffle_seed: reshuffle the cached examples every epoch with this seed (None: keep the order).
-            repeat: an endless stream of full batches (give Keras `steps_per_epoch`), else one pass.
+            ordered: finite batches of (float32 images, labels) in the order that defines each example's index.
+            num_examples: the examples in `ordered` (None: counted from its cardinality).
+            memory_budget_bytes, mode, directory: where the rows go (`data.caching.choose_place`); an on-disk
+                cache is `<directory>/<name>.bin.<k>`.
+            low_precision: keep the rows in float16; None: as the stage allows (`Stage.cache_in_float16`).
+            name: the cache's name (default: the stage and its pairs, e.g. "hint_pairs0").
         """
-        images, labels, outputs = [], [], []
+        if self.current_stage is None or not self.current_stage.needs_teacher:
+            raise ValueError(f"Stage '{self.stage}' uses no teacher outputs: nothing to cache.")
+        if num_examples is None:
+            num_examples = sum(int(tf.shape(y)[0]) for _, y in ordered)
+        if low_precision is None:
+            low_precision = self.current_stage.cache_in_float16
+        pairs = "".join(str(p) for p in self.active_pairs)
+        name = name or f"{self.stage}{'_pairs' + pairs if pairs else ''}_teacher_outputs"
         forward = tf.function(self.teacher_outputs, reduce_retracing=True)
-        for x, y in dataset:
-            images.append(x.numpy())
-            labels.append(y.numpy())
-            outputs.append([o.numpy().astype("float32") for o in forward(x)])
-        columns = tuple(np.concatenate([o[k] for o in outputs]) for k in range(len(outputs[0])))
-        labels = np.concatenate(labels)
-        cached = tf.data.Dataset.from_tensor_slices((cached_batch(np.concatenate(images), columns), labels))
-        if shuffle_seed is not None:
-            cached = cached.shuffle(len(labels), seed=shuffle_seed, reshuffle_each_iteration=True)
-        if repeat:
-            cached = cached.repeat()
-        return cached.batch(batch_size, drop_remainder=repeat).prefetch(tf.data.AUTOTUNE)
+        return build_cache(forward, ordered, num_examples, low_precision, memory_budget_bytes, directory, mode,
+                           name)
 
     @staticmethod
     def _split_inputs(x):

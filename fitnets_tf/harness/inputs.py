@@ -9,29 +9,42 @@ import dataclasses
 import os
 from typing import Callable, Optional
 
+from absl import logging
+import numpy as np
 import tensorflow as tf
 
 from fitnets_tf import data as data_lib
+from fitnets_tf.data.caching import MB
 from fitnets_tf.errors import ConfigError
+from fitnets_tf.harness.config import training_augmentation
+
+CACHE_DIR = "cache"  # <model_dir>/cache: on-disk caches (input images, teacher outputs), removed when a run ends
+GCN_ZCA_FIT_IMAGES = 50000  # GCN + ZCA statistics come from the first 50,000 training images (all of CIFAR's)
 
 
 @dataclasses.dataclass(frozen=True)
 class Inputs:
-    """The preprocessed, batched data of a run.
+    """The preprocessed, batched data of a run, streamed from disk in bounded memory.
 
-    `make_train()` returns a new training stream per stage (augmented, shuffled with the run's seed; endless and
-    cut into epochs of `steps_per_epoch` batches when the train split's size is known), so that every stage sees
-    the same seeded stream in a fresh process and in a long one alike, and a resumed stage skips exactly the
-    batches it already trained on. `train_ordered` is the train split unaugmented and in order: the input of the
-    teacher-output cache, used when `cache_teacher` is on."""
+    `make_train(start_epoch=0, with_index=False)` returns a new training stream per stage (augmented, shuffled
+    with the run's seed and the epoch; endless and cut into epochs of `steps_per_epoch` batches when the train
+    split's size is known), starting at `start_epoch` without reading the epochs before it, so that a resumed
+    stage continues the same stream. `train_ordered` is the train split unaugmented and in order: the input of
+    the teacher-output cache, whose rows the indexed stream (`with_index=True`) finds.
+
+    `input_cache` records where the decoded training images are kept between epochs, `augmentation` what the
+    training images go through."""
 
     preprocessor: data_lib.Preprocessor
-    make_train: Callable[[], tf.data.Dataset]
+    make_train: Callable[..., tf.data.Dataset]
     train_ordered: tf.data.Dataset
     validation: Optional[tf.data.Dataset]
     test: tf.data.Dataset
     steps_per_epoch: Optional[int]
     cache_teacher: bool
+    num_train: Optional[int] = None
+    augmentation: Optional[data_lib.Augmentation] = None
+    input_cache: Optional[data_lib.Placement] = None
 
 
 def load_splits(config):
@@ -41,12 +54,15 @@ def load_splits(config):
     try:
         splits = data_lib.load_splits(c.dataset, data_dir=c.data_dir, download=c.download,
                                       validation_size=c.validation_size, use_extra=c.use_extra, seed=c.seed,
-                                      image_size=c.image_size)
+                                      image_size=c.image_size, channels=c.channels)
     except ValueError as error:  # a validation split the data cannot give
         raise ConfigError(f"`validation_size`: {error}") from None
     available = splits.num_examples.get("train")
     if c.train_size is not None and (available is None or c.train_size < available):
-        splits = dataclasses.replace(splits, train=splits.train.take(c.train_size),
+        readers = dict(splits.readers)
+        if "train" in readers:
+            readers["train"] = readers["train"].subset(range(c.train_size))
+        splits = dataclasses.replace(splits, train=splits.train.take(c.train_size), readers=readers,
                                      num_examples={**splits.num_examples, "train": c.train_size if available else None})
     return splits
 
@@ -56,37 +72,77 @@ def _preprocessor(config, info, splits, path):
     if os.path.exists(path):
         return data_lib.Preprocessor.load(path)
     kind = config.preprocessing or info.preprocessing
-    preprocessor = data_lib.Preprocessor.fit(kind, data_lib.images_to_numpy(splits.train) if kind != "scale" else None)
+    images = None
+    if kind == "gcn_zca":
+        images = data_lib.images_to_numpy(splits.train, limit=GCN_ZCA_FIT_IMAGES)
+    try:
+        preprocessor = data_lib.Preprocessor.fit(kind, images)
+    except ValueError as error:
+        raise ConfigError(f"`preprocessing`: {error}") from None
     preprocessor.save(path)
     return preprocessor
+
+
+def cache_path(config, name):
+    """Where a run keeps an on-disk cache: <model_dir>/cache/<name>."""
+    return os.path.join(config.model_dir, CACHE_DIR, name)
+
+
+def _input_cache(config, splits):
+    """The train split's source for the stream: its reader (or stream), or an `ArrayReader` over its decoded
+    uint8 images kept in memory or on disk (`input_cache`, under `memory_budget_mb`), with the decision."""
+    c = config
+    source = splits.source("train")
+    num_train = splits.num_examples.get("train")
+    reader = source if isinstance(source, data_lib.ExampleReader) else None
+    if num_train is None:
+        return source, data_lib.Placement("none", 0, "the train split's size is unknown")
+    if reader is not None and not reader.decodes:
+        return source, data_lib.Placement("none", 0, "the images are arrays in memory already")
+    image_bytes = int(np.prod(splits.info.image_shape))
+    decodes = True
+    placement = data_lib.choose_place(c.input_cache, num_train * image_bytes, c.memory_budget_mb * MB,
+                                      cache_path(c, "train_images.u8"), decodes=decodes)
+    if placement.place == "none":
+        logging.info("[fitnets] input cache: none (%s): the %d training images are read%s every epoch",
+                     placement.reason, num_train, " and decoded" if decodes else "")
+        return source, placement
+    logging.info("[fitnets] input cache: %s%s, %s of uint8 images (%s); filling it with one pass over the %d "
+                 "training images", placement.place, f" at {placement.path}" if placement.place == "disk" else "",
+                 data_lib.caching.megabytes(placement.nbytes), placement.reason, num_train)
+    cached = data_lib.cache_examples(source, placement, num_train, splits.info.image_shape)
+    return cached, placement
 
 
 def build_inputs(config, info, splits, preprocessing_path):
     """The `Inputs` of a run on `splits` (data described by `info`); the preprocessing is kept at
     `preprocessing_path`. Raises ConfigError when the batch is larger than the train split."""
     c = config
-    preprocessor = _preprocessor(c, info, splits, preprocessing_path)
-    crop = info.crop_padding if c.crop_padding is None else c.crop_padding
-    flip = info.allow_flip if c.flip is None else c.flip
-    if not c.augment:
-        crop, flip = 0, False
-    augmented = bool(crop or flip)
-    train_ordered = data_lib.build_input(splits.train, c.batch_size, False, preprocessor)
     num_train = splits.num_examples.get("train")
     if num_train is not None and num_train < c.batch_size:
         raise ConfigError(f"`batch_size`: {c.batch_size} is larger than the {num_train} training examples.")
+    preprocessor = _preprocessor(c, info, splits, preprocessing_path)
+    augmentation = training_augmentation(c, info)
+    train_source, placement = _input_cache(c, splits)
+    train_ordered = data_lib.build_input(train_source, c.batch_size, False, preprocessor)
     # An endless stream cut into epochs: Keras does not stall at epoch ends (TF-NOTES).
     steps_per_epoch = None if num_train is None else num_train // c.batch_size
+    shuffle_bytes = c.shuffle_buffer_mb * MB
 
-    def make_train():
-        return data_lib.build_input(splits.train, c.batch_size, True, preprocessor, crop_padding=crop, flip=flip,
-                                    seed=c.seed, repeat=steps_per_epoch is not None)
+    def make_train(start_epoch=0, with_index=False):
+        return data_lib.build_input(train_source, c.batch_size, True, preprocessor, augmentation=augmentation,
+                                    seed=c.seed, repeat=steps_per_epoch is not None, start_epoch=start_epoch,
+                                    with_index=with_index, shuffle_buffer_bytes=shuffle_bytes)
+
+    def evaluation(split):
+        return data_lib.build_input(splits.source(split), c.batch_size, False, preprocessor)
 
     return Inputs(
         preprocessor=preprocessor, make_train=make_train, train_ordered=train_ordered,
-        validation=None if splits.validation is None else data_lib.build_input(
-            splits.validation, c.batch_size, False, preprocessor),
-        test=data_lib.build_input(splits.test, c.batch_size, False, preprocessor),
+        validation=None if splits.validation is None else evaluation("validation"),
+        test=evaluation("test"),
         steps_per_epoch=steps_per_epoch,
-        cache_teacher=c.cache_teacher_outputs == "true" or (c.cache_teacher_outputs == "auto" and not augmented),
+        cache_teacher=c.cache_teacher_outputs == "true" or (c.cache_teacher_outputs == "auto"
+                                                            and not augmentation.active),
+        num_train=num_train, augmentation=augmentation, input_cache=placement,
     )

@@ -34,12 +34,13 @@ import numpy as np
 import tensorflow as tf
 
 from fitnets_tf import data as data_lib
+from fitnets_tf.data.caching import MB
 from fitnets_tf.distiller import Distiller
 from fitnets_tf.errors import ConfigError
 from fitnets_tf.harness import litert, litert_classifier, networks as networks_lib
 from fitnets_tf.harness.config import BASELINES, RunConfig, validate
 from fitnets_tf.harness.export import export_saved_model
-from fitnets_tf.harness.inputs import build_inputs, load_splits
+from fitnets_tf.harness.inputs import CACHE_DIR, build_inputs, load_splits
 from fitnets_tf.harness.model_dir import (free_lock, is_chief, prepare_model_dir, recorded_identity,
                                           worker_scratch)
 from fitnets_tf.harness.report import (add_ratios, add_training_facts, measure_latency, model_row,
@@ -56,6 +57,7 @@ from fitnets_tf.stages import STAGE_CLASSES
 __all__ = ["BASELINES", "OPTIMIZERS", "ConfigError", "Experiment", "RunConfig", "compute_policy",
            "prepare_model_dir", "recorded_identity", "run", "validate"]
 
+LITERT_TEST_BYTES = 512 * MB  # the test images (uint8 and preprocessed) the LiteRT files are measured on
 _JIT = {"auto": "auto", "true": True, "false": False}
 _METHODS = {"teacher": "teacher (CE)", "baseline_ce": "student, plain backprop (CE)",
             "baseline_kd": "student, KD alone", "baseline_ce_glorot": "student from Glorot init, CE",
@@ -83,6 +85,8 @@ class Experiment:
         self.timings = {}  # {stage: seconds of the call that finished it}
         self.xla_settings = {}  # {stage: {"student": bool, "teacher": bool or None}}: XLA per model, as resolved
         self.trained = False  # a stage trained in this process (else every stage had finished before)
+        self._litert_test_images = None
+        self.teacher_caches = {}  # {stage: where its teacher outputs were cached (caching.Placement.to_json)}
 
     def path(self, *parts):
         return os.path.join(self.dir, *parts)
@@ -110,13 +114,24 @@ class Experiment:
             raise ConfigError(f"`retrain_from`: stage {name!r} did not finish in {self.config.retrain_from!r}.")
         return int(done.get("best_epoch") or done["epochs"])
 
-    def _train_data(self, distiller, stage):
-        """A callable returning the stage's training stream: the teacher's outputs cached with the images when on."""
+    def _train_data(self, name, distiller, stage):
+        """A callable `(start_epoch) -> the stage's training stream`: with teacher-output caching on, each batch
+        carries the teacher's outputs, computed once into a cache keyed by example (`Distiller.cache_teacher_outputs`,
+        under `memory_budget_mb`, else on disk in <model_dir>/cache)."""
         inputs, c = self.inputs, self.config
-        if not STAGE_CLASSES[stage].needs_teacher or not inputs.cache_teacher:
+        if not STAGE_CLASSES[stage].needs_teacher or not inputs.cache_teacher or inputs.num_train is None:
             return inputs.make_train
-        return lambda: distiller.cache_teacher_outputs(inputs.train_ordered, c.batch_size, shuffle_seed=c.seed,
-                                                       repeat=inputs.steps_per_epoch is not None)
+
+        def make(start_epoch=0):
+            cache = distiller.cache_teacher_outputs(inputs.train_ordered, inputs.num_train,
+                                                    c.memory_budget_mb * MB, directory=self.path(CACHE_DIR))
+            if cache is None:
+                self.teacher_caches[name] = {"place": "none"}
+                return inputs.make_train(start_epoch)
+            self.teacher_caches[name] = cache.placement.to_json()
+            return cache.attach(inputs.make_train(start_epoch, with_index=True))
+
+        return make
 
     def _stage(self, name, distiller, stage, epochs, pairs=None, patience=None):
         c = self.config
@@ -125,7 +140,7 @@ class Experiment:
         with self.strategy.scope():
             optimizer = build_optimizer(c.optimizer, c.learning_rate, c.rmsprop_rho, c.rmsprop_max_scaling)
         result = train_stage(
-            name, distiller, stage, optimizer, self._train_data(distiller, stage), epochs,
+            name, distiller, stage, optimizer, self._train_data(name, distiller, stage), epochs,
             stage_dir=self.path("checkpoints", name), validation_data=self.inputs.validation, pairs=pairs,
             steps_per_epoch=self.inputs.steps_per_epoch, jit_compile=_JIT[c.jit_compile],
             teacher_jit_compile=_JIT[c.teacher_jit_compile],
@@ -233,6 +248,11 @@ class Experiment:
             "compute_policy": keras.mixed_precision.global_policy().name,
             "teacher_precision": self.distiller.teacher_precision,
             "xla": self.xla_settings,
+            "input_cache": None if self.inputs.input_cache is None else self.inputs.input_cache.to_json(),
+            "teacher_output_caches": self.teacher_caches,
+            "augmentation": None if self.inputs.augmentation is None else self.inputs.augmentation.to_json(),
+            "preprocessing": self.inputs.preprocessor.kind,
+            "image_shape": list(self.info.image_shape),
         }
 
     def export(self):
@@ -273,14 +293,18 @@ class Experiment:
 
         return {"runtime": f"ai-edge-litert {metadata.version('ai-edge-litert')}", "batch_size": 1, "threads": 1,
                 "latency": f"median of {max(c.latency_runs, 1)} interleaved samples of 10 calls on one test image",
-                "calibration_images": len(calibration), "artifacts": rows}
+                "calibration_images": len(calibration), "test_images": self._litert_test_images,
+                "artifacts": rows}
 
     def _measure_litert(self, models, artifacts, calibration):
         """Converts each artifact's model (int8: calibrated on `calibration`) and measures it on the test split
         against its Keras model's predictions."""
-        batches = list(self.splits.test.batch(1024).as_numpy_iterator())
+        # Bounded memory: at most LITERT_TEST_BYTES of test images (uint8 + float32), all of a small data set.
+        limit = max(1, LITERT_TEST_BYTES // (5 * int(np.prod(self.info.image_shape))))
+        batches = list(self.splits.test.take(limit).batch(1024).as_numpy_iterator())
         images = np.concatenate([x for x, _ in batches])
         labels = np.concatenate([y for _, y in batches])
+        self._litert_test_images = len(labels)
         inputs = self.inputs.preprocessor(images).numpy()
         reference = {}
         for artifact in artifacts:
@@ -332,9 +356,20 @@ def _run(config, strategy, command, on_ready, lock):
         if teacher_result:
             stage_results["teacher"] = teacher_result
         stage_results.update({**experiment.train_fitnet(), **experiment.train_baselines()})
-        return _report_and_export(experiment, stage_results)
+        rows = _report_and_export(experiment, stage_results)
+        _remove_caches(experiment)
+        return rows
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def _remove_caches(experiment):
+    """Removes <model_dir>/cache (decoded images, teacher outputs) once the run has finished: a finished run never
+    reads them again, and they can take gigabytes."""
+    directory = experiment.path(CACHE_DIR)
+    if os.path.isdir(directory):
+        shutil.rmtree(directory, ignore_errors=True)
+        logging.info("[fitnets] removed the run's caches in %s", directory)
 
 
 def _report_and_export(experiment, stage_results):

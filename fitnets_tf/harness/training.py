@@ -291,8 +291,9 @@ def train_stage(
     without improvement of the validation metric (val_hint_loss in stage "hint", val_accuracy otherwise) and keeps
     the best epoch's weights; a resumed stage continues the count where it was.
 
-    `train_data` may be a callable returning the dataset; it is called after `compile` and only if the stage
-    trains (so a cache of the stage's teacher outputs is built only when needed). `jit_compile` and
+    `train_data` may be a callable `train_data(start_epoch)` returning the dataset from that epoch on; it is called
+    after `compile` and only if the stage trains (so a cache of the stage's teacher outputs is built only when
+    needed). `jit_compile` and
     `teacher_jit_compile` are XLA for the student's part of the step and the teacher's forward pass
     (`Distiller.compile`); what they resolved to is `distiller.xla_settings`.
 
@@ -385,11 +386,12 @@ def _restore_stage(distiller, stage_dir, name):
 
 
 def _training_stream(train_data, initial_epoch, steps_per_epoch):
-    """The dataset a (resumed) stage fits on: `train_data`, or what it returns when it is a callable (built after
-    compile: e.g. teacher outputs cached for this stage); an endless stream skips the batches of the epochs
+    """The dataset a (resumed) stage fits on: what `train_data(initial_epoch)` returns when it is a callable (built
+    after compile, e.g. with the teacher outputs cached for this stage; it starts at `initial_epoch` without
+    reading the epochs before it), else `train_data`, of which an endless stream skips the batches of the epochs
     already trained, so that the resumed stage continues the same stream."""
     if callable(train_data):
-        train_data = train_data()
+        return train_data(initial_epoch)
     if initial_epoch and steps_per_epoch and isinstance(train_data, tf.data.Dataset) and (
             train_data.cardinality() == tf.data.INFINITE_CARDINALITY):
         train_data = train_data.skip(initial_epoch * steps_per_epoch)

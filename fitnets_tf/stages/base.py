@@ -25,11 +25,15 @@ class Stage(abc.ABC):
         name: the `stage=` name ("hint", "kd", "ce").
         needs_teacher: the stage calls the teacher (the Distiller refuses to compile it without one).
         uses_regressors: the stage trains the regressors; compiling any other stage discards them (Algorithm 1).
+        cache_in_float16: its cached teacher outputs may be kept in float16 (`teacher_cache`): True where the loss
+            is insensitive to a 2^-11 relative rounding of its targets (hints), False where it is not worth it
+            (logits are a few bytes per example).
     """
 
     name = None
     needs_teacher = False
     uses_regressors = False
+    cache_in_float16 = False
 
     def __init__(self, distiller, pairs=None):
         if pairs is not None:

@@ -28,6 +28,7 @@ class HintStage(Stage):
     name = "hint"
     needs_teacher = True
     uses_regressors = True
+    cache_in_float16 = True
 
     def __init__(self, distiller, pairs=None):
         super().__init__(distiller)
