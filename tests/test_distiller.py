@@ -202,12 +202,14 @@ def test_cached_teacher_outputs_give_the_same_losses_and_updates(stage):
 
     x, y = data(32)
     batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    indexed = tf.data.Dataset.from_tensor_slices((np.arange(32), x, y)).batch(16)
     results = []
     for cached in (False, True):
         teacher, student = teacher_and_student(seed=4)
         distiller = Distiller(student, teacher, hint_pairs=[HintPair(4, 2)], kd_lambda=2.0, seed=1)
         distiller.compile(keras.optimizers.SGD(0.1), stage=stage)
-        train = distiller.cache_teacher_outputs(batches, 16) if cached else batches
+        train = (distiller.cache_teacher_outputs(batches, 32, low_precision=False).attach(indexed) if cached
+                 else batches)
         logs = distiller.evaluate(train, verbose=0, return_dict=True)
         distiller.fit(train, epochs=1, verbose=0)
         results.append((logs, [v.numpy() for v in student.weights]))
@@ -217,6 +219,30 @@ def test_cached_teacher_outputs_give_the_same_losses_and_updates(stage):
     for a, b in zip(plain_weights, cached_weights):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
     assert any(not np.allclose(a, b) for a, b in zip(plain_weights, [v.numpy() for v in teacher_and_student(4)[1].weights]))
+
+
+@pytest.mark.parametrize("stage", ["hint", "kd"])
+def test_teacher_outputs_cached_on_disk_give_the_in_memory_losses_and_are_keyed_by_example(stage, tmp_path):
+    import tensorflow as tf
+
+    x, y = data(32)
+    ordered = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    order = np.random.default_rng(0).permutation(32)  # a shuffled stream: each row must follow its example
+    indexed = tf.data.Dataset.from_tensor_slices((order, x[order], y[order])).batch(16)
+    teacher, student = teacher_and_student(seed=4)
+    distiller = Distiller(student, teacher, hint_pairs=[HintPair(4, 2)], kd_lambda=2.0, seed=1)
+    distiller.compile(keras.optimizers.SGD(0.0), stage=stage)
+    plain = distiller.evaluate(tf.data.Dataset.from_tensor_slices((x[order], y[order])).batch(16), verbose=0,
+                               return_dict=True)
+    memory = distiller.cache_teacher_outputs(ordered, 32, mode="memory")
+    disk = distiller.cache_teacher_outputs(ordered, 32, mode="disk", directory=str(tmp_path))
+    assert (memory.placement.place, disk.placement.place) == ("memory", "disk")
+    assert [a.dtype for a in disk.arrays] == [np.float16 if stage == "hint" else np.float32]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".0") == [f"{stage}{'_pairs0' if stage == 'hint' else ''}_teacher_outputs.bin.0"]
+    logs = [distiller.evaluate(c.attach(indexed), verbose=0, return_dict=True) for c in (memory, disk)]
+    assert logs[0] == logs[1]  # the same rows, from memory or from the file
+    for key, value in plain.items():  # and the teacher's own outputs, float16 rounding of the hints aside
+        assert logs[0][key] == pytest.approx(value, rel=2e-3 if stage == "hint" else 1e-6), key
 
 
 def test_a_two_input_model_is_not_taken_for_cached_teacher_outputs():
@@ -245,7 +271,8 @@ def test_a_cached_batch_is_marked_by_name():
     distiller = Distiller(student, teacher)
     distiller.compile(keras.optimizers.SGD(0.0), stage="kd")
     x, y = data(16)
-    batch = next(iter(distiller.cache_teacher_outputs(tf.data.Dataset.from_tensor_slices((x, y)).batch(16), 16)))
+    cache = distiller.cache_teacher_outputs(tf.data.Dataset.from_tensor_slices((x, y)).batch(16), 16)
+    batch = next(iter(cache.attach(tf.data.Dataset.from_tensor_slices((np.arange(16), x, y)).batch(16))))
     inputs, labels = batch
     assert set(inputs) == {"images", "teacher_outputs"}
     np.testing.assert_array_equal(inputs["images"], x)

@@ -120,6 +120,7 @@ def build_input(
 
     if repeat:
         ds = tf.data.Dataset.range(int(start_epoch), tf.int64.max).flat_map(epoch)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
     elif training:  # a new epoch key per iteration: a training dataset reshuffles when iterated again
         keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
         ds = keys.flat_map(lambda key: epoch(tf.math.floormod(key, 2 ** 31)))

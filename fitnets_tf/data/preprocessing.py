@@ -1,19 +1,35 @@
 """Input preprocessing: uint8 images -> float32 network inputs, identical in tf.data and in the exported model.
 
-Two kinds:
-- "scale": x / 255, in [0, 1].
-- "gcn_zca": the paper's CIFAR preprocessing (Romero et al. 2015, Sec. 4.1, after Goodfellow et al. 2013), as in
-  pylearn2's `make_cifar10_gcn_whitened.py`: global contrast normalisation of each image x in R^D (D = H*W*C,
-  raw 0..255 values)
-      x <- x - mean(x);   x <- scale * x / sqrt(sqrt_bias + sum(x**2))    (divisor < min_divisor -> 1)
-  so every image has L2 norm `scale` (pylearn2: scale=55, sqrt_bias=0, i.e. about unit variance per pixel for
-  D=3072), then ZCA whitening with statistics of the TRAIN images only:
-      mu = E[x],  C = E[(x - mu)(x - mu)^T],  C + filter_bias * I = E diag(l) E^T,
-      W = E diag(l ** -1/2) E^T,   x <- (x - mu) W
-  (pylearn2's `ZCA(filter_bias=0.1)`; the covariance divides by N). `filter_bias` must be > 0: GCN removes each
-  image's mean, so C is singular along the all-ones direction.
-"""
+Kinds (`PREPROCESSING_KINDS`); the last four are the input conventions of keras.applications, named as the modes of
+Keras's `preprocess_input`, so that a pretrained teacher gets the inputs it was trained on:
 
+| kind    | x (raw pixels 0..255) ->                                  | for                                          |
+|---------|-----------------------------------------------------------|----------------------------------------------|
+| scale   | x / 255, in [0, 1]                                        | networks trained from scratch                |
+| gcn_zca | GCN + ZCA whitening, fitted on the train images (below)   | the paper's CIFAR-10/100 networks            |
+| raw     | x unchanged (the model rescales itself)                   | EfficientNet, EfficientNetV2, ConvNeXt,      |
+|         |                                                           | RegNet, MobileNetV3                          |
+| tf      | x / 127.5 - 1, in [-1, 1]                                 | MobileNet, MobileNetV2, ResNet*V2, Xception, |
+|         |                                                           | InceptionV3, InceptionResNetV2, NASNet       |
+| caffe   | RGB -> BGR, then minus the ImageNet means (103.939,       | ResNet50/101/152 (v1), VGG16, VGG19          |
+|         | 116.779, 123.68) in BGR order; no scaling                 |                                              |
+| torch   | (x / 255 - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225] | DenseNet                                     |
+
+Only "gcn_zca" is fitted; the others are fixed functions. "caffe" and "torch" take 3-channel (RGB) images only (load
+grey data with `channels=3`). Each fixed kind is tested against `keras.applications.<family>.preprocess_input`.
+
+"gcn_zca" is the paper's CIFAR preprocessing (Romero et al. 2015, Sec. 4.1, after Goodfellow et al. 2013), as in
+pylearn2's `make_cifar10_gcn_whitened.py`: global contrast normalisation of each image x in R^D (D = H*W*C,
+raw 0..255 values)
+    x <- x - mean(x);   x <- scale * x / sqrt(sqrt_bias + sum(x**2))    (divisor < min_divisor -> 1)
+so every image has L2 norm `scale` (pylearn2: scale=55, sqrt_bias=0, i.e. about unit variance per pixel for
+D=3072), then ZCA whitening with statistics of the TRAIN images only:
+    mu = E[x],  C = E[(x - mu)(x - mu)^T],  C + filter_bias * I = E diag(l) E^T,
+    W = E diag(l ** -1/2) E^T,   x <- (x - mu) W
+(pylearn2's `ZCA(filter_bias=0.1)`; the covariance divides by N). `filter_bias` must be > 0: GCN removes each
+image's mean, so C is singular along the all-ones direction. W is D x D, so "gcn_zca" is refused above
+D = `GCN_ZCA_MAX_DIM` = 12288 (64x64x3); at 224x224x3 W alone would be 91 GB.
+"""
 import math
 
 import numpy as np
@@ -21,8 +37,13 @@ import tensorflow as tf
 
 from fitnets_tf.io_utils import atomic_write_file
 
-PREPROCESSING_KINDS = ("scale", "gcn_zca")
+PREPROCESSING_KINDS = ("scale", "gcn_zca", "raw", "tf", "caffe", "torch")
+RGB_KINDS = ("caffe", "torch")  # per-channel constants in RGB order: 3-channel images only
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)  # ImageNet pixel means (0..255) in B, G, R order
+TORCH_MEAN_RGB = (0.485, 0.456, 0.406)  # ImageNet means and standard deviations of x / 255, R, G, B
+TORCH_STD_RGB = (0.229, 0.224, 0.225)
 GCN_ZCA_DEFAULTS = {"scale": 55.0, "sqrt_bias": 0.0, "min_divisor": 1e-8, "filter_bias": 0.1}
+GCN_ZCA_MAX_DIM = 64 * 64 * 3  # W is D x D: 12288^2 float64 = 1.2 GB while fitting; twice the side is 16x that
 _FIT_CHUNK = 4096
 
 
@@ -31,10 +52,34 @@ def _check_kind(kind):
         raise ValueError(f"Unknown preprocessing kind {kind!r}. Choose one of: {', '.join(PREPROCESSING_KINDS)}.")
 
 
+def check_channels(kind, channels):
+    """Raises ValueError if `kind` cannot take images with `channels` channels ("caffe" and "torch" need 3);
+    `channels` None (not known yet) passes."""
+    if kind in RGB_KINDS and channels is not None and channels != 3:
+        raise ValueError(
+            f"Preprocessing {kind!r} needs 3-channel RGB images (its ImageNet constants are per R, G, B channel). "
+            f"Received images with {channels} channel(s). Load the data with channels=3 (--channels=3) to repeat "
+            "grey images into RGB."
+        )
+
+
+def _check_gcn_zca_size(image_shape):
+    dim = math.prod(image_shape)
+    if dim > GCN_ZCA_MAX_DIM:
+        gigabytes = dim * dim * 4 / 1e9
+        raise ValueError(
+            f"Preprocessing 'gcn_zca' on images {tuple(image_shape)} would need a ZCA matrix of D x D = {dim} x {dim} "
+            f"floats ({gigabytes:.1f} GB in float32; fitting holds several in float64) and its eigendecomposition. "
+            f"It takes images of at most D = H*W*C = {GCN_ZCA_MAX_DIM} (64x64x3). Choose another preprocessing kind "
+            f"({', '.join(k for k in PREPROCESSING_KINDS if k != 'gcn_zca')}; a keras.applications teacher needs its "
+            "own, see fitnets_tf.data.preprocessing) or a smaller `image_size`."
+        )
+
+
 def _gcn_params(kind, params):
-    if kind == "scale":
+    if kind != "gcn_zca":
         if params:
-            raise ValueError(f"Preprocessing 'scale' takes no parameters. Received: {sorted(params)}")
+            raise ValueError(f"Preprocessing {kind!r} takes no parameters. Received: {sorted(params)}")
         return {}
     unknown = sorted(set(params) - set(GCN_ZCA_DEFAULTS))
     if unknown:
@@ -60,7 +105,8 @@ def _gcn_numpy(flat, scale, sqrt_bias, min_divisor):
 class Preprocessor(tf.Module):
     """Maps uint8 images [B, H, W, C] or [H, W, C] to float32 inputs of the same shape, with pure TF ops.
 
-    Build one with `Preprocessor.fit(kind, train_images)` (or `Preprocessor("scale")`), or `Preprocessor.load`.
+    Build one with `Preprocessor.fit(kind, train_images)` (or `Preprocessor(kind)` for any kind but "gcn_zca", which
+    needs no fitting), or `Preprocessor.load`.
     It is a `tf.Module`: the ZCA mean [D] and matrix [D, D] are non-trainable variables, so a serving module that
     holds the preprocessor as an attribute exports them with the SavedModel. Fit or load it outside
     `strategy.scope()`: it is an input-side object, not a replicated model weight.
@@ -70,7 +116,7 @@ class Preprocessor(tf.Module):
         """Wraps already-fitted statistics; most callers want `fit` or `load` instead.
 
         Args:
-            kind: "scale" or "gcn_zca".
+            kind: one of `PREPROCESSING_KINDS` (see the module docstring).
             image_shape: (H, W, C) the statistics were fitted on ("gcn_zca" only).
             mean: ZCA mean, shape [H*W*C] ("gcn_zca" only).
             matrix: ZCA matrix W, shape [H*W*C, H*W*C] ("gcn_zca" only).
@@ -82,7 +128,7 @@ class Preprocessor(tf.Module):
         self.kind = kind
         self.params = _gcn_params(kind, dict(params or {}))
         self.image_shape = None if image_shape is None else tuple(int(d) for d in image_shape)
-        if kind == "scale":
+        if kind != "gcn_zca":
             self.mean = self.matrix = None
             return
         if self.image_shape is None or mean is None or matrix is None:
@@ -102,7 +148,7 @@ class Preprocessor(tf.Module):
         """Fits a preprocessor of `kind` on TRAIN images only (never validation or test).
 
         Args:
-            kind: "scale" (needs no images) or "gcn_zca".
+            kind: one of `PREPROCESSING_KINDS`; all but "gcn_zca" are fixed functions and ignore `train_images`.
             train_images: uint8 array [N, H, W, C] (see `images_to_numpy`).
             max_examples: fit on the first `max_examples` images at most (50000 = all of CIFAR's train).
             **params: "gcn_zca" parameters: scale=55, sqrt_bias=0, min_divisor=1e-8, filter_bias=0.1 (pylearn2's).
@@ -110,12 +156,17 @@ class Preprocessor(tf.Module):
         Returns:
             A `Preprocessor`. The covariance is accumulated in float64 in chunks, so memory stays at a few [D, D]
             matrices (D = 3072 for CIFAR: ~75 MB each); the eigendecomposition takes seconds.
+
+        Raises:
+            ValueError: for "gcn_zca" on images with D = H*W*C > `GCN_ZCA_MAX_DIM` (64x64x3), before any work.
         """
         _check_kind(kind)
         merged = _gcn_params(kind, params)
-        if kind == "scale":
-            return cls("scale")
+        if kind != "gcn_zca":
+            return cls(kind)
         images = np.asarray(train_images) if train_images is not None else None
+        if images is not None and images.ndim == 4:
+            _check_gcn_zca_size(images.shape[1:])
         if images is None or images.dtype != np.uint8 or images.ndim != 4 or len(images) < 2:
             got = None if images is None else f"{images.dtype} {images.shape}"
             raise ValueError(
@@ -147,9 +198,21 @@ class Preprocessor(tf.Module):
         rank = images.shape.rank
         if rank not in (3, 4):
             raise ValueError(f"Preprocessor expects images [B, H, W, C] or [H, W, C]. Received shape {images.shape}")
+        check_channels(self.kind, images.shape[-1])
+        if self.kind in RGB_KINDS and images.shape[-1] is None:
+            images = tf.ensure_shape(images, [None] * (rank - 1) + [3])
         x = tf.cast(images, tf.float32)
+        # The fixed kinds in the arithmetic of keras.applications' `preprocess_input` (float32).
         if self.kind == "scale":
             return x / 255.0
+        if self.kind == "raw":
+            return x
+        if self.kind == "tf":
+            return x / 127.5 - 1.0
+        if self.kind == "caffe":
+            return tf.reverse(x, axis=[-1]) - tf.constant(CAFFE_MEAN_BGR, tf.float32)
+        if self.kind == "torch":
+            return (x / 255.0 - tf.constant(TORCH_MEAN_RGB, tf.float32)) / tf.constant(TORCH_STD_RGB, tf.float32)
         if not images.shape[-3:].is_compatible_with(self.image_shape):
             raise ValueError(
                 f"This 'gcn_zca' Preprocessor was fitted on images {self.image_shape}; received {images.shape}. "
@@ -183,8 +246,8 @@ class Preprocessor(tf.Module):
         with np.load(path, allow_pickle=False) as data:
             kind = str(data["kind"])
             _check_kind(kind)
-            if kind == "scale":
-                return cls("scale")
+            if kind != "gcn_zca":
+                return cls(kind)
             params = {key[len("param_") :]: float(data[key]) for key in data.files if key.startswith("param_")}
             return cls(kind, tuple(data["image_shape"]), data["mean"], data["matrix"], params)
 

@@ -27,6 +27,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from fitnets_tf.data.preprocessing import (CAFFE_MEAN_BGR, PREPROCESSING_KINDS, TORCH_MEAN_RGB,
+                                           TORCH_STD_RGB, check_channels)
 from fitnets_tf.io_utils import atomic_save
 from fitnets_tf.harness.litert_classifier import LiteRTClassifier
 from fitnets_tf.harness.timing import Candidate, time_interleaved
@@ -35,27 +37,62 @@ FORMATS = ("float32", "int8")
 CALIBRATION_IMAGES = 300
 
 
+@keras.saving.register_keras_serializable(package="fitnets_tf")
 class RawImagePreprocessing(keras.layers.Layer):
     """Raw pixels (any real dtype, 0..255) [B, H, W, C] -> the network's float32 input: the `Preprocessor`'s
-    function with its statistics as constants (so the converter folds them into the graph).
+    function written with ops the converter maps to TFLite builtins that XNNPACK runs.
 
-    "scale": x / 255. "gcn_zca" (see `fitnets_tf.data.preprocessing`): per image x in R^D,
-    x <- x - mean(x); x <- x * scale / sqrt(max(sqrt_bias + sum(x^2), (scale * min_divisor)^2)); x <- (x - mu) W.
+    "scale": x / 255. "raw": x. "tf": x * (1 / 127.5) - 1. "caffe": x P - mean_BGR, with P the constant 3x3
+    permutation R, G, B -> B, G, R (one FULLY_CONNECTED, exact in float; a reversal or gather would be REVERSE_V2 /
+    GATHER, which XNNPACK leaves out). "torch": x * (1 / (255 std)) - mean / std, per channel. "gcn_zca" (see
+    `fitnets_tf.data.preprocessing`): per image x in R^D,
+    x <- x - mean(x); x <- x * scale / sqrt(max(sqrt_bias + sum(x^2), (scale * min_divisor)^2)); x <- (x - mu) W,
+    with mu and W non-trainable weights (the converter freezes them into constants).
+
+    Args:
+        preprocessor: a `Preprocessor`, or the dict {"kind", "params", "image_shape"} `get_config` writes (a
+            "gcn_zca" layer rebuilt from it has zero statistics until its weights are loaded).
     """
 
     def __init__(self, preprocessor, **kwargs):
         super().__init__(**kwargs)
-        self.kind = preprocessor.kind
-        self.params = dict(preprocessor.params)
-        if self.kind == "gcn_zca":
-            self.image_shape = preprocessor.image_shape
-            self.zca_mean = np.asarray(preprocessor.mean.numpy(), np.float32)
-            self.zca_matrix = np.asarray(preprocessor.matrix.numpy(), np.float32)
+        if isinstance(preprocessor, dict):
+            kind, params, image_shape = preprocessor["kind"], preprocessor["params"], preprocessor["image_shape"]
+            statistics = None
+        else:
+            kind, params, image_shape = preprocessor.kind, preprocessor.params, preprocessor.image_shape
+            statistics = (preprocessor.mean, preprocessor.matrix) if kind == "gcn_zca" else None
+        if kind not in PREPROCESSING_KINDS:
+            raise ValueError(f"kind must be one of {PREPROCESSING_KINDS}. Received: kind={kind!r}")
+        self.kind = kind
+        self.params = dict(params or {})
+        self.image_shape = None if image_shape is None else tuple(int(d) for d in image_shape)
+        if kind == "gcn_zca":
+            dim = math.prod(self.image_shape)
+            self.zca_mean = self.add_weight((dim,), initializer="zeros", trainable=False, name="zca_mean")
+            self.zca_matrix = self.add_weight((dim, dim), initializer="zeros", trainable=False, name="zca_matrix")
+            if statistics is not None:
+                self.zca_mean.assign(np.asarray(statistics[0], np.float32))
+                self.zca_matrix.assign(np.asarray(statistics[1], np.float32))
+
+    def build(self, input_shape):
+        check_channels(self.kind, input_shape[-1])
 
     def call(self, images):
         x = tf.cast(images, tf.float32)
         if self.kind == "scale":
             return x / 255.0
+        if self.kind == "raw":
+            return x
+        if self.kind == "tf":
+            return x * (1.0 / 127.5) - 1.0
+        if self.kind == "caffe":
+            rgb_to_bgr = np.eye(3, dtype=np.float32)[::-1].copy()
+            return tf.matmul(x, tf.constant(rgb_to_bgr)) - tf.constant(CAFFE_MEAN_BGR, tf.float32)
+        if self.kind == "torch":
+            std = np.asarray(TORCH_STD_RGB, np.float64)
+            multiplier, offset = 1.0 / (255.0 * std), np.asarray(TORCH_MEAN_RGB) / std
+            return x * tf.constant(multiplier, tf.float32) - tf.constant(offset, tf.float32)
         dim = math.prod(self.image_shape)
         batch = x.shape[0] if x.shape[0] is not None else -1  # static where known: XNNPACK needs constant targets
         flat = tf.reshape(x, [batch, dim])
@@ -67,8 +104,15 @@ class RawImagePreprocessing(keras.layers.Layer):
         squares = self.params["sqrt_bias"] + tf.reduce_sum(tf.square(flat), axis=1, keepdims=True)
         smallest = (self.params["scale"] * self.params["min_divisor"]) ** 2
         inverse = self.params["scale"] * tf.math.rsqrt(tf.maximum(squares, smallest))
-        white = tf.matmul(flat * inverse - tf.constant(self.zca_mean), tf.constant(self.zca_matrix))
+        white = tf.matmul(flat * inverse - tf.convert_to_tensor(self.zca_mean),
+                          tf.convert_to_tensor(self.zca_matrix))
         return tf.reshape(white, [batch, *self.image_shape])
+
+    def get_config(self):
+        config = super().get_config()
+        config["preprocessor"] = {"kind": self.kind, "params": dict(self.params),
+                                  "image_shape": None if self.image_shape is None else list(self.image_shape)}
+        return config
 
 
 class ClassId(keras.layers.Layer):

@@ -3,7 +3,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from fitnets_tf.data import Preprocessor, build_input, dataset_info, load_splits, make_input_fn
+from fitnets_tf.data import (ArrayReader, Augmentation, Placement, Preprocessor, build_input, cache_examples,
+                             choose_place, dataset_info, load_splits, make_input_fn, random_resized_crop)
 
 N, SHAPE = 50, (6, 5, 1)
 
@@ -90,15 +91,126 @@ def test_batch_not_divisible_by_replicas(ds):
         build_input(ds, 0, training=True, preprocessor=Preprocessor("scale"))
 
 
-def test_options_repeat_and_file_cache(ds, tmp_path):
-    cache = str(tmp_path / "cache")
-    out = build_input(ds, 8, training=True, preprocessor=Preprocessor("scale"), repeat=True, cache=cache)
+def test_options_and_an_endless_stream(ds):
+    out = build_input(ds, 8, training=True, preprocessor=Preprocessor("scale"), repeat=True)
     assert out.options().autotune.enabled is False  # Avoids Keras fit's stall at epoch boundaries.
     assert out.cardinality() == tf.data.INFINITE_CARDINALITY
     assert len(list(out.take(20))) == 20  # More than one pass over the 50 examples.
-    assert any(p.name.startswith("cache") for p in tmp_path.iterdir())
-    finite = build_input(ds, 8, training=False, preprocessor=Preprocessor("scale"), cache=False)
+    finite = build_input(ds, 8, training=False, preprocessor=Preprocessor("scale"))
     assert finite.cardinality() == 7
+
+
+def _labels(batches, count):
+    return np.concatenate([y for _, y in batches.take(count).as_numpy_iterator()])
+
+
+@pytest.mark.parametrize("as_reader", [False, True])
+def test_a_stream_started_at_an_epoch_continues_the_same_stream(ds, images, as_reader):
+    # Resuming at epoch 2 must give what an uninterrupted stream gives from its third epoch (6 batches of 8 per
+    # epoch of 50), without reading the epochs before it.
+    source = ArrayReader(images, np.arange(N)) if as_reader else ds
+    kwargs = dict(training=True, preprocessor=Preprocessor("scale"), repeat=True, seed=5,
+                  augmentation=Augmentation("pad_crop", 1, True))
+    whole = list(build_input(source, 8, **kwargs).take(18).as_numpy_iterator())
+    resumed = list(build_input(source, 8, start_epoch=2, **kwargs).take(6).as_numpy_iterator())
+    for (x_whole, y_whole), (x_resumed, y_resumed) in zip(whole[12:], resumed):
+        np.testing.assert_array_equal(y_whole, y_resumed)
+        np.testing.assert_array_equal(x_whole, x_resumed)
+    epochs = [np.concatenate([y for _, y in whole[6 * e: 6 * e + 6]]) for e in range(3)]
+    assert all(len(set(e.tolist())) == 48 for e in epochs)  # each epoch: 48 distinct examples (2 dropped)
+    assert not np.array_equal(epochs[0], epochs[1])  # a new order every epoch
+
+
+def test_a_reader_is_shuffled_whole_and_sharded_before_reading(images):
+    # A class-sorted reader (the order of a folder listing): one epoch's first batch must mix the classes, which
+    # a small shuffle buffer over a stream cannot do.
+    labels = np.repeat(np.arange(5), 10)
+    reader = ArrayReader(images, labels)
+    first = next(iter(build_input(reader, 10, training=True, preprocessor=Preprocessor("scale"), seed=0)))[1]
+    assert len(set(first.numpy().tolist())) >= 3
+    read = []
+    counting = ArrayReader(images, np.arange(N))
+    original = counting._take
+    counting._take = lambda indices: (read.extend(np.asarray(indices).tolist()), original(indices))[1]
+    context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=1, num_replicas_in_sync=2)
+    out = build_input(counting, 8, training=True, preprocessor=Preprocessor("scale"), input_context=context)
+    shard = np.concatenate([y for _, y in out.as_numpy_iterator()])
+    assert len(shard) == 24 and len(read) <= 25  # this pipeline read about its half of the 50 examples
+    other = build_input(ArrayReader(images, np.arange(N)), 8, training=True, preprocessor=Preprocessor("scale"),
+                        input_context=tf.distribute.InputContext(2, 0, 2))
+    assert not set(shard.tolist()) & set(np.concatenate([y for _, y in other.as_numpy_iterator()]).tolist())
+
+
+def test_a_stream_shuffle_buffer_is_sized_in_bytes(ds):
+    # 6x5x1 uint8 images are 30 bytes: a 60-byte buffer holds 2 examples, so each output comes from the next 2.
+    out = build_input(ds, 1, training=True, preprocessor=Preprocessor("scale"), shuffle_buffer_bytes=60, seed=1)
+    order = np.concatenate([y for _, y in out.as_numpy_iterator()])
+    assert all(order[i] <= i + 1 for i in range(len(order)))
+    whole = build_input(ds, 1, training=True, preprocessor=Preprocessor("scale"), seed=1)
+    assert any(y[0] > i + 1 for i, (_, y) in enumerate(whole.as_numpy_iterator()))
+
+
+def test_indexed_batches_carry_each_examples_position(images):
+    reader = ArrayReader(images, np.arange(N) % 3)
+    out = build_input(reader, 8, training=True, preprocessor=Preprocessor("scale"), with_index=True, seed=2)
+    for index, x, y in out.as_numpy_iterator():
+        np.testing.assert_allclose(x, images[index] / 255.0, rtol=1e-6)
+        np.testing.assert_array_equal(y, index % 3)
+
+
+def test_random_resized_crop_only_when_training_and_per_example(images):
+    big = np.repeat(np.repeat(images, 4, axis=1), 4, axis=2)  # 24x20x1
+    reader = ArrayReader(big, np.arange(N))
+    rrc = Augmentation("random_resized_crop")
+    x_eval = np.concatenate([x for x, _ in build_input(reader, 10, False, Preprocessor("scale"),
+                                                       augmentation=rrc).as_numpy_iterator()])
+    np.testing.assert_allclose(x_eval, big / 255.0, rtol=1e-6)
+    x, y = next(iter(build_input(reader, 10, True, Preprocessor("scale"), augmentation=rrc, seed=3)))
+    changed = [not np.allclose(a, big[label] / 255.0) for a, label in zip(x.numpy(), y.numpy())]
+    assert sum(changed) >= 8 and x.shape == (10, 24, 20, 1)
+
+
+def test_random_resized_crop_is_a_resized_box_of_the_image():
+    image = np.arange(16 * 16, dtype=np.uint8).reshape(16, 16, 1)
+    out = random_resized_crop(image, tf.constant([1, 2], tf.int64)).numpy()
+    again = random_resized_crop(image, tf.constant([1, 2], tf.int64)).numpy()
+    np.testing.assert_array_equal(out, again)  # stateless
+    assert out.shape == image.shape and out.dtype == np.uint8
+    # Values come from inside the image's range, rows and columns stay monotone (a crop of a ramp is a ramp).
+    assert out.min() >= image.min() and out.max() <= image.max()
+    assert np.all(np.diff(out[..., 0].astype(int), axis=1) >= 0) and np.all(np.diff(out[..., 0].astype(int), axis=0) >= 0)
+
+
+def test_cached_examples_read_back_the_same_in_memory_and_on_disk(images, tmp_path):
+    reader = ArrayReader(images, np.arange(N) % 4)
+    kwargs = dict(training=True, preprocessor=Preprocessor("scale"), seed=4, with_index=True)
+    expected = list(build_input(reader, 8, **kwargs).as_numpy_iterator())
+    for placement in (Placement("memory", images.nbytes, "test"),
+                      Placement("disk", images.nbytes, "test", str(tmp_path / "train.u8"))):
+        cached = cache_examples(reader, placement)
+        for (i0, x0, y0), (i1, x1, y1) in zip(expected, build_input(cached, 8, **kwargs).as_numpy_iterator()):
+            np.testing.assert_array_equal(i0, i1)
+            np.testing.assert_array_equal(x0, x1)
+            np.testing.assert_array_equal(y0, y1)
+    assert (tmp_path / "train.u8").stat().st_size == images.nbytes
+    # A complete file is reused: a reader that would fail if read gives the cached images.
+    broken = ArrayReader(images[:0], [])
+    broken.num_examples, broken.image_shape = N, SHAPE
+    again = cache_examples(broken, Placement("disk", images.nbytes, "test", str(tmp_path / "train.u8")))
+    np.testing.assert_array_equal(np.stack([x for x, _ in again.dataset().as_numpy_iterator()]), images)
+
+
+def test_choose_place_follows_the_budget(tmp_path):
+    path = str(tmp_path / "c")
+    assert choose_place("auto", 100, 1000, path).place == "memory"
+    over = choose_place("auto", 5000, 1000, path)
+    assert over.place == "disk" and "exceed the memory budget" in over.reason
+    assert choose_place("auto", 5000, 1000, path, decodes=False).place == "none"
+    assert choose_place("auto", 5000, 1000, None).place == "none"
+    assert choose_place("auto", 10 ** 18, 1000, path).place == "none"  # no disk has room for it
+    assert choose_place("none", 1, 1000, path).place == "none"
+    with pytest.raises(ValueError, match="cache mode must be one of"):
+        choose_place("ram", 1, 1, path)
 
 
 def test_mocked_cifar10_end_to_end(tmp_path):

@@ -1,5 +1,7 @@
 import os
+import time
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -151,7 +153,8 @@ def test_images_to_numpy_stacks_unbatched_images(test_images):
 
 
 def test_errors_name_the_problem(train_images):
-    with pytest.raises(ValueError, match=r"Unknown preprocessing kind 'zca'\. Choose one of: scale, gcn_zca"):
+    with pytest.raises(ValueError, match=r"Unknown preprocessing kind 'zca'\. Choose one of: scale, gcn_zca, raw, "
+                                         r"tf, caffe, torch\."):
         Preprocessor.fit("zca", train_images)
     with pytest.raises(ValueError, match=r"Unknown 'gcn_zca' parameter\(s\) \['eps'\]"):
         Preprocessor.fit("gcn_zca", train_images, eps=0.1)
@@ -164,3 +167,98 @@ def test_errors_name_the_problem(train_images):
         pre(tf.zeros((1, *SHAPE), tf.float32))
     with pytest.raises(ValueError, match=r"fitted on images \(4, 4, 2\)"):
         pre(tf.zeros((1, 8, 8, 1), tf.uint8))
+
+
+# keras.applications' own `preprocess_input` per kind: the reference the fixed kinds must reproduce.
+KERAS_APPLICATIONS = {
+    "raw": keras.applications.efficientnet.preprocess_input,
+    "tf": keras.applications.mobilenet_v2.preprocess_input,
+    "caffe": keras.applications.resnet50.preprocess_input,
+    "torch": keras.applications.densenet.preprocess_input,
+}
+
+
+@pytest.fixture(scope="module")
+def rgb_images():
+    """uint8 [6, 5, 7, 3] with channels of different ranges (so a channel-order mistake shows), 0 and 255 included."""
+    rng = np.random.default_rng(2)
+    images = np.stack([rng.integers(0, 90, (6, 5, 7)), rng.integers(80, 200, (6, 5, 7)),
+                       rng.integers(150, 256, (6, 5, 7))], axis=-1)
+    images[0, 0, 0] = (0, 0, 0)
+    images[0, 0, 1] = (255, 255, 255)
+    return images.astype(np.uint8)
+
+
+def _keras_reference(kind, images):
+    # preprocess_input works in place on float NumPy arrays: give it a fresh copy.
+    return np.asarray(KERAS_APPLICATIONS[kind](images.astype(np.float32)))
+
+
+@pytest.mark.parametrize("kind", sorted(KERAS_APPLICATIONS))
+def test_keras_applications_kinds_match_preprocess_input_eagerly_and_in_dataset_map(kind, rgb_images):
+    expected = _keras_reference(kind, rgb_images)
+    assert not np.allclose(expected[..., 0], expected[..., 2], atol=1)  # channels stay distinguishable
+    for pre in (Preprocessor(kind), Preprocessor.fit(kind)):
+        assert pre.kind == kind and pre.params == {} and pre.mean is None
+        out = pre(tf.constant(rgb_images))
+        assert out.dtype == tf.float32 and out.shape == rgb_images.shape
+        np.testing.assert_allclose(out.numpy(), expected, rtol=0, atol=1e-4)
+        np.testing.assert_allclose(pre(tf.constant(rgb_images[2])).numpy(), expected[2], rtol=0, atol=1e-4)
+        per_image = tf.data.Dataset.from_tensor_slices(rgb_images).map(pre)
+        batched = tf.data.Dataset.from_tensor_slices(rgb_images).batch(4).map(pre)
+        np.testing.assert_allclose(np.stack(list(per_image.as_numpy_iterator())), expected, rtol=0, atol=1e-4)
+        np.testing.assert_allclose(np.concatenate(list(batched.as_numpy_iterator())), expected, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", sorted(KERAS_APPLICATIONS))
+def test_keras_applications_kinds_save_load_round_trip(kind, rgb_images, tmp_path):
+    path = tmp_path / "preprocessor.npz"
+    Preprocessor(kind).save(str(path))
+    loaded = Preprocessor.load(str(path))
+    assert loaded.kind == kind and loaded.params == {} and loaded.image_shape is None
+    np.testing.assert_allclose(loaded(tf.constant(rgb_images)).numpy(), _keras_reference(kind, rgb_images),
+                               rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["caffe", "torch"])
+def test_caffe_and_torch_refuse_one_channel_images_naming_the_fix(kind):
+    grey = tf.zeros((2, 8, 8, 1), tf.uint8)
+    pre = Preprocessor(kind)
+    message = r"needs 3-channel RGB images.*Received images with 1 channel\(s\).*channels=3 \(--channels=3\)"
+    with pytest.raises(ValueError, match=message):
+        pre(grey)
+    with pytest.raises(ValueError, match=message):
+        pre(grey[0])
+    with pytest.raises(ValueError, match=message):
+        tf.data.Dataset.from_tensor_slices(grey).map(pre)
+    # Without a static channel count the check happens when the images arrive.
+    unknown = tf.function(pre, input_signature=[tf.TensorSpec([None, 8, 8, None], tf.uint8)])
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        unknown(grey)
+    assert unknown(tf.zeros((2, 8, 8, 3), tf.uint8)).shape == (2, 8, 8, 3)
+
+
+@pytest.mark.parametrize("kind", ["raw", "tf"])
+def test_raw_and_tf_take_any_number_of_channels(kind):
+    grey = np.array([[[[0], [255]], [[51], [128]]]], np.uint8)
+    out = Preprocessor(kind)(tf.constant(grey)).numpy()
+    np.testing.assert_allclose(out, _keras_reference(kind, grey), rtol=0, atol=1e-4)
+
+
+def test_fixed_kinds_take_no_parameters():
+    with pytest.raises(ValueError, match=r"Preprocessing 'torch' takes no parameters\. Received: \['scale'\]"):
+        Preprocessor.fit("torch", scale=2.0)
+
+
+def test_gcn_zca_refuses_large_images_at_once():
+    images = np.zeros((2, 224, 224, 3), np.uint8)
+    start = time.perf_counter()
+    with pytest.raises(ValueError) as info:
+        Preprocessor.fit("gcn_zca", images)
+    assert time.perf_counter() - start < 2.0  # refused before any fitting (which would need a 91 GB matrix)
+    message = str(info.value)
+    assert "150528 x 150528 floats (90.6 GB" in message  # D = 224 * 224 * 3, D^2 float32
+    assert "at most D = H*W*C = 12288 (64x64x3)" in message
+    assert "another preprocessing kind" in message and "smaller `image_size`" in message
+    with pytest.raises(ValueError, match="16384 x 16384 floats"):
+        Preprocessor.fit("gcn_zca", np.zeros((2, 64, 64, 4), np.uint8))  # one channel too many
