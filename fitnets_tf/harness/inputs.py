@@ -114,9 +114,13 @@ def _input_cache(config, splits):
     return cached, placement
 
 
-def build_inputs(config, info, splits, preprocessing_path):
+def build_inputs(config, info, splits, preprocessing_path, strategy=None):
     """The `Inputs` of a run on `splits` (data described by `info`); the preprocessing is kept at
-    `preprocessing_path`. Raises ConfigError when the batch is larger than the train split."""
+    `preprocessing_path`. Raises ConfigError when the batch is larger than the train split.
+
+    Under a strategy with several replicas the training stream is built per input pipeline
+    (`strategy.distribute_datasets_from_function`): each worker of a multi-worker run shuffles the same order,
+    then reads and decodes only its own shard of the examples, in per-replica batches."""
     c = config
     num_train = splits.num_examples.get("train")
     if num_train is not None and num_train < c.batch_size:
@@ -129,10 +133,19 @@ def build_inputs(config, info, splits, preprocessing_path):
     steps_per_epoch = None if num_train is None else num_train // c.batch_size
     shuffle_bytes = c.shuffle_buffer_mb * MB
 
-    def make_train(start_epoch=0, with_index=False):
-        return data_lib.build_input(train_source, c.batch_size, True, preprocessor, augmentation=augmentation,
-                                    seed=c.seed, repeat=steps_per_epoch is not None, start_epoch=start_epoch,
-                                    with_index=with_index, shuffle_buffer_bytes=shuffle_bytes)
+    def make_train(start_epoch=0, with_index=False, transform=None):
+        """The training stream from `start_epoch`; `transform(batches)` is applied per input pipeline (e.g. the
+        teacher-output cache's `attach`)."""
+        def input_fn(input_context=None):
+            ds = data_lib.build_input(train_source, c.batch_size, True, preprocessor, augmentation=augmentation,
+                                      seed=c.seed, repeat=steps_per_epoch is not None, start_epoch=start_epoch,
+                                      with_index=with_index, shuffle_buffer_bytes=shuffle_bytes,
+                                      input_context=input_context)
+            return ds if transform is None else transform(ds)
+
+        if strategy is not None and strategy.num_replicas_in_sync > 1:
+            return strategy.distribute_datasets_from_function(input_fn)
+        return input_fn()
 
     def evaluation(split):
         return data_lib.build_input(splits.source(split), c.batch_size, False, preprocessor)
