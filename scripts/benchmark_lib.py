@@ -256,6 +256,29 @@ class TruncatedStudentStep:
         return {"hint_loss": self.loss_tracker.result()}
 
 
+def keras_distiller(teacher, student, temperature, optimizer):
+    """Keras's own `keras.distillation.Distiller` with `LogitsDistillation(temperature)` on the pair, compiled with
+    XLA off: student loss sparse CE on logits, weight 0.5, and an accuracy metric.
+
+    It freezes the teacher (`teacher.trainable = False`); ours never trains it either. `teacher` must return
+    logits (KD on probabilities would be another loss).
+    """
+    keras_kd = keras.distillation.Distiller(
+        teacher=teacher,
+        student=student,
+        distillation_losses=keras.distillation.LogitsDistillation(temperature=temperature),
+        student_loss_weight=0.5,
+        name="keras_distiller",
+    )
+    keras_kd.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        jit_compile=False,
+    )
+    return keras_kd
+
+
 @dataclasses.dataclass
 class BenchmarkModels:
     """The networks and trainers of one benchmark (they share the student's and the teacher's variables)."""
@@ -297,20 +320,7 @@ def build_models(config: BenchmarkConfig, x, y):
     kd = Distiller(student, teacher, temperature=config.temperature, kd_lambda=config.kd_lambda,
                    name="kd_distiller")
     kd.compile(optimizer(), stage="kd", jit_compile=False)
-    # keras.distillation.Distiller freezes the teacher (teacher.trainable = False); ours never trains it either.
-    keras_kd = keras.distillation.Distiller(
-        teacher=teacher,
-        student=student,
-        distillation_losses=keras.distillation.LogitsDistillation(temperature=config.temperature),
-        student_loss_weight=0.5,
-        name="keras_distiller",
-    )
-    keras_kd.compile(
-        optimizer=optimizer(),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        jit_compile=False,
-    )
+    keras_kd = keras_distiller(teacher, student, config.temperature, optimizer())
     hint_target = tf.constant(_single(hint.hint_model(x, training=False)))
     truncated = TruncatedStudentStep(hint, hint_target, optimizer())
     kd_lowp = None
@@ -331,13 +341,28 @@ def build_models(config: BenchmarkConfig, x, y):
                            kd_auto)
 
 
+def stage2_bodies(ce, teacher_forward, kd, keras_kd, x, y):
+    """{step: (body, args)} of stage 2 and its parts on the batch (x, y): "ce" and "kd" (`Distiller.train_step`),
+    "teacher_forward" (`teacher_forward(x, training=False)`) and "keras_kd" (Keras's distiller's `train_step`)."""
+    return {
+        "ce": (lambda a, b: ce.train_step((a, b)), (x, y)),
+        "teacher_forward": (lambda a: teacher_forward(a, training=False), (x,)),
+        "kd": (lambda a, b: kd.train_step((a, b)), (x, y)),
+        "keras_kd": (lambda a, b: keras_kd.train_step((a, b)), (x, y)),
+    }
+
+
+def step_candidate(step, body, args, jit, batch):
+    """The `Candidate` "<step>/xla_on|off": `body(*args)` traced with `jit_compile=jit`, `batch` images a call."""
+    kind = "train_step" if step in TRAIN_STEPS else "forward"
+    return Candidate(f"{step}/{_xla_key(jit)}", traced_call(body, args, jit), batch,
+                     info={"step": step, "kind": kind, "xla": jit})
+
+
 def step_candidates(models: BenchmarkModels, x, y, xla_settings):
     """The step candidates for each XLA setting, named "<step>/xla_on|off", plus "ce_train_on_batch/xla_off"."""
     bodies = {
-        "ce": (lambda a, b: models.ce.train_step((a, b)), (x, y)),
-        "teacher_forward": (lambda a: models.teacher(a, training=False), (x,)),
-        "kd": (lambda a, b: models.kd.train_step((a, b)), (x, y)),
-        "keras_kd": (lambda a, b: models.keras_kd.train_step((a, b)), (x, y)),
+        **stage2_bodies(models.ce, models.teacher, models.kd, models.keras_kd, x, y),
         "hint": (lambda a, b: models.hint.train_step((a, b)), (x, y)),
         "truncated_student_step": (models.truncated_student.train_step, (x,)),
         "truncated_teacher_forward": (lambda a: models.hint.hint_model(a, training=False), (x,)),
@@ -359,12 +384,7 @@ def step_candidates(models: BenchmarkModels, x, y, xla_settings):
     for group in (stage2, ("hint", "truncated_student_step", "truncated_teacher_forward", "hint_cached")):
         for jit in xla_settings:
             for step in group:
-                body, args = bodies[step]
-                kind = "train_step" if step in TRAIN_STEPS else "forward"
-                candidates.append(Candidate(
-                    f"{step}/{_xla_key(jit)}", traced_call(body, args, jit), batch,
-                    info={"step": step, "kind": kind, "xla": jit},
-                ))
+                candidates.append(step_candidate(step, *bodies[step], jit, batch))
 
     # kd_auto under Keras's own outer step setting (off when the parts are split), next to Keras's.
     auto_jit = bool(models.kd_auto.jit_compile)
@@ -503,6 +523,22 @@ def paired_ratio(results, numerator, denominator):
     }
 
 
+def ratio_target(results, name, jit):
+    """One XLA setting of a ratio target of `_RATIO_TERMS` ("stage2_overhead", "stage1_overhead",
+    "vs_keras_distillation"): the `paired_ratio` of its candidates "<step>/xla_on|off" (None values when one is
+    missing or failed), its `limit` and `passed` (None when nothing could be measured)."""
+    numerator, denominator = _RATIO_TERMS[name]
+    limit, higher_is_better = _LIMITS[name]
+    key = _xla_key(jit)
+    ratio = paired_ratio(results, [f"{s}/{key}" for s in numerator], [f"{s}/{key}" for s in denominator])
+    entry = ratio or {"ratio": None, "ratio_per_round": [], "ratio_of_medians": None, "ratio_of_minima": None,
+                      "ratio_cpu": None}
+    passed = None
+    if entry["ratio"] is not None:
+        passed = bool(entry["ratio"] >= limit if higher_is_better else entry["ratio"] <= limit)
+    return {**entry, "limit": limit, "passed": passed}
+
+
 def compute_targets(results, xla_settings):
     """Ratios and pass/fail of the four targets (see the module docstring), per XLA setting where it applies.
 
@@ -519,19 +555,12 @@ def compute_targets(results, xla_settings):
         "vs_keras_distillation": {"description": "images/s of kd / images/s of keras.distillation >= 1"},
     }
     targets["auto_vs_keras_distillation"] = auto_vs_keras(results, xla_settings)
-    for name, (numerator, denominator) in _RATIO_TERMS.items():
-        limit, higher_is_better = _LIMITS[name]
+    for name in _RATIO_TERMS:
         verdicts = []
         for jit in xla_settings:
-            key = _xla_key(jit)
-            ratio = paired_ratio(results, [f"{s}/{key}" for s in numerator], [f"{s}/{key}" for s in denominator])
-            entry = ratio or {"ratio": None, "ratio_per_round": [], "ratio_of_medians": None, "ratio_of_minima": None,
-                              "ratio_cpu": None}
-            passed = None
-            if entry["ratio"] is not None:
-                passed = bool(entry["ratio"] >= limit if higher_is_better else entry["ratio"] <= limit)
-                verdicts.append(passed)
-            targets[name][key] = {**entry, "limit": limit, "passed": passed}
+            targets[name][_xla_key(jit)] = entry = ratio_target(results, name, jit)
+            if entry["passed"] is not None:
+                verdicts.append(entry["passed"])
         targets[name]["passed"] = all(verdicts) if verdicts else None
 
     pipeline = results.get("input_pipeline", {}).get("images_per_second")
@@ -862,9 +891,25 @@ def _verdict(passed):
 
 
 def format_report(report):
-    """The printed tables: steps, targets, XLA, teacher caching, serving latency (SavedModel, LiteRT)."""
-    return "\n".join([*_steps_lines(report), *_target_lines(report), *_xla_lines(report),
-                      *_serving_lines(report)])
+    """The printed tables: steps, targets, XLA, teacher caching, serving latency (SavedModel, LiteRT); and the
+    real-size section when the report has one (`scripts/benchmark.py --real_size`)."""
+    lines = []
+    if "measurements" in report:
+        lines += [*_steps_lines(report), *_target_lines(report), *_xla_lines(report), *_serving_lines(report)]
+    if report.get("real_size"):
+        from benchmark_real_size import real_size_lines  # scripts/benchmark_real_size.py (it imports this module)
+
+        lines += [*load_warning(report["environment"]), *real_size_lines(report["real_size"])]
+    return "\n".join(lines)
+
+
+def load_warning(env):
+    """A warning, as printed lines, when the load average exceeded the core count during the run; else []."""
+    load = max((env.get("load_average_at_start") or [0])[0], (env.get("load_average_at_end") or [0])[0])
+    if env.get("cpu_count") and load > env["cpu_count"]:
+        return [f"WARNING: load average {load:.1f} on {env['cpu_count']} cores during the run: other processes "
+                "shared the CPU, wall-clock ratios are noisy (compare the CPU-time ratios).", ""]
+    return []
 
 
 def _steps_lines(report):
@@ -879,13 +924,7 @@ def _steps_lines(report):
                      _fmt(r["images_per_second"], ",.0f"), _fmt(r["first_call_s"], ".2f"),
                      r["error"] or ""])
     cfg = report["config"]
-    env = report["environment"]
-    load = max((env.get("load_average_at_start") or [0])[0], (env.get("load_average_at_end") or [0])[0])
-    warning = []
-    if env.get("cpu_count") and load > env["cpu_count"]:
-        warning = [f"WARNING: load average {load:.1f} on {env['cpu_count']} cores during the run: other processes "
-                   "shared the CPU, wall-clock ratios are noisy (compare the CPU-time ratios).", ""]
-    out = warning + [f"Steps: {cfg['student']} (student) / {cfg['teacher']} (teacher), batch {cfg['batch_size']}, "
+    out = load_warning(report["environment"]) + [f"Steps: {cfg['student']} (student) / {cfg['teacher']} (teacher), batch {cfg['batch_size']}, "
            f"{cfg['mixed_precision']}; median of {cfg['rounds']} interleaved rounds",
            _table(["candidate", "ms/call", "min-max ms", "images/s", "first call s", "error"], rows), ""]
     pipe = measurements.get("input_pipeline", {})

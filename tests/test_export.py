@@ -10,8 +10,10 @@ import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from fitnets_tf.data import Preprocessor
 from fitnets_tf.harness.export import export_saved_model
@@ -92,6 +94,43 @@ def test_every_wrong_shape_or_dtype_names_the_expected_input_and_never_aborts(se
 
 def test_good_batches_of_any_size_are_served(served):
     results = served
-    assert results["four"]["shapes"] == {"probabilities": [4, 10], "class_id": [4]}
-    assert results["empty"]["shapes"] == {"probabilities": [0, 10], "class_id": [0]}
-    assert results["one"]["shapes"] == {"probabilities": [1, 10], "class_id": [1]}
+    assert results["four"]["shapes"] == {"probabilities": [4, 10], "class_id": [4], "class_name": [4]}
+    assert results["empty"]["shapes"] == {"probabilities": [0, 10], "class_id": [0], "class_name": [0]}
+    assert results["one"]["shapes"] == {"probabilities": [1, 10], "class_id": [1], "class_name": [1]}
+
+
+def brightest_pixel_model(classes=3):
+    """8x8x1 images -> logits whose argmax is the brightest of pixels 0..classes-1 (row 0, left to right)."""
+    inputs = keras.Input((8, 8, 1))
+    dense = keras.layers.Dense(classes, use_bias=False)
+    outputs = dense(keras.layers.Flatten()(inputs))
+    kernel = np.zeros((64, classes), np.float32)
+    kernel[np.arange(classes), np.arange(classes)] = 1.0
+    dense.set_weights([kernel])
+    return keras.Model(inputs, outputs)
+
+
+@pytest.mark.parametrize("names,expected", [
+    (("cat", "dog", "Größe / É"), ("cat", "dog", "Größe / É")),
+    ((), ("0", "1", "2")),  # a data set that names no class: the label numbers
+])
+def test_the_export_serves_class_names_and_ships_them_as_an_asset(tmp_path, names, expected):
+    path = export_saved_model(brightest_pixel_model(), Preprocessor("scale"), str(tmp_path / "export"), names)
+    labels = [2, 0, 1, 2, 1]
+    images = np.zeros((len(labels), 8, 8, 1), np.uint8)
+    images[np.arange(len(labels)), 0, labels, 0] = 200
+    out = tf.saved_model.load(path).signatures["serving_default"](images=tf.constant(images))
+    assert out["class_name"].dtype == tf.string
+    np.testing.assert_array_equal(out["class_id"].numpy(), labels)
+    assert [name.decode("utf-8") for name in out["class_name"].numpy()] == [expected[k] for k in labels]
+    asset = tmp_path / "export" / "assets" / "class_names.txt"
+    assert asset.read_bytes().decode("utf-8") == "".join(f"{name}\n" for name in expected)
+
+
+def test_class_names_that_do_not_fit_the_model_are_refused_before_writing(tmp_path):
+    with pytest.raises(ValueError, match="must name each of the 3 classes.*Received 2 names"):
+        export_saved_model(brightest_pixel_model(), Preprocessor("scale"), str(tmp_path / "export"), ("a", "b"))
+    with pytest.raises(ValueError, match="cannot hold a line break"):
+        export_saved_model(brightest_pixel_model(), Preprocessor("scale"), str(tmp_path / "export"),
+                           ("a", "b\nc", "d"))
+    assert not (tmp_path / "export").exists()

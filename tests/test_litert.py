@@ -5,6 +5,7 @@ digits run of tests/test_run_script.py.
 """
 
 import dataclasses
+import shutil
 
 import keras
 import numpy as np
@@ -139,6 +140,26 @@ def test_the_runner_takes_an_empty_batch(files):
     _, paths, _ = files
     out = LiteRTClassifier(paths["int8"]).predict(np.zeros((0, 8, 8, 1), np.uint8))
     assert out["class_id"].shape == (0,) and out["probabilities"].shape == (0, 10)
+
+
+def test_the_runner_names_each_class_from_the_class_names_txt_beside_the_file(files, images, tmp_path):
+    _, paths, _ = files
+    without = LiteRTClassifier(paths["float32"]).predict(images[:3])  # no class_names.txt: as before
+    assert set(without) == {"class_id", "probabilities"}
+    names = ["zéro", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    model_path = str(tmp_path / "fitnet_float32.tflite")
+    shutil.copyfile(paths["float32"], model_path)
+    for newline in ("\n", "\r\n"):  # the file as a run writes it, and after an editor on Windows
+        (tmp_path / "class_names.txt").write_bytes("".join(n + newline for n in names).encode("utf-8"))
+        classifier = LiteRTClassifier(model_path)
+        assert classifier.class_names == tuple(names)
+        out = classifier.predict(images)
+        assert [str(name) for name in out["class_name"]] == [names[k] for k in out["class_id"]]
+        assert len(set(out["class_id"].tolist())) > 1
+        assert classifier.predict(np.zeros((0, 8, 8, 1), np.uint8))["class_name"].shape == (0,)
+    (tmp_path / "class_names.txt").write_text("cat\ndog\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="names 2 classes but .* predicts 10"):
+        LiteRTClassifier(model_path)
 
 
 def test_calibration_set_holds_0_and_255_and_refuses_non_uint8():

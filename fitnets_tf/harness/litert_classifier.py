@@ -7,7 +7,7 @@ needs:
     from litert_classifier import LiteRTClassifier
     classifier = LiteRTClassifier("fitnet_int8.tflite", num_threads=1)
     out = classifier.predict(images)     # images: uint8 [batch, H, W, C], raw pixels 0..255
-    out["class_id"], out["probabilities"]
+    out["class_id"], out["probabilities"], out["class_name"]
 
 Why a wrapper: a `.tflite` file cannot check its input. Its input tensor has a fixed shape [1, H, W, C] and dtype
 uint8; `set_tensor` with another shape or dtype raises ValueError naming one mismatch ("Dimension mismatch. Got 3
@@ -18,19 +18,34 @@ at a time (the files have a static batch of 1, so that every reshape is static a
 The files (see `fitnets_tf.harness.litert`): input `images` uint8 [1, H, W, C], raw pixels; the run's preprocessing is
 inside. Outputs: `class_id` int32 [1]; `probabilities` [1, classes], float32 in the float32 file and uint8 in the
 int8 file, where probability = value / 256 (the quantization of a softmax output: scale 1/256, zero point 0).
+A run writes the name of each label beside them, `class_names.txt` (UTF-8, one name per line, in label order);
+when that file is next to the `.tflite` file, `predict` also returns each image's `class_name`.
 """
+
+import os
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 SIGNATURE = "serving_default"
+CLASS_NAMES_FILE = "class_names.txt"
+
+
+def read_class_names(path):
+    """The names in a `class_names.txt`: one per line, in label order (a trailing newline ends the last one)."""
+    with open(path, encoding="utf-8", newline="") as f:
+        lines = f.read().split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return tuple(line[:-1] if line.endswith("\r") else line for line in lines)
 
 
 class LiteRTClassifier:
     """One `.tflite` classifier of this project, behind an input check.
 
     Args:
-        model_path: the `.tflite` file.
+        model_path: the `.tflite` file; a `class_names.txt` in the same folder names its labels (`class_names`,
+            None without the file).
         num_threads: CPU threads of the interpreter (1: the figures of the report).
     """
 
@@ -59,6 +74,16 @@ class LiteRTClassifier:
         self._input_index = details["index"]
         self._class_index = outputs["class_id"]["index"]
         self._probability_index = outputs["probabilities"]["index"]
+        self.class_names = None
+        names_path = os.path.join(os.path.dirname(os.path.abspath(model_path)), CLASS_NAMES_FILE)
+        if os.path.exists(names_path):
+            names = read_class_names(names_path)
+            if len(names) != self.num_classes:
+                raise ValueError(f"{names_path!r} names {len(names)} classes but {model_path!r} predicts "
+                                 f"{self.num_classes}: it belongs to another model (one name per line, in label "
+                                 "order).")
+            self.class_names = names
+            self._names = np.asarray(names, dtype=str)
 
     def expected(self):
         """The input this file takes, as every error message states it."""
@@ -81,7 +106,8 @@ class LiteRTClassifier:
         """Class ids and probabilities of uint8 images [batch, H, W, C].
 
         Returns:
-            {"class_id": int64 [batch], "probabilities": float32 [batch, classes]} (dequantized for the int8 file).
+            {"class_id": int64 [batch], "probabilities": float32 [batch, classes]} (dequantized for the int8 file),
+            and "class_name": str [batch] when a class_names.txt is beside the file.
         """
         images = self.check(images)
         class_ids, probabilities = [], []
@@ -91,7 +117,10 @@ class LiteRTClassifier:
         probabilities = np.asarray(probabilities).reshape(len(images), self.num_classes)
         if self._probability_scale:
             probabilities = (probabilities.astype(np.float32) - self._probability_zero) * self._probability_scale
-        return {"class_id": np.asarray(class_ids, np.int64), "probabilities": probabilities.astype(np.float32)}
+        out = {"class_id": np.asarray(class_ids, np.int64), "probabilities": probabilities.astype(np.float32)}
+        if self.class_names is not None:
+            out["class_name"] = self._names[out["class_id"]]
+        return out
 
     def invoke_one(self, image):
         """Runs one already-checked uint8 image [1, H, W, C]; returns its class id (the timed call of the report)."""

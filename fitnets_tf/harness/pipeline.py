@@ -37,9 +37,9 @@ from fitnets_tf import data as data_lib
 from fitnets_tf.data.caching import MB
 from fitnets_tf.distiller import Distiller
 from fitnets_tf.errors import ConfigError
-from fitnets_tf.harness import litert, litert_classifier, networks as networks_lib
+from fitnets_tf.harness import litert, litert_classifier, networks as networks_lib, teacher_check
 from fitnets_tf.harness.config import BASELINES, RunConfig, validate
-from fitnets_tf.harness.export import export_saved_model
+from fitnets_tf.harness.export import CLASS_NAMES_FILE, export_saved_model, resolve_class_names, write_class_names
 from fitnets_tf.harness.inputs import CACHE_DIR, build_inputs, load_splits
 from fitnets_tf.harness.model_dir import (free_lock, is_chief, prepare_model_dir, recorded_identity,
                                           worker_scratch)
@@ -80,13 +80,14 @@ class Experiment:
         self.strategy = strategy or tf.distribute.get_strategy()
         self.command = command
         self.dir = config.model_dir
-        self.inputs = build_inputs(config, info, splits, self.path("preprocessing.npz"))
+        self.inputs = build_inputs(config, info, splits, self.path("preprocessing.npz"), self.strategy)
         self.baseline_models = {}  # {baseline name: its trained student}, filled by train_baselines
         self.timings = {}  # {stage: seconds of the call that finished it}
         self.xla_settings = {}  # {stage: {"student": bool, "teacher": bool or None}}: XLA per model, as resolved
         self.trained = False  # a stage trained in this process (else every stage had finished before)
         self._litert_test_images = None
         self.teacher_caches = {}  # {stage: where its teacher outputs were cached (caching.Placement.to_json)}
+        self.teacher_check = None  # the given teacher's accuracy before distilling (`check_teacher`), when measured
 
     def path(self, *parts):
         return os.path.join(self.dir, *parts)
@@ -102,6 +103,20 @@ class Experiment:
     @property
     def distiller(self):
         return self.networks.distiller
+
+    @property
+    def class_names(self):
+        """The name of each label, in label order (the label numbers when the data set names none)."""
+        return resolve_class_names(self.info.class_names, self.info.num_classes)
+
+    def check_teacher(self):
+        """Measures a teacher given by `teacher_path` on up to 512 validation images before any training, and
+        raises ConfigError when it is at chance level (`teacher_check`). Not run (None) for a teacher this run
+        trains, or with `check_teacher` false. Returns the record of results.json."""
+        c = self.config
+        if c.teacher_path and c.check_teacher:
+            self.teacher_check = teacher_check.check_teacher(self.teacher, self.inputs, self.info, c)
+        return self.teacher_check
 
     # ------------------------------------------------------------------------------------------- training
     def chosen_epochs(self, name, epochs):
@@ -129,7 +144,7 @@ class Experiment:
                 self.teacher_caches[name] = {"place": "none"}
                 return inputs.make_train(start_epoch)
             self.teacher_caches[name] = cache.placement.to_json()
-            return cache.attach(inputs.make_train(start_epoch, with_index=True))
+            return inputs.make_train(start_epoch, with_index=True, transform=cache.attach)
 
         return make
 
@@ -253,10 +268,12 @@ class Experiment:
             "augmentation": None if self.inputs.augmentation is None else self.inputs.augmentation.to_json(),
             "preprocessing": self.inputs.preprocessor.kind,
             "image_shape": list(self.info.image_shape),
+            "class_names": list(self.class_names),
+            "teacher_check": self.teacher_check,
         }
 
     def export(self):
-        export_saved_model(self.student, self.inputs.preprocessor, self.path("export"))
+        export_saved_model(self.student, self.inputs.preprocessor, self.path("export"), self.class_names)
 
     def export_litert(self):
         """Writes the `litert_export` files into litert/ and measures them through the LiteRT runtime.
@@ -289,6 +306,7 @@ class Experiment:
         for row in rows:  # paths relative to model_dir; None for the teacher's files made only to compare
             row["path"] = os.path.relpath(row["path"], self.dir) if row["path"].startswith(out_dir) else None
         shutil.copyfile(litert_classifier.__file__, os.path.join(out_dir, "litert_classifier.py"))
+        write_class_names(os.path.join(out_dir, CLASS_NAMES_FILE), self.class_names)  # read by LiteRTClassifier
         from importlib import metadata
 
         return {"runtime": f"ai-edge-litert {metadata.version('ai-edge-litert')}", "batch_size": 1, "threads": 1,
@@ -351,6 +369,7 @@ def _run(config, strategy, command, on_ready, lock):
         if on_ready is not None:
             on_ready()
         experiment = Experiment(config, info, networks, splits, strategy, command)
+        experiment.check_teacher()  # a teacher given at chance stops the run here, before any training
         stage_results = {}
         teacher_result = experiment.train_teacher()
         if teacher_result:

@@ -1,0 +1,362 @@
+"""The real-size section of the benchmark (`scripts/benchmark.py --real_size`): does the streamed input pipeline
+feed the 224x224 stage-2 step without stalling it, and what does stage 2 cost on a keras.applications teacher?
+
+The pair is `scripts/make_backbone_pair.py`'s: a MobileNetV2 (alpha 1.0, random weights, ends in softmax) teacher
+and the thin 7-conv student, 224x224x3. The data is a folder of JPEGs (one subfolder per class) read as
+`scripts/run.py --dataset=folder:PATH --image_size=224` reads it: the train split of `load_splits` (an
+`ExampleReader` decoding the files on the fly) through `build_input` in training mode, repeated: shuffle, read +
+decode + resize, the folder's default augmentation (random resized crop + flip), batch, "tf" preprocessing
+(MobileNetV2's [-1, 1]), in parallel and prefetched. Without a folder, `images` Fashion-MNIST images are written
+as JPEGs first by `scripts/make_image_folder.py` (about 40 KB each at 224x224, the decode cost of a photo folder).
+
+Measured (the machinery of `benchmark_lib`):
+  input_pipeline   the training stream iterated alone, after its first epoch: `measure_pipeline`, back to back and
+                   not interleaved with the steps (interleaved, the prefetch buffers fill while the steps run and a
+                   sample reads them instead of the producer's rate);
+  ce               the student alone on cross-entropy (`Distiller(student)`, stage "ce");
+  teacher_forward  the teacher's forward pass as stage 2 calls it (`Distiller.teacher_logits`, training=False);
+  kd               stage 2 (`Distiller` stage "kd") at the run's defaults (`RunConfig`: temperature, kd_lambda,
+                   teacher precision, optimizer with its RMSProp floor);
+  keras_kd         Keras's `keras.distillation.Distiller` with `LogitsDistillation` on the same pair (given the
+                   teacher's logits: KD on its softmax output would be another loss), the same optimizer.
+The four steps run on one fixed batch (the pipeline's first batch after its measurement), XLA off (what "auto"
+resolves to on a CPU), round-robin with `time_interleaved`.
+
+Targets, with pass/fail:
+  pipeline_vs_stage2:    images/s of the pipeline / images/s of the stage-2 step >= 1: the pipeline never starves
+                         the step. Measured apart, each with every core: run together on 2 cores the pipeline's
+                         CPU work comes out of the step's, so `pipeline_share_of_cpu` (the pipeline's CPU seconds per
+                         image over the pipeline's plus the step's) is reported beside it;
+  vs_keras_distillation: t(keras_kd) / t(kd), paired per round (`paired_ratio`) >= 1;
+  stage2_overhead:       t(kd) / (t(ce) + t(teacher_forward)), paired per round, <= 1.10.
+"""
+
+import dataclasses
+import functools
+import importlib.util
+import os
+import tempfile
+import time
+import types
+from typing import Optional
+
+import keras
+
+import benchmark_lib as benchmark  # scripts/benchmark_lib.py
+from fitnets_tf import taps
+from fitnets_tf.data import Augmentation, Preprocessor, build_input, load_splits
+from fitnets_tf.distiller import Distiller
+from fitnets_tf.harness.config import RunConfig
+from fitnets_tf.harness.timing import time_interleaved
+from fitnets_tf.models.counting import count_multiplications, count_parameters
+from fitnets_tf.optimizers import OPTIMIZERS, build_optimizer
+from fitnets_tf.precision import MIXED_PRECISION, TEACHER_PRECISIONS, compute_policy
+
+SCRIPTS = os.path.dirname(os.path.abspath(__file__))
+STEPS = ("ce", "teacher_forward", "kd", "keras_kd")  # stage 2's candidates, consecutive in each round
+PREPROCESSING = "tf"  # MobileNetV2's convention (keras.applications.mobilenet_v2.preprocess_input)
+PIPELINE_VS_STAGE2_LIMIT = 1.0
+DESCRIPTIONS = {
+    "pipeline_vs_stage2": "input pipeline images/s (alone) / stage-2 step images/s >= 1: the pipeline never starves "
+                          "the step",
+    "vs_keras_distillation": "images/s of kd / images/s of keras.distillation >= 1",
+    "stage2_overhead": "t(kd) / (t(ce) + t(teacher_forward)) <= 1.10",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RealSizeConfig:
+    """Everything the real-size section depends on.
+
+    Attributes:
+        folder: a folder of images, one subfolder per class; None: write `images` Fashion-MNIST JPEGs first (into
+            `workdir`/real_size_folder, kept and reused, or a temporary directory).
+        images: how many images to write when `folder` is None.
+        image_size: the models' (and the resized images') height and width; the default pair is 224x224 only.
+        batch_size: images per step and per pipeline batch.
+        pipeline_batches: batches per timed sample of the pipeline.
+        rounds, warmup, calls_per_sample: as `BenchmarkConfig`'s.
+        mixed_precision, teacher_precision, optimizer, temperature, kd_lambda: the run's defaults (`RunConfig`).
+        rmsprop_max_scaling: the run's RMSProp floor (`build_optimizer`), for every trainer alike.
+        learning_rate: the benchmark's (small: untrained nets stay finite; timing does not depend on it).
+        seed: the weights, the folder's split, the shuffles and the augmentation.
+        workdir: where the generated folder is kept (None: a temporary directory, removed).
+    """
+
+    folder: Optional[str] = None
+    images: int = 512
+    image_size: int = 224
+    batch_size: int = 32
+    pipeline_batches: int = 8
+    rounds: int = benchmark.BenchmarkConfig.rounds
+    warmup: int = benchmark.BenchmarkConfig.warmup
+    calls_per_sample: int = benchmark.BenchmarkConfig.calls_per_sample
+    mixed_precision: str = RunConfig.mixed_precision
+    teacher_precision: str = RunConfig.teacher_precision
+    optimizer: str = RunConfig.optimizer
+    rmsprop_max_scaling: float = RunConfig.rmsprop_max_scaling
+    learning_rate: float = benchmark.BenchmarkConfig.learning_rate
+    temperature: float = RunConfig.temperature
+    kd_lambda: float = RunConfig.kd_lambda
+    seed: int = RunConfig.seed
+    workdir: Optional[str] = None
+
+    def validate(self):
+        """Raises ValueError naming the first bad setting."""
+        positive = {"images": self.images, "image_size": self.image_size, "batch_size": self.batch_size,
+                    "pipeline_batches": self.pipeline_batches, "rounds": self.rounds,
+                    "calls_per_sample": self.calls_per_sample}
+        for name, value in positive.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1. Received: {name}={value!r}")
+        if not isinstance(self.warmup, int) or self.warmup < 0:
+            raise ValueError(f"warmup must be an integer >= 0. Received: warmup={self.warmup!r}")
+        choices = {"optimizer": (self.optimizer, OPTIMIZERS),
+                   "mixed_precision": (self.mixed_precision, MIXED_PRECISION),
+                   "teacher_precision": (self.teacher_precision, TEACHER_PRECISIONS)}
+        for name, (value, allowed) in choices.items():
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}. Received: {name}={value!r}")
+        if self.learning_rate <= 0 or self.temperature <= 0 or self.kd_lambda < 0:
+            raise ValueError(
+                "learning_rate and temperature must be > 0 and kd_lambda >= 0. Received: "
+                f"learning_rate={self.learning_rate}, temperature={self.temperature}, kd_lambda={self.kd_lambda}"
+            )
+        if self.folder is not None and not os.path.isdir(self.folder):
+            raise ValueError(f"folder must be a directory of class subfolders. Received: folder={self.folder!r}")
+
+
+# ------------------------------------------------------------------------------------------- the scripts used
+def load_script(name):
+    """scripts/<name>.py as a private module (not put in `sys.modules`), its absl flags defined in a `FlagValues`
+    of its own (the module's `FLAGS`): the scripts define --seed, --out and --batch_size, as benchmark.py does, and
+    absl refuses a flag defined twice in its global FLAGS (DuplicateFlagError)."""
+    import absl
+    from absl import flags
+
+    private = flags.FlagValues()
+
+    class PrivateFlags(types.ModuleType):
+        def __getattr__(self, attr):
+            value = getattr(flags, attr)
+            if attr.startswith(("DEFINE", "mark_flag")):
+                return functools.partial(value, flag_values=private)
+            return value
+
+    shim = PrivateFlags("absl.flags")
+    shim.FLAGS = private
+    spec = importlib.util.spec_from_file_location(f"_benchmark_{name}", os.path.join(SCRIPTS, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    absl.flags = shim  # what `from absl import flags` in the script receives
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        absl.flags = flags
+    return module
+
+
+def backbone_pair(seed):
+    """`build(num_classes) -> (teacher, student)`: scripts/make_backbone_pair.py's `teacher_model` and
+    `student_model` (seeded `seed + 1`, as that script does)."""
+    script = load_script("make_backbone_pair")
+
+    def build(num_classes):
+        return script.teacher_model(num_classes), script.student_model(num_classes, seed=seed + 1)
+
+    return build
+
+
+def write_image_folder(path, images, image_size, seed=0):
+    """Writes `images` Fashion-MNIST images as `image_size` x `image_size` RGB JPEGs into `path` (one subfolder
+    per class) with scripts/make_image_folder.py, in this process; files already there are kept. Needs Debian's
+    dataset-fashion-mnist. Returns `path`."""
+    script = load_script("make_image_folder")
+    script.FLAGS([script.__file__, f"--out={path}", f"--images={images}", f"--size={image_size}", f"--seed={seed}"])
+    script.main([])
+    return path
+
+
+# ------------------------------------------------------------------------------------------------- the section
+def training_stream(folder, image_size, batch_size, seed):
+    """The run's training stream of `folder` (see the module docstring) and what it reads: (dataset, info)."""
+    splits = load_splits(f"folder:{folder}", image_size=image_size, channels=3, seed=seed)
+    augmentation = Augmentation.resolve(splits.info)  # a folder's default: random_resized_crop + flip
+    train = splits.num_examples["train"]
+    if batch_size > train:
+        raise ValueError(f"batch_size={batch_size} is larger than the {train} training images of {folder}: give "
+                         "more images or a smaller batch.")
+    dataset = build_input(splits.source("train"), batch_size, True, Preprocessor(PREPROCESSING),
+                          augmentation=augmentation, seed=seed, repeat=True)
+    info = {"folder": folder, "train_examples": train, "num_classes": splits.info.num_classes,
+            "image_shape": list(splits.info.image_shape), "preprocessing": PREPROCESSING,
+            "augmentation": augmentation.to_json(), "batch_size": batch_size}
+    return dataset, info
+
+
+def build_trainers(config: RealSizeConfig, teacher, student, x, y):
+    """ce, kd (stage 2 at `config`'s settings) and Keras's distiller on the pair, each with its own optimizer and
+    XLA off, each after one eager step on (x, y) (its optimizer slots and metric variables)."""
+
+    def optimizer():
+        return build_optimizer(config.optimizer, config.learning_rate,
+                               rmsprop_max_scaling=config.rmsprop_max_scaling)
+
+    ce = Distiller(student, name="ce_distiller")
+    ce.compile(optimizer(), stage="ce", jit_compile=False)
+    kd = Distiller(student, teacher, temperature=config.temperature, kd_lambda=config.kd_lambda,
+                   teacher_precision=config.teacher_precision, name="kd_distiller")
+    kd.compile(optimizer(), stage="kd", jit_compile=False)
+    keras_teacher = taps.logits_model(teacher, "teacher", tuple(teacher.input_shape[1:]))
+    keras_kd = benchmark.keras_distiller(keras_teacher, student, config.temperature, optimizer())
+    for trainer in (ce, kd, keras_kd):
+        trainer.train_step((x, y))
+    return ce, kd, keras_kd
+
+
+def _per_image(result, key):
+    value = result.get(key)
+    return None if value is None else value / result["images_per_call"]
+
+
+def summarize(pipeline, results):
+    """Images/s, CPU seconds per image and the three targets, from the pipeline's and the steps' measurements."""
+    rates = {"input_pipeline": pipeline["images_per_second"],
+             **{step: results[f"{step}/xla_off"]["images_per_second"] for step in STEPS}}
+    cpu = {"input_pipeline": _per_image(pipeline, "cpu_seconds_per_call"),
+           **{step: _per_image(results[f"{step}/xla_off"], "cpu_seconds_per_call") for step in STEPS}}
+    feed, step = rates["input_pipeline"], rates["kd"]
+    ratio = feed / step if feed and step else None
+    feed_cpu, step_cpu = cpu["input_pipeline"], cpu["kd"]
+    targets = {"pipeline_vs_stage2": {
+        "description": DESCRIPTIONS["pipeline_vs_stage2"],
+        "pipeline_images_per_second": feed,
+        "stage2_images_per_second": step,
+        "ratio": ratio,
+        "ratio_cpu": step_cpu / feed_cpu if feed_cpu and step_cpu else None,  # images per CPU-second, the same way
+        "limit": PIPELINE_VS_STAGE2_LIMIT,
+        "passed": None if ratio is None else bool(ratio >= PIPELINE_VS_STAGE2_LIMIT),
+    }}
+    for name in ("vs_keras_distillation", "stage2_overhead"):
+        targets[name] = {"description": DESCRIPTIONS[name], **benchmark.ratio_target(results, name, False)}
+    share = feed_cpu / (feed_cpu + step_cpu) if feed_cpu and step_cpu else None
+    return {"images_per_second": rates, "cpu_seconds_per_image": cpu, "pipeline_share_of_cpu": share,
+            "targets": targets}
+
+
+def measure(config: RealSizeConfig, folder, build_pair, log=print):
+    """The section on `folder` (see the module docstring): a JSON-ready dict."""
+    start = time.perf_counter()
+    keras.utils.set_random_seed(config.seed)
+    dataset, data = training_stream(folder, config.image_size, config.batch_size, config.seed)
+    log(f"[benchmark] real size: input pipeline alone ({data['train_examples']} training images of {folder}, "
+        f"{config.image_size}x{config.image_size}): first epoch, then {config.rounds} samples of "
+        f"{config.pipeline_batches} batches of {config.batch_size}")
+    pipeline, (x, y) = benchmark.measure_pipeline(dataset, data["train_examples"], config.batch_size,
+                                                  config.pipeline_batches, config.rounds, max(1, config.warmup))
+    del dataset
+    teacher, student = build_pair(data["num_classes"])
+    shape = tuple(data["image_shape"])
+    for role, model in (("teacher", teacher), ("student", student)):
+        if tuple(model.input_shape[1:]) != shape:
+            raise ValueError(f"the {role} takes {tuple(model.input_shape[1:])} images, the pipeline gives {shape}: "
+                             "set image_size to the models' size.")
+    log(f"[benchmark] real size: {teacher.name} (teacher, {count_multiplications(teacher) / 1e6:.0f}M mults) and "
+        f"{student.name} (student, {count_multiplications(student) / 1e6:.0f}M mults), batch {config.batch_size}, "
+        f"policy {keras.mixed_precision.global_policy().name}, XLA off")
+    ce, kd, keras_kd = build_trainers(config, teacher, student, x, y)
+    bodies = benchmark.stage2_bodies(ce, kd.teacher_logits, kd, keras_kd, x, y)
+    candidates = [benchmark.step_candidate(step, *bodies[step], False, config.batch_size) for step in STEPS]
+    log(f"[benchmark] real size: timing {', '.join(STEPS)}: first calls (tracing), {config.warmup} warm-up "
+        f"call(s), then {config.rounds} interleaved rounds")
+    results = time_interleaved(candidates, config.rounds, config.warmup)
+    return {
+        "config": dataclasses.asdict(config),
+        "data": data,
+        "models": {role: {"architecture": model.name, "parameters": count_parameters(model),
+                          "multiplications": count_multiplications(model)}
+                   for role, model in (("teacher", teacher), ("student", student))},
+        "policy": keras.mixed_precision.global_policy().name,
+        "teacher_precision": kd.teacher_precision,
+        "xla": False,
+        "input_pipeline": pipeline,
+        "measurements": results,
+        **summarize(pipeline, results),
+        "timing_s": time.perf_counter() - start,
+    }
+
+
+def run_real_size(config: RealSizeConfig, build_pair=None, log=print):
+    """The real-size benchmark: {"environment", "real_size": the section}.
+
+    Args:
+        config: a `RealSizeConfig`.
+        build_pair: `build(num_classes) -> (teacher, student)` taking `config.image_size` images; None: the
+            MobileNetV2 / 7-conv pair of scripts/make_backbone_pair.py (224x224).
+        log: progress messages.
+    The Keras policy is set to `config.mixed_precision` for the run and restored afterwards.
+    """
+    config.validate()
+    build_pair = build_pair or backbone_pair(config.seed)
+    previous_policy = keras.mixed_precision.global_policy().name
+    keras.mixed_precision.set_global_policy(compute_policy(config.mixed_precision))
+    env = benchmark.environment()
+    try:
+        if config.folder:
+            section = measure(config, config.folder, build_pair, log)
+            section["data"]["generated"] = False
+        else:
+            with tempfile.TemporaryDirectory(prefix="fitnets_real_size_") as scratch:
+                folder = os.path.join(config.workdir or scratch, "real_size_folder")
+                log(f"[benchmark] real size: writing {config.images} {config.image_size}x{config.image_size} JPEGs "
+                    f"into {folder}")
+                write_image_folder(folder, config.images, config.image_size, config.seed)
+                section = measure(config, folder, build_pair, log)
+                section["data"]["generated"] = True
+                if not config.workdir:
+                    section["data"]["folder"] = None  # removed with the temporary directory
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+    env["load_average_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    return {"environment": env, "real_size": section}
+
+
+# ------------------------------------------------------------------------------------------------ the tables
+def real_size_lines(section):
+    """The printed real-size section: the pipeline and the steps, then the targets."""
+    fmt, table, verdict = benchmark._fmt, benchmark._table, benchmark._verdict
+    data, models, cfg = section["data"], section["models"], section["config"]
+    rows = []
+    for name, r in (("input_pipeline", section["input_pipeline"]),
+                    *((step, section["measurements"][f"{step}/xla_off"]) for step in STEPS)):
+        per_call = r["seconds_per_call"]
+        spread = (f"{1e3 * r['min_s']:.1f}-{1e3 * r['max_s']:.1f}" if r.get("min_s") is not None else "-")
+        rows.append([name, fmt(per_call and 1e3 * per_call, ".1f"), spread, r["images_per_call"],
+                     fmt(r["images_per_second"], ",.1f"),
+                     fmt(section["cpu_seconds_per_image"][name] and 1e3 * section["cpu_seconds_per_image"][name],
+                         ".2f"),
+                     fmt(r.get("first_call_s"), ".2f"), r["error"] or ""])
+    folder = data["folder"] or "a temporary folder"
+    out = [f"Real size: {models['teacher']['architecture']} (teacher, {models['teacher']['multiplications'] / 1e6:,.0f}M "
+           f"mults) / {models['student']['architecture']} (student, "
+           f"{models['student']['multiplications'] / 1e6:,.0f}M mults), {'x'.join(map(str, data['image_shape']))}, "
+           f"batch {data['batch_size']}, {section['policy']}, teacher in {section['teacher_precision']}, XLA off; "
+           f"median of {cfg['rounds']} rounds",
+           f"Data: {data['train_examples']} training images of {folder} ({'generated' if data['generated'] else 'given'}"
+           f"), JPEG decode + resize + {data['augmentation']['kind']}{' + flip' if data['augmentation']['flip'] else ''}"
+           f" + '{data['preprocessing']}' preprocessing; the pipeline alone, back to back, after its first epoch "
+           f"({section['input_pipeline']['first_epoch_images_per_second']:,.1f} images/s); the steps interleaved on "
+           "one batch",
+           table(["candidate", "ms/call", "min-max ms", "images/call", "images/s", "CPU ms/image", "first call s",
+                  "error"], rows), ""]
+    trows = []
+    for name, sign in (("pipeline_vs_stage2", ">="), ("vs_keras_distillation", ">="), ("stage2_overhead", "<=")):
+        t = section["targets"][name]
+        trows.append([name, fmt(t["ratio"], ".3f"), fmt(t.get("ratio_of_medians"), ".3f"),
+                      fmt(t.get("ratio_cpu"), ".3f"), f"{sign} {t['limit']:g}", verdict(t["passed"])])
+    share = section["pipeline_share_of_cpu"]
+    out += ["Real-size targets (pipeline_vs_stage2: ratio of medians, measured apart; the others paired per round)",
+            table(["target", "ratio", "of medians", "CPU-time", "limit", "result"], trows),
+            f"The input pipeline is {fmt(share and 100 * share, '.0f')}% of the CPU work per training image "
+            "(pipeline / (pipeline + stage-2 step)): run together on shared cores, that part comes out of the step's "
+            "time.", ""]
+    return out
