@@ -17,8 +17,18 @@ compiling alone takes 20-45 s). With the serving comparison's FitNet 4 and LiteR
 load average of 7.6. `--tiny` (digits-sized nets, 3 rounds): ~20 s; the tests run it. Timings are
 noisy on a shared machine: only ratios measured within one run mean anything, and the output warns when the load
 average exceeded the core count.
+
+    python scripts/benchmark.py --real_size --output=runs/benchmark_real_size.json
+
+The real-size section instead (`scripts/benchmark_real_size.py`): a folder of 224x224 JPEGs (512 Fashion-MNIST
+images written first, or --real_size_folder) through the streamed training pipeline (decode, resize, random resized
+crop, flip, batch 32), images/s alone against the stage-2 step of the MobileNetV2 1.0 teacher + 7-conv student pair
+(scripts/make_backbone_pair.py), with the student's CE step, the teacher's forward pass and keras.distillation on
+the same batch, XLA off; targets pipeline_vs_stage2 >= 1, vs_keras_distillation >= 1, stage2_overhead <= 1.10. Run
+it with nothing else on the machine.
 """
 
+import dataclasses
 import os
 import shlex
 import sys
@@ -30,10 +40,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags  # noqa: E402
 
 import benchmark_lib as benchmark  # noqa: E402  (scripts/benchmark_lib.py)
+import benchmark_real_size as real_size  # noqa: E402  (scripts/benchmark_real_size.py)
 from fitnets_tf.data import PREPROCESSING_KINDS  # noqa: E402
 
 FLAGS = flags.FLAGS
 _DEFAULT = benchmark.BenchmarkConfig()
+_REAL_SIZE = real_size.RealSizeConfig()
+# The flags of the real-size mode besides its own (--real_size*, --output): RealSizeConfig's fields that are flags;
+# a flag not given takes RealSizeConfig's default (e.g. batch 32), not the CIFAR benchmark's.
+REAL_SIZE_FLAGS = ("batch_size", "pipeline_batches", "rounds", "warmup", "calls_per_sample", "mixed_precision",
+                   "teacher_precision", "optimizer", "learning_rate", "temperature", "kd_lambda", "seed", "workdir")
 
 # What --tiny changes, for each flag not given explicitly on the command line.
 TINY = {
@@ -98,7 +114,20 @@ flags.DEFINE_integer("litert_rounds", _DEFAULT.litert_rounds, "Interleaved timin
 flags.DEFINE_integer("litert_calls_per_sample", _DEFAULT.litert_calls_per_sample, "Invocations per timed LiteRT "
                      "sample (one image each).")
 flags.DEFINE_integer("seed", _DEFAULT.seed, "Seed of the weights, the synthetic data and the shuffling.")
-flags.DEFINE_string("workdir", None, "Directory for the exported SavedModels (default: a temporary one, removed).")
+flags.DEFINE_string("workdir", None, "Directory for the exported SavedModels (default: a temporary one, removed); "
+                    "with --real_size, where the generated image folder is kept (and reused).")
+flags.DEFINE_bool("real_size", False, "Instead of the benchmark above, the real-size section (see "
+                  "scripts/benchmark_real_size.py): images/s of the streamed JPEG training pipeline alone against "
+                  "the 224x224 stage-2 step of scripts/make_backbone_pair.py's pair (MobileNetV2 1.0 teacher, "
+                  "7-conv student), with the step's parts and keras.distillation, XLA off. It uses "
+                  f"--{', --'.join(REAL_SIZE_FLAGS)}, each defaulting to the run's setting (batch "
+                  f"{_REAL_SIZE.batch_size}, {_REAL_SIZE.pipeline_batches} batches per pipeline sample, teacher in "
+                  f"{_REAL_SIZE.teacher_precision}); other flags are refused.")
+flags.DEFINE_string("real_size_folder", _REAL_SIZE.folder, "--real_size: a folder of images, one subfolder per "
+                    "class; default: --real_size_images Fashion-MNIST images written as 224x224 JPEGs (by "
+                    "scripts/make_image_folder.py) into --workdir, or a temporary directory.")
+flags.DEFINE_integer("real_size_images", _REAL_SIZE.images, "--real_size without --real_size_folder: how many "
+                     "images to write.")
 
 
 def _value(name):
@@ -126,6 +155,21 @@ def config_from_flags():
     )
 
 
+def _module_flags():
+    return FLAGS.get_flags_for_module(sys.modules[__name__]) or FLAGS.get_flags_for_module(sys.argv[0])
+
+
+def real_size_config_from_flags():
+    """The `RealSizeConfig` of --real_size; ValueError for a flag given that the mode does not use."""
+    own = {"real_size", "real_size_folder", "real_size_images", "output"}
+    unused = sorted(f.name for f in _module_flags() if f.present and f.name not in own | set(REAL_SIZE_FLAGS))
+    if unused:
+        raise ValueError(f"--real_size does not use --{', --'.join(unused)}; it takes --{', --'.join(REAL_SIZE_FLAGS)}"
+                         ", --real_size_folder and --real_size_images.")
+    given = {name: FLAGS[name].value for name in REAL_SIZE_FLAGS if FLAGS[name].present}
+    return dataclasses.replace(_REAL_SIZE, folder=FLAGS.real_size_folder, images=FLAGS.real_size_images, **given)
+
+
 def main(argv):
     start = time.perf_counter()
     if len(argv) > 1:
@@ -139,15 +183,14 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     tf.get_logger().setLevel("ERROR")
     try:
-        config = config_from_flags()
+        config = real_size_config_from_flags() if FLAGS.real_size else config_from_flags()
         config.validate()
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-    report = benchmark.run_benchmark(config)
+    report = real_size.run_real_size(config) if FLAGS.real_size else benchmark.run_benchmark(config)
     report["command"] = "python " + " ".join(shlex.quote(a) for a in sys.argv)
-    report["flags"] = {flag.name: flag.value for flag in FLAGS.get_flags_for_module(sys.modules[__name__])
-                       or FLAGS.get_flags_for_module(sys.argv[0])}
+    report["flags"] = {flag.name: flag.value for flag in _module_flags()}
     report["wall_time_s"] = time.perf_counter() - start
     print(benchmark.format_report(report))
     if FLAGS.output:

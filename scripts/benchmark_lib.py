@@ -57,6 +57,9 @@ against the teacher's file of the same format and paired per round, beside the m
 
 LiteRT targets (issue 12; pass/fail printed, never asserted by a test): FitNet 1's int8 file <= 0.6 ms per image;
 FitNet 1 vs the teacher on the same runtime, float32: speed-up >= 0.75 x the multiplication ratio.
+
+The real-size section (224x224 JPEG folder, MobileNetV2 teacher) is `benchmark_real_size.py`; it reuses the
+pipeline measurement, the stage-2 candidates, Keras's distiller and the ratio targets of this module.
 """
 
 import dataclasses

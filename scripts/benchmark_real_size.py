@@ -31,6 +31,7 @@ Targets, with pass/fail:
   stage2_overhead:       t(kd) / (t(ce) + t(teacher_forward)), paired per round, <= 1.10.
 """
 
+import contextlib
 import dataclasses
 import functools
 import importlib.util
@@ -206,7 +207,8 @@ def build_trainers(config: RealSizeConfig, teacher, student, x, y):
     kd = Distiller(student, teacher, temperature=config.temperature, kd_lambda=config.kd_lambda,
                    teacher_precision=config.teacher_precision, name="kd_distiller")
     kd.compile(optimizer(), stage="kd", jit_compile=False)
-    keras_teacher = taps.logits_model(teacher, "teacher", tuple(teacher.input_shape[1:]))
+    keras_teacher = (kd.teacher_logits if kd.teacher_forward is teacher
+                     else taps.logits_model(teacher, "teacher", tuple(teacher.input_shape[1:])))
     keras_kd = benchmark.keras_distiller(keras_teacher, student, config.temperature, optimizer())
     for trainer in (ce, kd, keras_kd):
         trainer.train_step((x, y))
@@ -253,16 +255,19 @@ def measure(config: RealSizeConfig, folder, build_pair, log=print):
         f"{config.pipeline_batches} batches of {config.batch_size}")
     pipeline, (x, y) = benchmark.measure_pipeline(dataset, data["train_examples"], config.batch_size,
                                                   config.pipeline_batches, config.rounds, max(1, config.warmup))
-    del dataset
     teacher, student = build_pair(data["num_classes"])
     shape = tuple(data["image_shape"])
     for role, model in (("teacher", teacher), ("student", student)):
         if tuple(model.input_shape[1:]) != shape:
             raise ValueError(f"the {role} takes {tuple(model.input_shape[1:])} images, the pipeline gives {shape}: "
                              "set image_size to the models' size.")
-    log(f"[benchmark] real size: {teacher.name} (teacher, {count_multiplications(teacher) / 1e6:.0f}M mults) and "
-        f"{student.name} (student, {count_multiplications(student) / 1e6:.0f}M mults), batch {config.batch_size}, "
-        f"policy {keras.mixed_precision.global_policy().name}, XLA off")
+    models = {role: {"architecture": model.name, "parameters": count_parameters(model),
+                     "multiplications": count_multiplications(model),
+                     "nested_models": [layer.name for layer in model.layers if isinstance(layer, keras.Model)]}
+              for role, model in (("teacher", teacher), ("student", student))}
+    log(f"[benchmark] real size: {teacher.name} (teacher, {models['teacher']['multiplications'] / 1e6:.0f}M mults) "
+        f"and {student.name} (student, {models['student']['multiplications'] / 1e6:.0f}M mults), batch "
+        f"{config.batch_size}, policy {keras.mixed_precision.global_policy().name}, XLA off")
     ce, kd, keras_kd = build_trainers(config, teacher, student, x, y)
     bodies = benchmark.stage2_bodies(ce, kd.teacher_logits, kd, keras_kd, x, y)
     candidates = [benchmark.step_candidate(step, *bodies[step], False, config.batch_size) for step in STEPS]
@@ -272,9 +277,7 @@ def measure(config: RealSizeConfig, folder, build_pair, log=print):
     return {
         "config": dataclasses.asdict(config),
         "data": data,
-        "models": {role: {"architecture": model.name, "parameters": count_parameters(model),
-                          "multiplications": count_multiplications(model)}
-                   for role, model in (("teacher", teacher), ("student", student))},
+        "models": models,
         "policy": keras.mixed_precision.global_policy().name,
         "teacher_precision": kd.teacher_precision,
         "xla": False,
@@ -301,19 +304,18 @@ def run_real_size(config: RealSizeConfig, build_pair=None, log=print):
     keras.mixed_precision.set_global_policy(compute_policy(config.mixed_precision))
     env = benchmark.environment()
     try:
-        if config.folder:
-            section = measure(config, config.folder, build_pair, log)
-            section["data"]["generated"] = False
-        else:
-            with tempfile.TemporaryDirectory(prefix="fitnets_real_size_") as scratch:
-                folder = os.path.join(config.workdir or scratch, "real_size_folder")
+        with contextlib.ExitStack() as stack:
+            folder = config.folder
+            if folder is None:
+                root = config.workdir or stack.enter_context(tempfile.TemporaryDirectory(prefix="fitnets_real_size_"))
+                folder = os.path.join(root, "real_size_folder")
                 log(f"[benchmark] real size: writing {config.images} {config.image_size}x{config.image_size} JPEGs "
                     f"into {folder}")
                 write_image_folder(folder, config.images, config.image_size, config.seed)
-                section = measure(config, folder, build_pair, log)
-                section["data"]["generated"] = True
-                if not config.workdir:
-                    section["data"]["folder"] = None  # removed with the temporary directory
+            section = measure(config, folder, build_pair, log)
+        section["data"]["generated"] = config.folder is None
+        if config.folder is None and config.workdir is None:
+            section["data"]["folder"] = None  # removed with the temporary directory
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
     env["load_average_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
@@ -336,14 +338,19 @@ def real_size_lines(section):
                          ".2f"),
                      fmt(r.get("first_call_s"), ".2f"), r["error"] or ""])
     folder = data["folder"] or "a temporary folder"
-    out = [f"Real size: {models['teacher']['architecture']} (teacher, {models['teacher']['multiplications'] / 1e6:,.0f}M "
-           f"mults) / {models['student']['architecture']} (student, "
-           f"{models['student']['multiplications'] / 1e6:,.0f}M mults), {'x'.join(map(str, data['image_shape']))}, "
+
+    def model(role):
+        m = models[role]
+        nested = f" [{', '.join(m['nested_models'])}]" if m.get("nested_models") else ""
+        return f"{m['architecture']}{nested} ({role}, {m['multiplications'] / 1e6:,.0f}M mults)"
+
+    out = [f"Real size: {model('teacher')} / {model('student')}, {'x'.join(map(str, data['image_shape']))}, "
            f"batch {data['batch_size']}, {section['policy']}, teacher in {section['teacher_precision']}, XLA off; "
            f"median of {cfg['rounds']} rounds",
-           f"Data: {data['train_examples']} training images of {folder} ({'generated' if data['generated'] else 'given'}"
-           f"), JPEG decode + resize + {data['augmentation']['kind']}{' + flip' if data['augmentation']['flip'] else ''}"
-           f" + '{data['preprocessing']}' preprocessing; the pipeline alone, back to back, after its first epoch "
+           f"Data: {data['train_examples']} training images of {folder} "
+           f"({'generated' if data['generated'] else 'given'}), JPEG decode + resize + {data['augmentation']['kind']}"
+           f"{' + flip' if data['augmentation']['flip'] else ''} + '{data['preprocessing']}' preprocessing; the "
+           "pipeline alone, back to back, after its first epoch "
            f"({section['input_pipeline']['first_epoch_images_per_second']:,.1f} images/s); the steps interleaved on "
            "one batch",
            table(["candidate", "ms/call", "min-max ms", "images/call", "images/s", "CPU ms/image", "first call s",

@@ -1,4 +1,5 @@
-"""scripts/benchmark.py --tiny end to end: the JSON holds every measurement, ratio, target and latency.
+"""scripts/benchmark.py --tiny end to end: the JSON holds every measurement, ratio, target and latency; and the
+--real_size section on a tiny generated JPEG folder with tiny stand-in models.
 
 No timing is asserted (the machine is shared); the ratios are checked against the measurements they come from.
 """
@@ -8,10 +9,13 @@ import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 
 import benchmark_lib as benchmark  # scripts/benchmark_lib.py (pytest puts scripts/ on the path)
+import benchmark_real_size as real_size_lib  # scripts/benchmark_real_size.py
+from fitnets_tf.data.idx import DEBIAN_FASHION_MNIST_DIR
 from fitnets_tf.precision import resolve_teacher_precision
 from fitnets_tf.xla import resolve_jit_compile
 
@@ -263,3 +267,154 @@ def test_teacher_caching_speedups_are_the_paired_ratios(tiny_report):
             expected = np.median([a / b for a, b in zip(plain["samples_s"], cached["samples_s"])])
             assert report["teacher_caching_speedup"][f"{step}/{key}"] == pytest.approx(expected)
     assert "Teacher-output caching" in stdout
+
+
+# ------------------------------------------------------------------------------------- --real_size (section)
+# Cheap: 16 generated JPEGs at 64x64, digits-sized stand-ins for the MobileNetV2 pair, 2 rounds.
+REAL_SIZE_STEPS = ("ce", "teacher_forward", "kd", "keras_kd")
+TINY_REAL_SIZE = dict(images=16, image_size=64, batch_size=4, pipeline_batches=2, rounds=2, warmup=1)
+
+
+def tiny_pair(num_classes, size=64):
+    """A conv teacher ending in softmax (as keras.applications models do) and a conv student returning logits."""
+    def net(name, width, activation, seed):
+        init = keras.initializers.GlorotUniform(seed=seed)
+        inputs = keras.Input((size, size, 3))
+        x = keras.layers.Conv2D(width, 3, strides=4, activation="relu", kernel_initializer=init)(inputs)
+        x = keras.layers.GlobalAveragePooling2D()(x)
+        outputs = keras.layers.Dense(num_classes, activation=activation, kernel_initializer=init,
+                                     name="predictions")(x)
+        return keras.Model(inputs, outputs, name=name)
+
+    return net("tiny_teacher", 16, "softmax", 0), net("tiny_student", 8, None, 1)
+
+
+@pytest.fixture(scope="module")
+def real_size(tmp_path_factory):
+    if not os.path.isdir(DEBIAN_FASHION_MNIST_DIR):
+        pytest.skip(f"needs Debian's dataset-fashion-mnist in {DEBIAN_FASHION_MNIST_DIR}")
+    workdir = str(tmp_path_factory.mktemp("real_size"))
+    config = real_size_lib.RealSizeConfig(workdir=workdir, **TINY_REAL_SIZE)
+    messages = []
+    report = real_size_lib.run_real_size(config, build_pair=tiny_pair, log=messages.append)
+    return report, workdir
+
+
+def test_real_size_section_measures_the_pipeline_and_each_stage2_step(real_size):
+    report, workdir = real_size
+    section = report["real_size"]
+    assert set(section) >= {"config", "data", "models", "input_pipeline", "measurements", "images_per_second",
+                            "cpu_seconds_per_image", "pipeline_share_of_cpu", "targets"}
+    data = section["data"]
+    folder = os.path.join(workdir, "real_size_folder")
+    assert data["generated"] is True and data["folder"] == folder
+    files = [os.path.join(root, f) for root, _, names in os.walk(folder) for f in names]
+    assert len(files) == 16 and all(f.endswith(".jpg") for f in files)
+    from PIL import Image
+
+    with Image.open(files[0]) as image:
+        assert image.size == (64, 64) and image.mode == "RGB"
+    # 16 images: ceil(20%) = 4 test, then ceil(10%) of the 12 left = 2 validation, 10 train.
+    assert data["train_examples"] == 10 and data["num_classes"] == 10 and data["image_shape"] == [64, 64, 3]
+    assert data["augmentation"]["kind"] == "random_resized_crop" and data["augmentation"]["flip"] is True
+    assert section["models"]["teacher"]["architecture"] == "tiny_teacher"
+    assert section["models"]["student"]["multiplications"] > 0
+    assert section["xla"] is False and section["teacher_precision"] == "float32"
+    for step in REAL_SIZE_STEPS:
+        result = section["measurements"][f"{step}/xla_off"]
+        assert result["error"] is None, (step, result["error"])
+        assert result["step"] == step and result["xla"] is False
+        assert result["images_per_call"] == 4 and len(result["samples_s"]) == 2
+        assert section["images_per_second"][step] == pytest.approx(4 / np.median(result["samples_s"]))
+    assert set(section["targets"]) == {"pipeline_vs_stage2", "vs_keras_distillation", "stage2_overhead"}
+    assert report["environment"]["cpu_count"]
+
+
+def test_real_size_pipeline_counts_the_images_it_reads(real_size):
+    report, _ = real_size
+    pipe = report["real_size"]["input_pipeline"]
+    assert pipe["images_per_call"] == 4 * 2 and pipe["batches_per_sample"] == 2 and pipe["error"] is None
+    assert pipe["images_per_second"] == pytest.approx(8 / np.median(pipe["samples_s"]))
+    assert report["real_size"]["images_per_second"]["input_pipeline"] == pipe["images_per_second"]
+
+    class CountingStream:
+        """Iterates a dataset and counts the images of the batches handed out."""
+
+        def __init__(self, dataset):
+            self.dataset, self.images = dataset, 0
+
+        def __iter__(self):
+            for images, labels in self.dataset:
+                assert images.shape[0] == labels.shape[0]
+                self.images += int(images.shape[0])
+                yield images, labels
+
+    dataset, info = real_size_lib.training_stream(report["real_size"]["data"]["folder"], 64, 4, seed=0)
+    stream = CountingStream(dataset)
+    result, (x, y) = benchmark.measure_pipeline(stream, info["train_examples"], 4, 3, rounds=2, warmup=1)
+    first_epoch = (10 // 4) * 4  # whole batches of the 10 training images
+    # first epoch, then 1 first call + 1 warm-up + 2 timed samples of 3 batches, then the batch handed back
+    assert stream.images == first_epoch + (1 + 1 + 2) * 3 * 4 + 4
+    assert result["images_per_call"] == 12
+    assert result["images_per_second"] == pytest.approx(12 / np.median(result["samples_s"]))
+    assert result["first_epoch_images_per_second"] == pytest.approx(first_epoch / result["first_epoch_s"])
+    assert x.shape == (4, 64, 64, 3) and y.shape == (4,)
+    assert -1.0 <= float(np.min(x)) and float(np.max(x)) <= 1.0  # "tf" preprocessing: x / 127.5 - 1
+
+
+def test_real_size_targets_are_computed_from_the_measurements(real_size):
+    report, _ = real_size
+    section = report["real_size"]
+    m, pipe, targets = section["measurements"], section["input_pipeline"], section["targets"]
+    feed = 8 / np.median(pipe["samples_s"])
+    step = 4 / np.median(m["kd/xla_off"]["samples_s"])
+    target = targets["pipeline_vs_stage2"]
+    assert target["ratio"] == pytest.approx(feed / step)
+    assert target["pipeline_images_per_second"] == pytest.approx(feed)
+    assert target["stage2_images_per_second"] == pytest.approx(step)
+    assert target["limit"] == 1.0 and target["passed"] is bool(feed / step >= 1.0)
+    feed_cpu = np.median(pipe["cpu_samples_s"]) / 8
+    step_cpu = np.median(m["kd/xla_off"]["cpu_samples_s"]) / 4
+    assert target["ratio_cpu"] == pytest.approx(step_cpu / feed_cpu)
+    assert section["pipeline_share_of_cpu"] == pytest.approx(feed_cpu / (feed_cpu + step_cpu))
+
+    keras_kd = targets["vs_keras_distillation"]
+    expected = paired(section, ["keras_kd/xla_off"], ["kd/xla_off"])
+    assert keras_kd["ratio"] == pytest.approx(expected) and len(keras_kd["ratio_per_round"]) == 2
+    assert keras_kd["limit"] == 1.0 and keras_kd["passed"] is (expected >= 1.0)
+    overhead = targets["stage2_overhead"]
+    expected = paired(section, ["kd/xla_off"], ["ce/xla_off", "teacher_forward/xla_off"])
+    assert overhead["ratio"] == pytest.approx(expected)
+    assert overhead["ratio_cpu"] == pytest.approx(
+        paired(section, ["kd/xla_off"], ["ce/xla_off", "teacher_forward/xla_off"], "cpu_samples_s"))
+    assert overhead["limit"] == 1.10 and overhead["passed"] is (expected <= 1.10)
+
+
+def test_real_size_section_is_printed(real_size):
+    report, _ = real_size
+    text = benchmark.format_report(report)
+    assert text.startswith("Real size") or "WARNING: load average" in text
+    assert "Steps:" not in text  # the CIFAR-sized tables are not part of the mode
+    for name in ("input_pipeline", *REAL_SIZE_STEPS):
+        assert f"\n{name} " in text
+    for name, t in report["real_size"]["targets"].items():
+        line = next(line for line in text.splitlines() if line.startswith(name))
+        assert {True: "PASS", False: "FAIL"}[t["passed"]] in line
+    assert "% of the CPU work per training image" in text
+
+
+def test_real_size_loads_the_backbone_script_without_its_flags():
+    from absl import flags
+
+    script = real_size_lib.load_script("make_backbone_pair")
+    assert script.FLAGS is not flags.FLAGS and "folder" in script.FLAGS and "folder" not in flags.FLAGS
+    student = script.student_model(10)  # the real-size student: 7 convs on 224x224x3
+    assert student.input_shape == (None, 224, 224, 3)
+    assert [layer.name for layer in student.layers if layer.name.startswith("conv")] == [
+        f"conv{i}" for i in range(1, 8)]
+
+
+def test_real_size_refuses_flags_it_does_not_use():
+    result = run_script("--real_size", "--tiny", timeout=120)
+    assert result.returncode == 2
+    assert "--real_size does not use --tiny" in result.stderr

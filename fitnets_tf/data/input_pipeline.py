@@ -43,7 +43,7 @@ def build_input(
     Args:
         source: an `ExampleReader` (shuffled whole each epoch by index, sharded before reading: each input
             pipeline reads only its own examples), or an unbatched dataset of (image uint8 [H, W, C], integer
-            label) (a stream: sharded, then shuffled in a buffer of `shuffle_buffer_bytes`).
+            label) (a stream: sharded, then shuffled within consecutive windows of `shuffle_buffer_bytes`).
         global_batch_size: examples per step over all replicas.
         training: shuffle and augment (True) or keep order and images as they are (False).
         preprocessor: callable mapping uint8 [B, H, W, C] -> float32 [B, H, W, C] (a `Preprocessor`).
@@ -55,7 +55,11 @@ def build_input(
         repeat: an endless stream of epochs (pass `steps_per_epoch` to Keras), starting at `start_epoch`. Else one
             pass; a training dataset iterated again draws a new epoch (new order and augmentation).
         drop_remainder: drop each epoch's last partial batch; None means `training`.
-        shuffle_buffer_bytes: a stream's shuffle buffer, in bytes of uint8 images (at least 1 example).
+        shuffle_buffer_bytes: a stream's shuffle window, in bytes of uint8 images (at least 1 example): each
+            window of that many consecutive examples is permuted (stateless, from the seed, epoch and window), so
+            memory holds one window (twice, while it is permuted) and a resumed epoch gets the same order. Unlike
+            `Dataset.shuffle`, whose seed must be a Python int once a global seed is set, this takes the epoch as
+            a tensor.
         augmentation: an `Augmentation` (training only); None: from `crop_padding` and `flip`.
         with_index: batches of (index [b], images, labels): the example's position in the source's order (the key
             of the teacher-output cache).
@@ -103,10 +107,16 @@ def build_input(
         else:
             ds = source.enumerate().map(lambda index, example: (index, example[0], example[1]))
             ds = ds.shard(shards, shard)
-            if training:
+            if training:  # a stateless window shuffle: the same order for the same (seed, epoch) in any process
                 element = int(tf.TensorShape(source.element_spec[0].shape).num_elements() or 1)
-                ds = ds.shuffle(max(1, int(shuffle_buffer_bytes) // element), seed=epoch_seed,
-                                reshuffle_each_iteration=False)
+                window = max(1, int(shuffle_buffer_bytes) // element)
+
+                def permute(k, examples):
+                    perm = tf.random.experimental.stateless_shuffle(
+                        tf.range(tf.shape(examples[0])[0]), seed=tf.stack([epoch_seed, k]))
+                    return tuple(tf.gather(t, perm) for t in examples)
+
+                ds = ds.batch(window).enumerate().map(permute).unbatch()
 
         def with_seed(index, image, label):
             example_seed = tf.stack([epoch_seed, index])

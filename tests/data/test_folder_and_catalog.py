@@ -88,3 +88,27 @@ def test_unknown_and_non_classification_names_are_refused():
         dataset_info("no_such_set")
     with pytest.raises(ValueError, match="not an image-classification data set"):
         dataset_info("glue/cola")
+
+
+def test_channels_both_ways_for_a_folder_and_for_arrays(tmp_path):
+    rng = np.random.default_rng(0)
+    colour = rng.integers(0, 256, (2, 6, 6, 3), dtype=np.uint8)
+    for c in range(2):
+        (tmp_path / "rgb" / f"c{c}").mkdir(parents=True)
+        (tmp_path / "rgb" / f"c{c}" / "a.png").write_bytes(tf.io.encode_png(colour[c]).numpy())
+        (tmp_path / "rgb" / f"c{c}" / "b.png").write_bytes(tf.io.encode_png(colour[c]).numpy())
+    name = f"folder:{tmp_path / 'rgb'}"
+    grey = load_splits(name, validation_size=0, channels=1)
+    assert grey.info.image_shape == (6, 6, 1) and grey.info.class_names == ("c0", "c1")
+    expected = {c: tf.image.rgb_to_grayscale(colour[c]).numpy() for c in range(2)}  # TF's own conversion
+    for image, label in grey.train.concatenate(grey.test).as_numpy_iterator():
+        assert image.shape == (6, 6, 1)
+        assert np.abs(image.astype(int) - expected[int(label)].astype(int)).max() <= 1
+    # A grey data set fed to an RGB network: the grey level repeated in each channel.
+    digits = load_splits("digits", channels=3)
+    plain = load_splits("digits")
+    assert digits.info.image_shape == (8, 8, 3)
+    for (rgb, _), (one, _) in zip(digits.test.take(5).as_numpy_iterator(), plain.test.take(5).as_numpy_iterator()):
+        np.testing.assert_array_equal(rgb, np.repeat(one, 3, axis=-1))
+    with pytest.raises(ValueError, match="channels must be 1"):
+        load_splits("digits", channels=2)

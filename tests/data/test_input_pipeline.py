@@ -228,3 +228,17 @@ def test_mocked_cifar10_end_to_end(tmp_path):
         centred = test_images - test_images.mean(axis=1, keepdims=True)
         expected = 55.0 * centred / np.linalg.norm(centred, axis=1, keepdims=True)
         np.testing.assert_allclose(x_test.reshape(12, -1), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_a_stream_trains_under_a_global_seed(ds):
+    # Runs set a global seed (keras.utils.set_random_seed); Dataset.shuffle then refuses a tensor seed, which
+    # broke every TFDS run before the stream's shuffle became stateless.
+    import keras
+
+    keras.utils.set_random_seed(0)
+    try:
+        out = build_input(ds, 8, training=True, preprocessor=Preprocessor("scale"), repeat=True, seed=1)
+        labels = np.concatenate([y for _, y in out.take(6).as_numpy_iterator()])
+        assert len(set(labels.tolist())) == 48 and not np.array_equal(labels, np.arange(48))
+    finally:
+        tf.random.set_seed(None)

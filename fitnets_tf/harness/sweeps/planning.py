@@ -206,6 +206,8 @@ def _plan_runs(experiment, base, seeds, sweep_dir, cells, sharing, teacher_seed)
         config = dataclasses.replace(
             base, model_dir=model_dir(cell, seed), experiment=f"{experiment}:{cell.name}:seed{seed}", seed=seed,
             student=cell.student, hints=cell.hints, baselines=cell.baselines, teacher_path=teacher_path,
+            # a teacher this sweep trained saw the same data and preprocessing: only a given one is checked
+            check_teacher=base.check_teacher and sharing == "given",
         )
         return Run(cell, seed, config, trains)
 
