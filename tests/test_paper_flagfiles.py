@@ -120,9 +120,13 @@ def _check_stages_and_exports(results, config):
 
 def test_svhn_flagfile_runs_end_to_end_with_the_extra_split(tmp_path):
     data_dir = str(tmp_path / "tfds")
-    config = _config("svhn.cfg", f"--model_dir={tmp_path / 'svhn'}", f"--data_dir={data_dir}")
+    # No input cache: the TFDS split is read as a stream, shuffled in windows, as the real 604,388 images would be
+    # (the default caches them on disk: 1.9 GB of uint8 images exceed the 512 MB budget).
+    config = _config("svhn.cfg", f"--model_dir={tmp_path / 'svhn'}", f"--data_dir={data_dir}", "--input_cache=none")
     assert config.dataset == "svhn_cropped" and config.use_extra and config.hints == (("conv8", 2),)
     results = _run(config)
+    assert results["input_cache"]["place"] == "none"
+    assert results["teacher_output_caches"]["fitnet_stage1"]["place"] == "memory"  # not augmented: hints cached
 
     # The train split is train minus the validation images (from train's end) plus all of extra, as
     # data/sources.py builds it; counted here by reading TFDS under the same mock (which ignores the slicing).

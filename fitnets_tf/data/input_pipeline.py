@@ -99,24 +99,30 @@ def build_input(
 
     def epoch(epoch_key):
         epoch_seed = tf.cast(seed, tf.int64) * _EPOCH_SEED_MIX + tf.cast(epoch_key, tf.int64)
+        def in_windows(ds, element_bytes):
+            """A stateless window shuffle: the same order for the same (seed, epoch) in any process."""
+            window = max(1, int(shuffle_buffer_bytes) // max(1, element_bytes))
+
+            def permute(k, examples):
+                perm = tf.random.experimental.stateless_shuffle(
+                    tf.range(tf.shape(examples[0])[0]), seed=tf.stack([epoch_seed, k]))
+                return tuple(tf.gather(t, perm) for t in examples)
+
+            return ds.map(lambda *e: e).batch(window).enumerate().map(permute).unbatch()
+
         if reader is not None:
             order = tf.range(reader.num_examples, dtype=tf.int64)
-            if training:
+            if training and not reader.stream_order:
                 order = tf.random.experimental.stateless_shuffle(order, seed=tf.stack([epoch_seed, 7]))
-            ds = reader.read(tf.data.Dataset.from_tensor_slices(order).shard(shards, shard))
+            indices = tf.data.Dataset.from_tensor_slices(order).shard(shards, shard)
+            if training and reader.stream_order:  # a cached stream keeps the stream's order
+                indices = in_windows(indices, reader.image_bytes).map(lambda index: index)
+            ds = reader.read(indices)
         else:
             ds = source.enumerate().map(lambda index, example: (index, example[0], example[1]))
             ds = ds.shard(shards, shard)
-            if training:  # a stateless window shuffle: the same order for the same (seed, epoch) in any process
-                element = int(tf.TensorShape(source.element_spec[0].shape).num_elements() or 1)
-                window = max(1, int(shuffle_buffer_bytes) // element)
-
-                def permute(k, examples):
-                    perm = tf.random.experimental.stateless_shuffle(
-                        tf.range(tf.shape(examples[0])[0]), seed=tf.stack([epoch_seed, k]))
-                    return tuple(tf.gather(t, perm) for t in examples)
-
-                ds = ds.batch(window).enumerate().map(permute).unbatch()
+            if training:
+                ds = in_windows(ds, int(tf.TensorShape(source.element_spec[0].shape).num_elements() or 1))
 
         def with_seed(index, image, label):
             example_seed = tf.stack([epoch_seed, index])

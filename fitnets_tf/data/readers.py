@@ -26,6 +26,9 @@ class ExampleReader:
 
     batched = False  # read_batch (True) or read_one (False)
     decodes = False  # reading an example costs a decode (files), not a copy (arrays)
+    # shuffled like the stream it caches (in windows of consecutive examples) rather than whole, so that caching
+    # a stream never changes a run's order
+    stream_order = False
 
     def __init__(self, num_examples, image_shape, transforms=()):
         self.num_examples = int(num_examples)
@@ -157,6 +160,8 @@ def resize_uint8(image, height, width):
 def cache_examples(source, placement, num_examples=None, image_shape=None, log=None):
     """An `ArrayReader` over the decoded uint8 images of `source` kept where `placement` says (a
     `caching.Placement`, "memory" or "disk"), filled by one pass over `source` in order; labels stay in memory.
+    A reader of a cached stream keeps the stream's order (`stream_order`): caching changes where the images come
+    from, never the run's results.
 
     `source`: an `ExampleReader`, or an unbatched (image, label) dataset with `num_examples` and `image_shape`
     given. A complete file of the same shape on disk is reused without a pass."""
@@ -184,4 +189,6 @@ def cache_examples(source, placement, num_examples=None, image_shape=None, log=N
         if log:
             log(f"wrote {shape[0]} examples")
     labels = labels_array.take(np.arange(shape[0]))
-    return ArrayReader(images, labels)
+    out = ArrayReader(images, labels)
+    out.stream_order = not isinstance(source, ExampleReader)
+    return out

@@ -242,3 +242,15 @@ def test_a_stream_trains_under_a_global_seed(ds):
         assert len(set(labels.tolist())) == 48 and not np.array_equal(labels, np.arange(48))
     finally:
         tf.random.set_seed(None)
+
+
+def test_caching_a_stream_keeps_its_order_and_augmentation(ds, images, tmp_path):
+    # input_cache is a runtime setting: a TFDS stream read from the cache must train on the very same batches.
+    kwargs = dict(training=True, preprocessor=Preprocessor("scale"), seed=6, repeat=True, shuffle_buffer_bytes=300,
+                  augmentation=Augmentation("pad_crop", 1, True))
+    streamed = list(build_input(ds, 8, **kwargs).take(12).as_numpy_iterator())
+    cached = cache_examples(ds, Placement("disk", images.nbytes, "test", str(tmp_path / "c.u8")), N, SHAPE)
+    assert cached.stream_order
+    for (x0, y0), (x1, y1) in zip(streamed, build_input(cached, 8, **kwargs).take(12).as_numpy_iterator()):
+        np.testing.assert_array_equal(y0, y1)
+        np.testing.assert_array_equal(x0, x1)
