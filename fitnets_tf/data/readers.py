@@ -10,6 +10,7 @@ Readers never put the data set into the graph: file paths (a small per-image ind
 tensor; array rows are read by a NumPy function per batch of indices.
 """
 
+import abc
 import dataclasses
 
 import numpy as np
@@ -18,7 +19,7 @@ import tensorflow as tf
 READ_BATCH = 32  # indices per call of an array reader's NumPy function
 
 
-class ExampleReader:
+class ExampleReader(abc.ABC):
     """Base: `num_examples` (image uint8 `image_shape`, label int64) examples read by index.
 
     Subclasses give `read_one(index)` (graph ops of one example) or `read_batch(indices)` (of a batch) and may
@@ -47,9 +48,9 @@ class ExampleReader:
         out.image_shape = tuple(int(d) for d in image_shape)
         return out
 
+    @abc.abstractmethod
     def subset(self, indices):
         """A reader of the examples `indices` (in that order) of this one."""
-        raise NotImplementedError
 
     def _copy(self):
         out = object.__new__(type(self))
