@@ -101,6 +101,28 @@ LITERT_SPEEDUP_FRACTION = 0.75  # FitNet 1 vs teacher, float32: speed-up / multi
 LITERT_CALIBRATION_IMAGES = 100
 
 
+def check_settings(config, positive, choices=None):
+    """Raises ValueError naming the first bad setting of a benchmark config: each of `positive` ({name: value}) an
+    int >= 1, `warmup` >= 0, each of `choices` ({field: allowed}) and the optimizer and precisions among their
+    choices, learning_rate and temperature > 0, kd_lambda >= 0."""
+    for name, value in positive.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1. Received: {name}={value!r}")
+    if not isinstance(config.warmup, int) or config.warmup < 0:
+        raise ValueError(f"warmup must be an integer >= 0. Received: warmup={config.warmup!r}")
+    allowed_values = {**(choices or {}), "optimizer": OPTIMIZERS, "mixed_precision": MIXED_PRECISION,
+                      "teacher_precision": TEACHER_PRECISIONS}
+    for name, allowed in allowed_values.items():
+        value = getattr(config, name)
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {allowed}. Received: {name}={value!r}")
+    if config.learning_rate <= 0 or config.temperature <= 0 or config.kd_lambda < 0:
+        raise ValueError(
+            "learning_rate and temperature must be > 0 and kd_lambda >= 0. Received: "
+            f"learning_rate={config.learning_rate}, temperature={config.temperature}, kd_lambda={config.kd_lambda}"
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class BenchmarkConfig:
     """Everything one benchmark run depends on.
@@ -172,23 +194,7 @@ class BenchmarkConfig:
                     "pipeline_examples": self.pipeline_examples, "pipeline_batches": self.pipeline_batches,
                     "latency_runs": self.latency_runs, "litert_rounds": self.litert_rounds,
                     "litert_calls_per_sample": self.litert_calls_per_sample}
-        for name, value in positive.items():
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1. Received: {name}={value!r}")
-        if not isinstance(self.warmup, int) or self.warmup < 0:
-            raise ValueError(f"warmup must be an integer >= 0. Received: warmup={self.warmup!r}")
-        choices = {"xla": (self.xla, XLA_CHOICES), "data": (self.data, DATA_SOURCES),
-                   "optimizer": (self.optimizer, OPTIMIZERS),
-                   "mixed_precision": (self.mixed_precision, MIXED_PRECISION),
-                   "teacher_precision": (self.teacher_precision, TEACHER_PRECISIONS)}
-        for name, (value, allowed) in choices.items():
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}. Received: {name}={value!r}")
-        if self.learning_rate <= 0 or self.temperature <= 0 or self.kd_lambda < 0:
-            raise ValueError(
-                "learning_rate and temperature must be > 0 and kd_lambda >= 0. Received: "
-                f"learning_rate={self.learning_rate}, temperature={self.temperature}, kd_lambda={self.kd_lambda}"
-            )
+        check_settings(self, positive, {"xla": XLA_CHOICES, "data": DATA_SOURCES})
         if not self.inference_batch_sizes or any(b < 1 for b in self.inference_batch_sizes):
             raise ValueError(
                 f"inference_batch_sizes must be sizes >= 1. Received: {self.inference_batch_sizes!r}"

@@ -50,8 +50,8 @@ from fitnets_tf.distiller import Distiller
 from fitnets_tf.harness.config import RunConfig
 from fitnets_tf.harness.timing import time_interleaved
 from fitnets_tf.models.counting import count_multiplications, count_parameters
-from fitnets_tf.optimizers import OPTIMIZERS, build_optimizer
-from fitnets_tf.precision import MIXED_PRECISION, TEACHER_PRECISIONS, compute_policy
+from fitnets_tf.optimizers import build_optimizer
+from fitnets_tf.precision import compute_policy
 
 SCRIPTS = os.path.dirname(os.path.abspath(__file__))
 STEPS = ("ce", "teacher_forward", "kd", "keras_kd")  # stage 2's candidates, consecutive in each round
@@ -107,22 +107,7 @@ class RealSizeConfig:
         positive = {"images": self.images, "image_size": self.image_size, "batch_size": self.batch_size,
                     "pipeline_batches": self.pipeline_batches, "rounds": self.rounds,
                     "calls_per_sample": self.calls_per_sample}
-        for name, value in positive.items():
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1. Received: {name}={value!r}")
-        if not isinstance(self.warmup, int) or self.warmup < 0:
-            raise ValueError(f"warmup must be an integer >= 0. Received: warmup={self.warmup!r}")
-        choices = {"optimizer": (self.optimizer, OPTIMIZERS),
-                   "mixed_precision": (self.mixed_precision, MIXED_PRECISION),
-                   "teacher_precision": (self.teacher_precision, TEACHER_PRECISIONS)}
-        for name, (value, allowed) in choices.items():
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}. Received: {name}={value!r}")
-        if self.learning_rate <= 0 or self.temperature <= 0 or self.kd_lambda < 0:
-            raise ValueError(
-                "learning_rate and temperature must be > 0 and kd_lambda >= 0. Received: "
-                f"learning_rate={self.learning_rate}, temperature={self.temperature}, kd_lambda={self.kd_lambda}"
-            )
+        benchmark.check_settings(self, positive)
         if self.folder is not None and not os.path.isdir(self.folder):
             raise ValueError(f"folder must be a directory of class subfolders. Received: folder={self.folder!r}")
 
