@@ -10,11 +10,13 @@ a `ConfigError` naming the likely causes and `check_teacher`, the setting that d
 
 from absl import logging
 import numpy as np
+import tensorflow as tf
 
 from fitnets_tf.errors import ConfigError
 from fitnets_tf.harness.report import CHANCE_FACTOR
 
 CHECK_IMAGES = 512  # the teacher is measured on this many images at most: a few batches, cheap on every rerun
+CHECK_BATCH = 16  # images per forward call of the check
 _SHOWN_NAMES = 4  # class names quoted in the error message
 
 
@@ -24,11 +26,16 @@ def bounded_accuracy(model, dataset, limit=CHECK_IMAGES):
     model ending in a softmax: the same argmax) against the labels. Reads only the batches it needs;
     accuracy is None when the dataset is empty."""
     correct = seen = 0
+    # A traced forward on slices of CHECK_BATCH images: eagerly, a 224x224 MobileNetV2 on a batch of 64 took the
+    # run's resident memory from 0.8 to 6.3 GB (measured with ps), four times what its training steps need.
+    forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
     for images, labels in dataset:
         take = min(limit - seen, int(labels.shape[0]))
         if take < labels.shape[0]:
             images, labels = images[:take], labels[:take]
-        predicted = np.argmax(np.asarray(model(images, training=False)), axis=-1)  # eager: a few batches, no trace
+        logits = np.concatenate([np.asarray(forward(images[i:i + CHECK_BATCH]))
+                                 for i in range(0, take, CHECK_BATCH)])
+        predicted = np.argmax(logits, axis=-1)
         correct += int(np.sum(predicted == np.asarray(labels).reshape(-1)))
         seen += take
         if seen >= limit:
