@@ -10,6 +10,8 @@ import types
 import keras
 import numpy as np
 import pytest
+
+pytestmark = pytest.mark.slow  # each test trains (a teacher, or a few epochs of a run)
 import tensorflow as tf
 
 from fitnets_tf.data import Preprocessor, dataset_info, load_splits
