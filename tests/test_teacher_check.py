@@ -10,8 +10,6 @@ import types
 import keras
 import numpy as np
 import pytest
-
-pytestmark = pytest.mark.slow  # each test trains (a teacher, or a few epochs of a run)
 import tensorflow as tf
 
 from fitnets_tf.data import Preprocessor, dataset_info, load_splits
@@ -20,6 +18,8 @@ from fitnets_tf.harness import pipeline
 from fitnets_tf.harness.teacher_check import check_teacher
 from fitnets_tf.models import build_network
 from fitnets_tf.models.zoo import get_spec
+
+pytestmark = pytest.mark.slow  # each test trains (a teacher, or a few epochs of a run)
 
 DIGITS_NAMES = [str(i) for i in range(10)]
 TINY = dict(hint_epochs=0, kd_epochs=1, baselines=(), batch_size=128, optimizer="adam", learning_rate=0.003,
