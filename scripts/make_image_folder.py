@@ -5,9 +5,9 @@
 Real images (Fashion-MNIST's 28x28 clothes, from Debian's `dataset-fashion-mnist` or `--data_dir`), so that a
 teacher can learn them and a teacher check can pass, at the size and decode cost of a photo folder: each image is
 upscaled (bilinear) to `--size`, tinted with a random colour and given pixel noise (sigma 12), then saved as JPEG at
-quality 90 (about 40 KB each, like a random-noise JPEG of the same size). One subfolder per class, named after the
+quality 90 (about 20 KB each: 392 MB for 20,000). One subfolder per class, named after the
 class ("Ankle_boot", ...), images taken in the data set's order from train then test. Existing files are kept, so
-an interrupted run continues. Measured here: 20,000 images in about 1 minute on 2 cores.
+an interrupted run continues. Measured here: 20,000 images in 2 min 30 s on 2 cores shared with a training run.
 """
 
 import os
