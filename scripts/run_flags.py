@@ -78,7 +78,7 @@ def define_run_flags(student_help, teacher_path_help, export_default):
     flags.DEFINE_bool("flip", None, "Random horizontal flips; default is the dataset's (never for digits; on for "
                       "a folder: turn it off for text, digits or anything a mirror changes).")
     flags.DEFINE_integer("shuffle_buffer_mb", DEFAULT.shuffle_buffer_mb, "Data read as a stream (a TFDS data set "
-                         "with no --input_cache) is shuffled in a buffer of this many MB of uint8 images; data "
+                         "with no --input_cache) is shuffled within windows of this many MB of uint8 images; data "
                          "read by index (folders, cached data, arrays) is shuffled whole each epoch.")
     flags.DEFINE_string("input_cache", DEFAULT.input_cache, "Where the decoded training images are kept between "
                         "epochs: auto (memory when they fit --memory_budget_mb, else on disk for data that must be "
