@@ -9,9 +9,11 @@ module is where those meet the command line: `as_flags` writes each field a mess
 and `show_library_progress` shows the library's progress lines.
 """
 
+import gc
 import logging as std_logging
 import os
 import shlex
+import signal
 import sys
 
 from absl import app, flags, logging
@@ -23,7 +25,8 @@ from fitnets_tf.data import DATASETS, PREPROCESSING_KINDS, DataNotFoundError
 from fitnets_tf.distiller import HINT_MODES
 from fitnets_tf.precision import MIXED_PRECISION
 from fitnets_tf.regressor import REGRESSOR_KINDS
-from fitnets_tf.harness.training import DamagedCheckpointError, NonFiniteLossError
+from fitnets_tf.harness.training import (DamagedCheckpointError, NonFiniteLossError, Terminated,
+                                         sigterm_as_interrupt)
 
 FLAGS = flags.FLAGS
 DEFAULT = pipeline.RunConfig(model_dir="")
@@ -31,7 +34,7 @@ DEFAULT = pipeline.RunConfig(model_dir="")
 # The RunConfig fields a flag of the same name sets directly.
 _SHARED_FIELDS = (
     "dataset", "image_size", "student_path", "data_dir", "download", "train_size", "use_extra", "preprocessing",
-    "augment", "crop_padding", "flip", "channels", "augmentation", "shuffle_buffer_mb", "input_cache",
+    "augment", "crop_padding", "flip", "channels", "bad_images", "augmentation", "shuffle_buffer_mb", "input_cache",
     "memory_budget_mb", "check_teacher",
     "teacher", "student", "teacher_path", "initializer", "regressor", "hint_mode", "hint_spatial_mean",
     "temperature", "kd_lambda", "kd_lambda_final", "kd_lambda_decay_start", "kd_lambda_decay_end", "tau_squared",
@@ -67,6 +70,9 @@ def define_run_flags(student_help, teacher_path_help, export_default):
                         "MobileNetV3).")
     flags.DEFINE_integer("channels", None, "Convert every image to 1 (grey) or 3 (RGB) channels, e.g. a grey "
                          "folder for an RGB backbone. Default: the data's own.")
+    flags.DEFINE_string("bad_images", DEFAULT.bad_images, "A folder's image files that cannot be decoded (every "
+                        "file is decoded once before training): stop (the run stops, naming them) or skip (they "
+                        "are left out and counted in results.json).")
     flags.DEFINE_bool("augment", True, "Augment training images (--augmentation and, where allowed, flips); "
                       "--noaugment turns every augmentation off.")
     flags.DEFINE_string("augmentation", None, "Training augmentation: pad_crop (random windows of the image "
@@ -212,6 +218,8 @@ def refuse_empty_flagfile(argv, error_type):
 
 INTERRUPTED = ("interrupted (Ctrl-C): the checkpoints of every finished epoch are kept{where}; rerun the same "
                "command to resume.")
+TERMINATED = ("stopped (SIGTERM): the checkpoints of every finished epoch are kept{where}; rerun the same command "
+              "to resume.")
 
 
 def as_flags(message):
@@ -232,20 +240,39 @@ def show_library_progress():
 
 def run_entry(main, directory_flag):
     """Runs a script's `main` under absl: what the user can fix ends in one `error:` line and exit 2 (a setting,
-    absent data) or 1 (a damaged checkpoint, a non-finite loss); Ctrl-C in one line saying how to resume (130).
+    absent data) or 1 (a damaged checkpoint, a non-finite loss); Ctrl-C (130) and SIGTERM (143, what `docker stop`,
+    Kubernetes and Slurm send) in one line saying how to resume.
 
     `directory_flag`: the flag naming the directory that keeps the work ("model_dir", "sweep_dir").
     """
     try:
-        refuse_empty_flagfile(sys.argv, pipeline.ConfigError)
-        app.run(main)
+        with sigterm_as_interrupt():
+            refuse_empty_flagfile(sys.argv, pipeline.ConfigError)
+            app.run(main)
     except (pipeline.ConfigError, DataNotFoundError) as error:
-        print(f"error: {as_flags(error)}", file=sys.stderr)
-        sys.exit(2)
+        code, line = 2, f"error: {as_flags(error)}"
     except (DamagedCheckpointError, NonFiniteLossError) as error:
-        print(f"error: {as_flags(error)}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
+        code, line = 1, f"error: {as_flags(error)}"
+    except KeyboardInterrupt as stop:
         directory = FLAGS[directory_flag].value if FLAGS.is_parsed() else None
-        print(INTERRUPTED.format(where=f" in {directory}" if directory else ""), file=sys.stderr)
-        sys.exit(130)
+        where = f" in {directory}" if directory else ""
+        code, line = (143, TERMINATED.format(where=where)) if isinstance(stop, Terminated) else (
+            130, INTERRUPTED.format(where=where))
+    exit_at_once(code, line)
+
+
+def exit_at_once(code, line):
+    """Prints `line` and ends the process with `code` without the interpreter's teardown.
+
+    A run stopped mid-epoch leaves tf.data threads that call into Python (`tf.numpy_function` readers); were the
+    interpreter torn down under them, the process could die of a segmentation fault instead of exiting with `code`.
+    So: further stop signals are ignored, the dead run's objects are collected (their iterators stop, their
+    TensorBoard writers flush), the streams are flushed, and the process exits at once."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+    gc.collect()
+    print(line, file=sys.stderr)
+    logging.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

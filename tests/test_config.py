@@ -12,10 +12,11 @@ from fitnets_tf.harness.config import RunConfig
 
 # The settings a rerun may change and still resume its model_dir: where a run writes and reads, how much it prints
 # and times, what it exports, how it computes without changing what (XLA, op determinism, where caches live), and
-# whether the given teacher is checked first.
+# whether the given teacher is checked first, and what happens to unreadable images (a run that stopped on them never
+# trained; one that skipped them trained on the readable ones, the only ones a rerun with "stop" could accept).
 RUNTIME = {"model_dir", "data_dir", "download", "verbose", "latency_runs", "export", "litert_export", "overwrite",
            "jit_compile", "teacher_jit_compile", "experiment", "deterministic", "input_cache", "memory_budget_mb",
-           "check_teacher"}
+           "check_teacher", "bad_images"}
 
 
 def test_the_identity_is_every_field_but_exactly_the_runtime_ones():

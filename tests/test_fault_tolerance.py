@@ -1,6 +1,7 @@
 """kill -9 during stage 1 and again during stage 2, then the same command: the run resumes and, with
 --deterministic, ends with exactly the weights and results of an uninterrupted run. A second run into a busy
-model_dir is refused, a killed run's lock does not block its resume, Ctrl-C stops with one line (exit 130)."""
+model_dir is refused, a killed run's lock does not block its resume, Ctrl-C and SIGTERM stop with one line (exit
+130, 143)."""
 
 import json
 import os
@@ -129,18 +130,26 @@ def test_a_busy_model_dir_is_refused_and_a_killed_runs_lock_does_not_block_its_r
         third.wait()
 
 
-def test_ctrl_c_stops_with_one_line_and_exit_130_leaving_a_resumable_run(tmp_path):
+STOPS = {  # signal: (exit code, the first words of the one line)
+    signal.SIGINT: (130, "interrupted (Ctrl-C)"),
+    signal.SIGTERM: (143, "stopped (SIGTERM)"),  # what docker stop, Kubernetes and Slurm send
+}
+
+
+@pytest.mark.parametrize("signum", list(STOPS), ids=["ctrl_c", "sigterm"])
+def test_ctrl_c_and_sigterm_stop_with_one_line_and_their_exit_code_leaving_a_resumable_run(tmp_path, signum):
     model_dir = str(tmp_path / "run")
     stage_dir = os.path.join(model_dir, "checkpoints", "teacher")
     process = subprocess.Popen(command(model_dir) + LONG, env=env(), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_as_in_a_terminal)
     wait_for(lambda: os.path.exists(os.path.join(stage_dir, "ckpt-2.index")), process, "the second checkpoint")
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     _, err = process.communicate(timeout=120)
-    assert process.returncode == 130
+    code, words = STOPS[signum]
+    assert process.returncode == code, err[-3000:]
     lines = [line for line in err.splitlines()
              if line.strip() and not line.startswith(TF_LOG_PREFIXES) and not PROGRESS_LINE.match(line)]
-    assert lines == [f"interrupted (Ctrl-C): the checkpoints of every finished epoch are kept in {model_dir}; "
+    assert lines == [f"{words}: the checkpoints of every finished epoch are kept in {model_dir}; "
                      "rerun the same command to resume."], err[-3000:]
     # Consistent: the newest checkpoint and the history end at the same epoch; the lock was released.
     newest = int(tf_latest_checkpoint(stage_dir).rsplit("-", 1)[1])

@@ -248,6 +248,25 @@ def test_ctrl_c_during_the_checkpoint_is_raised_after_it():
     assert signal.getsignal(signal.SIGINT) is before
 
 
+def test_sigterm_taken_as_an_interrupt_is_held_back_like_ctrl_c_and_the_handlers_are_put_back():
+    import signal
+
+    from fitnets_tf.harness.training import Terminated, interrupts_deferred, sigterm_as_interrupt
+
+    before = signal.getsignal(signal.SIGTERM)
+    done = []
+    with sigterm_as_interrupt():
+        with pytest.raises(Terminated):
+            with interrupts_deferred():
+                signal.raise_signal(signal.SIGTERM)
+                done.append("saved")
+        with pytest.raises(Terminated):  # outside a deferred block it stops at once
+            signal.raise_signal(signal.SIGTERM)
+            done.append("never")
+    assert done == ["saved"]
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
 class SwallowedCtrlC(keras.callbacks.Callback):
     """Ctrl-C arriving while code that drops exceptions runs (a finalizer run by the garbage collector, say)."""
 

@@ -12,6 +12,8 @@ Typical use:
 from fitnets_tf.data.augment import AUGMENTATIONS, Augmentation, augment, random_resized_crop
 from fitnets_tf.data.caching import CACHE_MODES, Placement, choose_place
 from fitnets_tf.data.dataset_info import CHANNELS, DATASETS, DatasetInfo, dataset_info
+from fitnets_tf.data.folder import FolderError
+from fitnets_tf.data.image_check import BAD_IMAGE_CHOICES
 from fitnets_tf.data.input_pipeline import build_input, make_input_fn
 from fitnets_tf.data.readers import ArrayReader, ExampleReader, ImageFileReader, cache_examples
 from fitnets_tf.data.preprocessing import PREPROCESSING_KINDS, Preprocessor, images_to_numpy
@@ -20,6 +22,8 @@ from fitnets_tf.data.sources import DataNotFoundError, Splits, load_splits
 __all__ = [
     "AUGMENTATIONS",
     "ArrayReader",
+    "BAD_IMAGE_CHOICES",
+    "FolderError",
     "Augmentation",
     "CACHE_MODES",
     "CHANNELS",

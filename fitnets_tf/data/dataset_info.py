@@ -85,6 +85,8 @@ def dataset_info(name, image_size=None, channels=None):
         return catalog.with_channels(catalog.with_image_size(_INFOS[name], image_size), channels)
     try:
         return catalog.other_info(name, image_size, channels)
+    except catalog.folder.FolderError:
+        raise  # a folder named as one: its own message says what is wrong with it
     except ValueError as error:
         raise ValueError(f"Unknown dataset {name!r}. Choose one of: {', '.join(DATASETS)}, any TFDS "
                          f"image-classification data set by name, or folder:PATH ({error}).") from None

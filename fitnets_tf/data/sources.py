@@ -36,6 +36,8 @@ class Splits:
         readers: {"train", "validation", "test"} -> the split's `readers.ExampleReader` when its examples can be
             read by index (folders, arrays), else absent (TFDS streams). A reader is what `build_input` shuffles
             whole and shards before reading; the datasets above read through it.
+        checks: what the checks of the data found, for results.json (a folder: images checked and skipped,
+            classes absent from a split); empty when nothing was checked.
     """
 
     train: tf.data.Dataset
@@ -44,15 +46,16 @@ class Splits:
     info: DatasetInfo
     num_examples: dict
     readers: dict = dataclasses.field(default_factory=dict)
+    checks: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
-    def from_readers(cls, info, train, validation, test):
+    def from_readers(cls, info, train, validation, test, checks=None):
         """Splits over `ExampleReader`s (validation may be None)."""
         parts = {"train": train, "validation": validation, "test": test}
         return cls(train=train.dataset(), validation=None if validation is None else validation.dataset(),
                    test=test.dataset(), info=info,
                    num_examples={k: 0 if r is None else r.num_examples for k, r in parts.items()},
-                   readers={k: r for k, r in parts.items() if r is not None})
+                   readers={k: r for k, r in parts.items() if r is not None}, checks=dict(checks or {}))
 
     def source(self, split):
         """What `build_input` should read for `split`: its reader when it has one, else its dataset."""
@@ -92,7 +95,7 @@ def validation_count(validation_size, num_train):
 
 
 def load_splits(name, data_dir=None, download=False, validation_size=0.1, use_extra=False, seed=0, image_size=None,
-                channels=None):
+                channels=None, bad_images="stop"):
     """Loads `name` as `Splits` of unbatched (image uint8 [H, W, C], label int64) datasets in a fixed order.
 
     Args:
@@ -110,6 +113,8 @@ def load_splits(name, data_dir=None, download=False, validation_size=0.1, use_ex
         image_size: resize every image to image_size x image_size (bilinear); None keeps the data set's size.
         channels: 1 (grey) or 3 (RGB): convert every image (grey repeated into RGB; RGB to grey with ITU-R 601
             weights); None keeps the data's own.
+        bad_images: folders only: "stop" (a `folder.FolderError` naming the files that cannot be decoded) or
+            "skip" (leave them out; the count is in `Splits.checks`).
 
     Returns:
         `Splits`. For TFDS datasets `num_examples` comes from the datasets' cardinality (under
@@ -123,7 +128,7 @@ def load_splits(name, data_dir=None, download=False, validation_size=0.1, use_ex
         )
     validation_count(validation_size, None)  # Refuse a bad value before any loading.
     if folder.is_folder(name):
-        return folder.folder_splits(info, validation_size, seed, validation_count, Splits)
+        return folder.folder_splits(info, validation_size, seed, validation_count, Splits, bad_images=bad_images)
     if name == "digits":
         splits = _digits_splits(info, validation_size, seed)
     elif name == "fashion_mnist":

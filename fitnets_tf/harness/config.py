@@ -57,6 +57,8 @@ class RunConfig:
     train_size: Optional[int] = None  # train on the first N training images only (None: all of them)
     use_extra: bool = False
     channels: Optional[int] = None  # 1 (grey) or 3 (RGB): convert the images; None: the data's own
+    # a folder's files that cannot be decoded: stop (name them) or skip (leave them out; counted in results.json)
+    bad_images: str = runtime("stop")
     preprocessing: Optional[str] = None  # None: the dataset's default (scale; gcn_zca for CIFAR)
     augment: bool = True
     # pad_crop, random_resized_crop or none; None: the dataset's default (pad_crop for CIFAR, random_resized_crop
@@ -158,6 +160,8 @@ def _validate_data(config):
           f"must be >= 1. Received: {config.image_size!r}")
     check(config.channels in (None, *data_lib.CHANNELS), "channels",
           f"must be 1 (grey) or 3 (RGB), or unset for the data's own. Received: {config.channels!r}")
+    check(config.bad_images in data_lib.BAD_IMAGE_CHOICES, "bad_images",
+          f"choose one of {', '.join(data_lib.BAD_IMAGE_CHOICES)}. Received: {config.bad_images!r}")
     check(config.augmentation is None or config.augmentation in data_lib.AUGMENTATIONS, "augmentation",
           f"choose one of {', '.join(data_lib.AUGMENTATIONS)}. Received: {config.augmentation!r}")
     check(config.input_cache in data_lib.CACHE_MODES, "input_cache",

@@ -54,7 +54,9 @@ def load_splits(config):
     try:
         splits = data_lib.load_splits(c.dataset, data_dir=c.data_dir, download=c.download,
                                       validation_size=c.validation_size, use_extra=c.use_extra, seed=c.seed,
-                                      image_size=c.image_size, channels=c.channels)
+                                      image_size=c.image_size, channels=c.channels, bad_images=c.bad_images)
+    except data_lib.FolderError as error:  # unreadable files, a class with no readable image
+        raise ConfigError(f"`dataset`: {error}") from None
     except ValueError as error:  # a validation split the data cannot give
         raise ConfigError(f"`validation_size`: {error}") from None
     available = splits.num_examples.get("train")

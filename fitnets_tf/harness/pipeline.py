@@ -272,6 +272,8 @@ class Experiment:
             "image_shape": list(self.info.image_shape),
             "class_names": list(self.class_names),
             "teacher_check": self.teacher_check,
+            # a folder's check before training: images checked and skipped, classes absent from a split
+            "data_checks": self.splits.checks,
         }
 
     def export(self):

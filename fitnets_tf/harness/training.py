@@ -41,43 +41,95 @@ class DamagedCheckpointError(RuntimeError):
     """No checkpoint of a stage can be read; the message names the files (moved aside, not deleted) and the fix."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what `docker stop`, Kubernetes and Slurm send) taken the way of Ctrl-C: the stage stops with its
+    checkpoint, history and records of the same epoch. A KeyboardInterrupt, so every Ctrl-C path handles it too."""
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _stop_exception(signum):
+    return Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated
+
+
 @contextlib.contextmanager
-def interrupts_deferred():
-    """Holds back Ctrl-C (SIGINT) while the block runs, then raises KeyboardInterrupt: an interrupted run stops
-    with its checkpoint, history and records of the same epoch. Only in the main thread (where signals arrive)."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
-        yield  # None: a handler set outside Python, which could not be put back
+def sigterm_as_interrupt():
+    """While the block runs, SIGTERM raises `Terminated` (a KeyboardInterrupt) instead of killing the process, so a
+    stopped run ends like an interrupted one. Only in the main thread (where signals arrive)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
         return
-    received = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _catchable(signum):
+    """Whether the current handler of `signum` raises (so it can be held back, remembered and put back)."""
+    handler = signal.getsignal(signum)
+    return callable(handler) if signum == signal.SIGINT else handler is _raise_terminated
+
+
+@contextlib.contextmanager
+def interrupts_deferred():
+    """Holds back Ctrl-C (SIGINT) and a SIGTERM taken as one (`sigterm_as_interrupt`) while the block runs, then
+    raises KeyboardInterrupt (or `Terminated`): an interrupted run stops with its checkpoint, history and records of
+    the same epoch. Only in the main thread (where signals arrive)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = {}
+    for signum in STOP_SIGNALS:
+        if _catchable(signum):  # not a handler set outside Python (None), which could not be put back
+            previous[signum] = signal.signal(signum, lambda number, frame: received.append(number))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     if received:
-        raise KeyboardInterrupt
+        raise _stop_exception(received[0])
 
 
 @contextlib.contextmanager
 def interrupts_remembered():
-    """Ctrl-C while the block runs raises KeyboardInterrupt at once, as usual, and is also remembered in the yielded
-    list: one raised where Python drops exceptions (a finalizer run by the garbage collector, a worker thread) is
-    raised again by the stage's callback at the next batch or epoch end, so a Ctrl-C is never lost."""
+    """Ctrl-C (or a SIGTERM taken as one) while the block runs raises KeyboardInterrupt at once, as usual, and is
+    also remembered in the yielded list: one raised where Python drops exceptions (a finalizer run by the garbage
+    collector, a worker thread) is raised again by the stage's callback at the next batch or epoch end, so a stop is
+    never lost."""
     hits = []
-    if threading.current_thread() is not threading.main_thread() or not callable(signal.getsignal(signal.SIGINT)):
+    if threading.current_thread() is not threading.main_thread():
         yield hits
         return
-    previous = signal.getsignal(signal.SIGINT)
+    previous = {}
+    for signum in STOP_SIGNALS:
+        if _catchable(signum):
+            handler = signal.getsignal(signum)
 
-    def handler(signum, frame):
-        hits.append(signum)
-        previous(signum, frame)
+            def remember(number, frame, handler=handler):
+                hits.append(number)
+                handler(number, frame)
 
-    signal.signal(signal.SIGINT, handler)
+            previous[signum] = signal.signal(signum, remember)
     try:
         yield hits
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def raise_remembered_stop(hits):
+    """Raises the stop remembered first in `hits` (see `interrupts_remembered`), if any."""
+    if hits:
+        raise _stop_exception(hits[0])
 
 
 def _move_aside(prefix, stage_dir):
@@ -234,8 +286,7 @@ class _StageCallback(keras.callbacks.Callback):
     interrupts = ()  # set by train_stage: the Ctrl-Cs received during fit (`interrupts_remembered`)
 
     def _raise_if_interrupted(self):
-        if self.interrupts:
-            raise KeyboardInterrupt
+        raise_remembered_stop(self.interrupts)
 
     def on_train_batch_end(self, batch, logs=None):
         self._raise_if_interrupted()

@@ -1,11 +1,13 @@
 """Data sets beyond the built-in five: a folder of PNG files written here, and TFDS data sets through the mock."""
 
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from fitnets_tf.data import dataset_info, load_splits
+from fitnets_tf.data import FolderError, dataset_info, load_splits
 
 CLASSES = ("circle", "square", "triangle")
 
@@ -67,6 +69,81 @@ def test_bad_folders_are_refused(tmp_path):
     (tmp_path / "one" / "only").mkdir(parents=True)
     with pytest.raises(ValueError, match="needs >= 2 subfolders"):
         dataset_info(f"folder:{tmp_path / 'one'}")
+
+
+def test_a_bad_folder_is_not_reported_as_an_unknown_data_set(tmp_path):
+    with pytest.raises(FolderError) as error:
+        dataset_info(f"folder:{tmp_path / 'absent'}")
+    assert "Unknown dataset" not in str(error.value) and "no such directory" in str(error.value)
+
+
+def corrupt(path, seed=0):
+    path.write_bytes(np.random.default_rng(seed).integers(0, 256, 300, dtype=np.uint8).tobytes())
+
+
+@pytest.mark.parametrize("where", ["first", "last"])  # sorts first (it was read for the shape) or last (mid-training)
+def test_an_unreadable_image_stops_the_load_naming_it_or_is_skipped_and_counted(tmp_path, where):
+    total = write_folder(tmp_path / "f", per_class=8)
+    bad = tmp_path / "f" / CLASSES[0 if where == "first" else -1] / ("000.png" if where == "first" else "zzz.png")
+    corrupt(bad)
+    total += where == "last"
+    name = f"folder:{tmp_path / 'f'}"
+    assert dataset_info(name, image_size=8).image_shape == (8, 8, 3)  # the shape comes from a readable image
+    with pytest.raises(FolderError) as error:
+        load_splits(name, validation_size=0.2, image_size=8)
+    message = str(error.value)
+    assert "\n" not in message and str(bad) in message and "1 of" in message and "`bad_images`" in message
+    splits = load_splits(name, validation_size=0.2, image_size=8, bad_images="skip")
+    assert sum(splits.num_examples.values()) == total - 1
+    assert splits.checks == {"checked_images": total, "skipped_images": 1, "skipped_files": [str(bad)]}
+    for key in ("train", "validation", "test"):  # every kept file decodes
+        assert len(list(getattr(splits, key).as_numpy_iterator())) == splits.num_examples[key]
+
+
+def test_many_unreadable_images_are_counted_and_the_first_few_named(tmp_path):
+    from fitnets_tf.data import image_check
+
+    total = write_folder(tmp_path / "f", per_class=4)
+    for i in range(7):
+        corrupt(tmp_path / "f" / "square" / f"bad{i}.jpg", seed=i)
+    with pytest.raises(FolderError) as error:
+        load_splits(f"folder:{tmp_path / 'f'}", image_size=8)
+    message = str(error.value)
+    assert f"7 of {total + 7} files" in message and "and 2 more" in message
+    assert len(re.findall(r"bad\d\.jpg", message)) == image_check.LISTED
+
+
+def test_the_check_finds_exactly_the_unreadable_files_and_logs_progress(tmp_path):
+    from fitnets_tf.data.image_check import unreadable_images
+
+    write_folder(tmp_path / "f", per_class=5)
+    paths = sorted(str(p) for p in (tmp_path / "f").rglob("*.png"))
+    for i in (2, 9, 14):
+        corrupt(tmp_path / paths[i], seed=i)
+    (tmp_path / "f" / "circle" / "truncated.png").write_bytes((tmp_path / paths[0]).read_bytes()[:40])
+    paths.append(str(tmp_path / "f" / "circle" / "truncated.png"))
+    lines = []
+    bad = unreadable_images(paths, 3, log=lambda *a: lines.append(a), progress_seconds=0.0)
+    assert bad.tolist() == [2, 9, 14, len(paths) - 1]
+    assert lines and lines[-1][1:3] == (len(paths) - 4, len(paths))
+
+
+def test_an_empty_class_folder_is_refused_naming_it(tmp_path):
+    write_folder(tmp_path / "f", per_class=3)
+    (tmp_path / "f" / "hexagon").mkdir()
+    with pytest.raises(FolderError, match="'hexagon' hold no image"):
+        dataset_info(f"folder:{tmp_path / 'f'}")
+
+
+def test_a_class_too_small_for_every_split_is_warned_and_recorded(tmp_path, caplog):
+    write_folder(tmp_path / "f", per_class=10)
+    (tmp_path / "f" / "zigzag").mkdir()
+    (tmp_path / "f" / "zigzag" / "only.png").write_bytes(tf.io.encode_png(np.zeros((9, 9, 3), "uint8")).numpy())
+    splits = load_splits(f"folder:{tmp_path / 'f'}", validation_size=0.2, image_size=8)
+    absent = splits.checks["classes_absent_from"]
+    # one image: in one split, absent from the other two (which, unstratified, may miss another class too)
+    assert sum("zigzag" in names for names in absent.values()) == 2
+    assert any("'zigzag' (1 images) have no image in the" in r.getMessage() for r in caplog.records)
 
 
 @pytest.mark.parametrize("name,image_size,shape,classes", [
