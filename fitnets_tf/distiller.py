@@ -24,6 +24,8 @@ its pre-softmax logits (logged). `hint_pairs="auto"` picks the paper's middle-la
 
 import dataclasses
 import logging
+import math
+import numbers
 from typing import Union
 
 import keras
@@ -105,8 +107,11 @@ class Distiller(SkipSymbolicBuild, keras.Model):
         **kwargs,
     ):
         super().__init__(name=name, **kwargs)
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0. Received: temperature={temperature}")
+        if not (isinstance(temperature, numbers.Real) and math.isfinite(temperature) and temperature > 0):
+            raise ValueError(f"temperature must be a finite number > 0. Received: temperature={temperature}")
+        if teacher is not None:  # a teacherless Distiller (plain cross-entropy) trains any one-output model
+            taps.check_single_input_output(student, "student")
+            taps.check_single_input_output(teacher, "teacher")
         self.student = student
         # The teacher is never trained: no stage differentiates its variables and it always runs in inference
         # mode. Its `trainable` flag is left alone, so the same model can be trained as a teacher elsewhere.

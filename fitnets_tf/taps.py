@@ -74,6 +74,21 @@ def has_protocol(model):
     return callable(getattr(model, "intermediate_outputs", None)) and hasattr(model, "intermediate_names")
 
 
+def check_single_input_output(model, role):
+    """Refuses, in one line, a `role` model ("student", "teacher") with several inputs or several outputs: FitNets
+    distils image classifiers, each with one image input and one output, the class logits. Models that do not say
+    (an unbuilt subclassed model) pass; their call is checked when it runs."""
+    inputs = getattr(model, "inputs", None) if is_functional(model) else None
+    outputs = getattr(model, "outputs", None) if is_functional(model) else None
+    for what, tensors in (("inputs", inputs), ("outputs", outputs)):
+        if tensors is not None and len(tensors) != 1:
+            names = ", ".join(getattr(t, "name", "?") for t in tensors)
+            raise ValueError(
+                f"The {role} '{model.name}' has {len(tensors)} {what} ({names}); a FitNets {role} must be an image "
+                f"classifier with one image input and one output (the class logits). Wrap it in a keras.Model "
+                f"that takes the image alone and returns the logits alone.")
+
+
 def model_input_shape(model):
     """(H, W, C) of the model's images, or None when the model does not say (an unbuilt subclassed model)."""
     if is_functional(model):

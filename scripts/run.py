@@ -62,6 +62,9 @@ def make_strategy(name, num_cpu_devices=0, tpu=""):
     """The tf.distribute strategy named by --strategy (created before any other TensorFlow op runs)."""
     import tensorflow as tf
 
+    if num_cpu_devices < 0:
+        raise pipeline.ConfigError(f"--num_cpu_devices: must be >= 0 (0 leaves the CPU as it is). Received: "
+                                   f"{num_cpu_devices}")
     if num_cpu_devices:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * num_cpu_devices)

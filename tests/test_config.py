@@ -66,6 +66,11 @@ def test_retrain_needs_a_finished_run_and_no_validation_split(tmp_path):
     (dict(train_size=0), "`train_size`: must be a whole number of images >= 1"),
     (dict(teacher_patience=-1), "`teacher_patience`: must be an integer >= 0"),
     (dict(baselines=("ce_glorot",), student_path="x.keras"), "`baselines`: 'ce_glorot' re-initialises a zoo"),
+    (dict(temperature=float("inf")), "`temperature`: must be a finite number > 0"),
+    (dict(learning_rate=float("nan")), "`learning_rate`: must be a finite number > 0"),
+    (dict(kd_lambda=float("inf")), "`kd_lambda`: must be a finite number >= 0"),
+    (dict(kd_lambda_final=-1.0), "`kd_lambda_final`: must be a finite number >= 0"),
+    (dict(bad_images="ignore"), "`bad_images`: choose one of stop, skip"),
 ])
 def test_config_errors_name_the_setting(tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=message):

@@ -178,8 +178,9 @@ def test_bad_configurations():
         Distiller(student, teacher).compile("sgd", stage="hints")
     with pytest.raises(ValueError, match="needs hint_pairs"):
         Distiller(student, teacher).compile("sgd", stage="hint")
-    with pytest.raises(ValueError, match="temperature must be > 0"):
-        Distiller(student, teacher, temperature=0)
+    for temperature in (0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+            Distiller(student, teacher, temperature=temperature)
 
 
 def test_the_teacher_is_left_trainable_for_its_own_training_and_a_frozen_student_is_refused():

@@ -77,6 +77,53 @@ def test_data_teacher_and_student_shapes_that_disagree_are_refused_in_one_line_b
         pipeline.run(config)
 
 
+def two_input_student(classes=3):
+    image, extra = keras.Input(SHAPE, name="image"), keras.Input((4,), name="extra")
+    h = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, name="c1")(image))
+    return keras.Model([image, extra], keras.layers.Dense(classes)(keras.layers.Concatenate()([h, extra])),
+                       name="two_inputs")
+
+
+def two_output_teacher(classes=3):
+    image = keras.Input(SHAPE)
+    h = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, name="t1")(image))
+    return keras.Model(image, [keras.layers.Dense(classes, name="logits")(h), keras.layers.Dense(1, name="box")(h)],
+                       name="two_outputs")
+
+
+def test_several_inputs_or_outputs_are_refused_when_the_distiller_is_built():
+    from fitnets_tf.distiller import Distiller
+
+    with pytest.raises(ValueError) as error:
+        Distiller(two_input_student(), two_output_teacher())
+    assert "student 'two_inputs' has 2 inputs" in str(error.value) and "one image input and one output" in str(
+        error.value)
+    with pytest.raises(ValueError, match="teacher 'two_outputs' has 2 outputs"):
+        Distiller(keras.Sequential([keras.Input(SHAPE), keras.layers.Flatten(), keras.layers.Dense(3)]),
+                  two_output_teacher())
+
+
+@pytest.mark.parametrize("which", ["student", "teacher"])
+def test_several_inputs_or_outputs_in_model_files_are_refused_before_the_run_writes_anything(tmp_path, which):
+    data = write_images(tmp_path / "images", per_class=2)
+    teacher = save_teacher(tmp_path / "teacher.keras")
+    student = save_student(tmp_path / "student.keras")
+    if which == "student":
+        two_input_student().save(tmp_path / "odd.keras")
+        student = str(tmp_path / "odd.keras")
+    else:
+        two_output_teacher().save(tmp_path / "odd.keras")
+        teacher = str(tmp_path / "odd.keras")
+    config = pipeline.RunConfig(model_dir=str(tmp_path / "run"), dataset=data, teacher_path=teacher,
+                                student_path=student, **TINY)
+    with pytest.raises(pipeline.ConfigError) as error:
+        pipeline.run(config)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(f"`{which}_path`: The {which}")
+    assert "one image input and one output" in message and "classes" not in message.split(";")[0]
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.slow
 def test_a_run_with_a_nested_softmax_teacher_a_saved_student_and_a_folder(tmp_path, caplog):
     data = write_images(tmp_path / "images")

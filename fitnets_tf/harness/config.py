@@ -12,6 +12,7 @@ Errors name the setting as a backquoted field (`hint_epochs`), see `fitnets_tf.e
 
 import dataclasses
 import json
+import math
 import os
 from typing import Optional, Tuple
 
@@ -230,6 +231,10 @@ def _validate_networks(config):
     check(config.mixed_precision in MIXED_PRECISION, "mixed_precision", f"choose one of {', '.join(MIXED_PRECISION)}.")
 
 
+def _finite(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _validate_training(config):
     for field in ("teacher_epochs", "hint_epochs", "kd_epochs", "baseline_epochs", "kd_lambda_decay_start",
                   "patience", "teacher_patience"):
@@ -237,9 +242,13 @@ def _validate_training(config):
         check(value is None or (isinstance(value, int) and value >= 0), field,
               f"must be an integer >= 0. Received: {value!r}")
     check(config.batch_size >= 1, "batch_size", f"must be >= 1. Received: {config.batch_size}")
-    check(config.learning_rate > 0, "learning_rate", f"must be > 0. Received: {config.learning_rate}")
-    check(config.temperature > 0, "temperature", f"must be > 0. Received: {config.temperature}")
-    check(config.kd_lambda >= 0 and config.kd_lambda_final >= 0, "kd_lambda", "lambda must be >= 0.")
+    check(_finite(config.learning_rate) and config.learning_rate > 0, "learning_rate",
+          f"must be a finite number > 0. Received: {config.learning_rate}")
+    check(_finite(config.temperature) and config.temperature > 0, "temperature",
+          f"must be a finite number > 0. Received: {config.temperature}")
+    for field in ("kd_lambda", "kd_lambda_final"):
+        value = getattr(config, field)
+        check(_finite(value) and value >= 0, field, f"must be a finite number >= 0. Received: {value}")
     check(config.optimizer in OPTIMIZERS, "optimizer", f"choose one of {', '.join(OPTIMIZERS)}.")
     check(config.rmsprop_max_scaling >= 0, "rmsprop_max_scaling",
           f"must be >= 0 (0: Keras's RMSprop; the original code: 1e5). Received: {config.rmsprop_max_scaling}")

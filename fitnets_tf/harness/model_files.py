@@ -8,7 +8,7 @@ import zipfile
 import keras
 
 from fitnets_tf.errors import ConfigError
-from fitnets_tf.taps import model_input_shape
+from fitnets_tf.taps import check_single_input_output, model_input_shape
 
 
 def load_model_file(path, setting="teacher_path"):
@@ -41,6 +41,11 @@ def check_shapes(info, teacher, student, teacher_where="", student_where=""):
     """Refuses, in one line naming all three, data / teacher / student whose image shapes or classes disagree.
 
     `info`: the data's `DatasetInfo`; `*_where`: how the message names each model (e.g. "in 'teacher.keras' ")."""
+    for model, role, setting in ((teacher, "teacher", "teacher_path"), (student, "student", "student_path")):
+        try:
+            check_single_input_output(model, role)
+        except ValueError as error:
+            raise ConfigError(f"`{setting}`: {error}") from None
     data = (tuple(info.image_shape), info.num_classes)
     (t_shape, t_classes), (s_shape, s_classes) = io_shapes(teacher), io_shapes(student)
     bad = [not (t_shape in (None, data[0]) and t_classes in (None, data[1])),
