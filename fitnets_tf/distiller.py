@@ -170,7 +170,7 @@ class Distiller(SkipSymbolicBuild, keras.Model):
         if self.teacher is None:
             raise ValueError("Hint pairs need a teacher. Received: teacher=None")
         guided, hint, self.pairing = taps.auto_pair(self.student, self.teacher, self.image_shape)
-        logger.warning("Automatic hint pair: %s.", self.pairing)
+        logger.info("Automatic hint pair: %s.", self.pairing)
         return [HintPair(guided, hint, "auto")]
 
     def _add_pair(self, pair, i, count, regressor_initializer, seed):
@@ -180,10 +180,10 @@ class Distiller(SkipSymbolicBuild, keras.Model):
         hint = taps.resolve(teacher, pair.hint, "hint layer")
         guided_shape = self._tap_shape(student, guided)
         hint_shape = self._tap_shape(teacher, hint)
-        kind, reason = pair.regressor, "chosen by the user"
+        kind, reason = pair.regressor, "as given in the pair"
         if kind == "auto":
             kind, reason = choose_regressor(guided_shape, hint_shape)
-            logger.warning("Regressor of pair %s <- %s: '%s' (%s).", guided.name, hint.name, kind, reason)
+            logger.info("Regressor of pair %s <- %s: '%s' (%s).", guided.name, hint.name, kind, reason)
         self.hint_pairs.append(HintPair(guided.name, hint.name, kind))  # the resolved references
         self.pair_report.append({
             "guided": guided.name, "hint": hint.name, "guided_shape": list(guided_shape[1:]),

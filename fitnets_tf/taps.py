@@ -317,7 +317,7 @@ def logits_model(model, role="teacher", input_shape=None):
         logits, note = _logits_tensor(model, model.outputs[0])
         if note is None:
             return model
-        logger.warning("%s '%s' ends in a softmax: %s, so that the losses see logits (KD on probabilities would be "
+        logger.info("%s '%s' ends in a softmax: %s, so that the losses see logits (KD on probabilities would be "
                        "silently wrong).", role, model.name, note)
         return keras.Model(_inputs(model), logits, name=f"{model.name}_logits")
     if input_shape is not None:

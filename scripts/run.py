@@ -21,7 +21,8 @@ from fitnets_tf.models.builders import layer_reference  # noqa: E402
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string("model_dir", None, "Directory that receives everything the run produces; rerun to resume.")
-flags.DEFINE_string("experiment", run_flags.DEFAULT.experiment, "A name for the run, shown in the report.")
+flags.DEFINE_string("experiment", run_flags.DEFAULT.experiment, "A name for the run, shown in the report. "
+                    "Default: the data set's name (a folder's directory name).")
 flags.DEFINE_bool("overwrite", False, "If model_dir holds a different run, move it aside and start anew.")
 run_flags.define_run_flags(
     student_help="FitNet (student) architecture.",

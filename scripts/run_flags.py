@@ -234,6 +234,7 @@ def show_library_progress():
     Call it in a script's `main` (absl sets the logging up in `app.run`)."""
     package = os.path.dirname(os.path.abspath(fitnets_tf.__file__)) + os.sep
     logging.set_verbosity(logging.INFO)
+    std_logging.getLogger("fitnets_tf").setLevel(std_logging.INFO)  # the library's own loggers (automatic choices)
     logging.get_absl_handler().addFilter(
         lambda record: record.levelno >= std_logging.WARNING or os.path.abspath(record.pathname).startswith(package))
 

@@ -92,6 +92,20 @@ def test_every_wrong_shape_or_dtype_names_the_expected_input_and_never_aborts(se
                 result["message"], (name, result["message"])
 
 
+def test_the_signature_declares_the_input_contract_as_saved_model_cli_shows_it(tmp_path):
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    model = build_network(get_spec("digits_fitnet"), seed=0)
+    path = export_saved_model(model, Preprocessor.fit("scale"), str(tmp_path / "export"))
+    proto = saved_model_pb2.SavedModel()  # what saved_model_cli, TF Serving and converters read
+    proto.ParseFromString(open(os.path.join(path, "saved_model.pb"), "rb").read())
+    (images,) = proto.meta_graphs[0].signature_def["serving_default"].inputs.values()
+    assert images.dtype == tf.uint8.as_datatype_enum
+    assert [d.size for d in images.tensor_shape.dim] == [-1, 8, 8, 1] and not images.tensor_shape.unknown_rank
+    spec = tf.saved_model.load(path).signatures["serving_default"].structured_input_signature[1]["images"]
+    assert spec == tf.TensorSpec([None, 8, 8, 1], tf.uint8, name="images")
+
+
 def test_good_batches_of_any_size_are_served(served):
     results = served
     assert results["four"]["shapes"] == {"probabilities": [4, 10], "class_id": [4], "class_name": [4]}

@@ -137,12 +137,15 @@ def test_a_run_with_a_nested_softmax_teacher_a_saved_student_and_a_folder(tmp_pa
     assert {r["model"] for r in rows} == {"teacher", "fitnet", "baseline_ce"}
     results = json.load(open(model_dir / "results.json"))
     assert results["train_examples"] + results["validation_examples"] + results["test_examples"] == 36
+    assert results["experiment"] == "folder images"  # named after its data, not the digits default
+    assert results["data_checks"] == {"checked_images": 36, "skipped_images": 0}
+    assert (model_dir / "results.md").read_text().startswith("# FitNets run: folder images")
     (detail,) = results["hint_pair_details"]
     assert detail["hint"].startswith("mobilenetv2_0.35_32/") and detail["guided"].startswith("s")
     assert "middle" in detail["pairing"] and detail["regressor"] in ("conv", "resize")
     assert results["hint_pairs"] == [{"guided": detail["guided"], "hint": detail["hint"],
                                       "regressor": detail["regressor"]}]
-    assert "[fitnets] hint pair: guided" in caplog.text  # logged (absl) for the user
+    assert "[fitnets] hint pair (chosen automatically): guided" in caplog.text  # logged (absl) for the user
     # The baseline started from the saved student's weights, like the FitNet; the teacher file is untouched.
     assert rows[0]["architecture"] == "my_teacher"
     for a, b in zip(teacher_before, keras.saving.load_model(teacher_path).get_weights()):

@@ -48,7 +48,7 @@ class RunConfig:
     """Everything a run depends on. Defaults are the embedded digits experiment (see flags/digits.cfg)."""
 
     model_dir: str = runtime()
-    experiment: str = runtime("digits")
+    experiment: Optional[str] = runtime(None)  # the run's name in its report; None: the data set's (`run_name`)
     # data
     dataset: str = "digits"  # a built-in name, any TFDS image-classification data set, or "folder:PATH"
     image_size: Optional[int] = None  # resize images to image_size x image_size
@@ -128,6 +128,15 @@ class RunConfig:
 
     def to_json(self):
         return dataclasses.asdict(self)
+
+    def run_name(self):
+        """The run's name in results.md and results.json: `experiment`, else the data set's name (a folder's
+        directory name)."""
+        if self.experiment:
+            return self.experiment
+        if data_lib.folder.is_folder(self.dataset):
+            return f"folder {os.path.basename(os.path.normpath(self.dataset[len(data_lib.folder.PREFIX):]))}"
+        return self.dataset
 
     def identity(self):
         """The settings that define the experiment (a model_dir holding another identity is refused): every field

@@ -8,11 +8,12 @@ train split) is inside the graph, so clients never reimplement it. The forward p
 (inference mode). The names are also the asset `assets/class_names.txt` (UTF-8, one per line, in label order), so
 that a client holding only the export can read them without calling it.
 
-Bad input never reaches a kernel. A signature declared as [None, H, W, C] is not enforced when a reloaded
-SavedModel's signature is called (measured, TF 2.21: [N, H, W] or one unbatched [H, W, C] image aborted the whole
-process in the CPU convolution, and [N, 2H, W/2, C] returned predictions), so the signature takes uint8 images of
-any shape and its first op checks the shape: anything but [batch, H, W, C] raises InvalidArgumentError naming the
-expected input and the shape received. A wrong dtype is refused by TensorFlow itself before the graph runs, in
+The signature declares uint8 [-1, H, W, C] (what `saved_model_cli show`, TF Serving's metadata and converters
+read), and bad input still never reaches a kernel. A declared shape is not enforced when a reloaded SavedModel's
+signature is called (measured, TF 2.21: [N, H, W] or one unbatched [H, W, C] image aborted the whole process in the
+CPU convolution, and [N, 2H, W/2, C] returned predictions), and a shape check traced against the declared shape can
+be folded away, so the check runs first in a function of its own, traced for images of any shape and never inlined:
+anything but [batch, H, W, C] raises InvalidArgumentError naming the expected input and the shape received. A wrong dtype is refused by TensorFlow itself before the graph runs, in
 words we cannot change except for the function's name, which therefore spells the expected input:
 "cannot compute __inference_signature_wrapper_expects_images_uint8_batch_8_8_1_246 as input #0(zero-based) was
 expected to be a uint8 tensor but is a float tensor".
@@ -95,18 +96,22 @@ class ServingModule(tf.Module):
         self.temperature = float(temperature)
         self.image_shape = tuple(int(d) for d in model.input_shape[1:])
         self.class_names = resolve_class_names(class_names or (), int(model.output_shape[-1]))
-        # Unknown shape: the check in `_serve` (not the signature, which a reloaded model does not enforce) is
-        # what refuses a wrong shape, with a message naming the expected one.
+        # The check (not the signature, which a reloaded model does not enforce) refuses a wrong shape, with a
+        # message naming the expected one: traced for any shape and not inlined, so no declared shape folds it.
+        self.checked_images = tf.function(lambda images: check_images(images, self.image_shape),
+                                          input_signature=[tf.TensorSpec(None, tf.uint8)],
+                                          experimental_attributes={"_noinline": True})
         # A wrong dtype is refused by TensorFlow before any op runs, with a message of its own that names only the
         # function: the function's name carries the expected input, so that this message names it too.
         def serve(images):
             return self._serve(images)
 
         serve.__name__ = "expects_images_uint8_batch_{}_{}_{}".format(*self.image_shape)
-        self.serve = tf.function(serve, input_signature=[tf.TensorSpec(None, tf.uint8, name="images")])
+        self.serve = tf.function(serve, input_signature=[
+            tf.TensorSpec([None, *self.image_shape], tf.uint8, name="images")])
 
     def _serve(self, images):
-        images = check_images(images, self.image_shape)
+        images = self.checked_images(images)
         logits = tf.cast(self.model(self.preprocessor(images), training=False), tf.float32)
         probabilities = tf.nn.softmax(logits / self.temperature, axis=-1)
         class_id = tf.argmax(probabilities, axis=-1)

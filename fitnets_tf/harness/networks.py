@@ -100,9 +100,11 @@ def build_networks(config, info, strategy):
             fitnet = distiller(c, student, teacher, info, pairs)
         except ValueError as error:
             raise ConfigError(f"`hints`: {error}") from None
+    source = ("set by `hints`" if c.hints else "chosen automatically" if pairs == "auto"
+              else "the default pair of the architectures")
     for report in fitnet.pair_report:
-        logging.info("[fitnets] hint pair: guided %r %s <- hint %r %s, regressor %r (%s)%s", report["guided"],
-                     tuple(report["guided_shape"]), report["hint"], tuple(report["hint_shape"]),
-                     report["regressor"], report["regressor_reason"],
-                     f"; pairing: {report['pairing']}" if report["pairing"] else "")
+        reason = report["regressor_reason"] if pairs == "auto" else "the `regressor` setting"
+        logging.info("[fitnets] hint pair (%s): guided %r %s <- hint %r %s, regressor %r (%s)%s", source,
+                     report["guided"], tuple(report["guided_shape"]), report["hint"], tuple(report["hint_shape"]),
+                     report["regressor"], reason, f"; pairing: {report['pairing']}" if report["pairing"] else "")
     return Networks(teacher, student, fitnet, teacher_spec, student_spec)

@@ -254,7 +254,7 @@ class Experiment:
         """What results.json says about the run besides its rows."""
         c, counts = self.config, self.splits.num_examples
         return {
-            "experiment": c.experiment, "dataset": c.dataset, "command": self.command,
+            "experiment": c.run_name(), "dataset": c.dataset, "command": self.command,
             "num_classes": self.info.num_classes, "test_examples": counts.get("test"),
             "train_examples": counts.get("train"), "validation_examples": counts.get("validation"),
             "hint_pairs": [dataclasses.asdict(p) for p in self.distiller.hint_pairs],
