@@ -9,6 +9,7 @@ module is where those meet the command line: `as_flags` writes each field a mess
 and `show_library_progress` shows the library's progress lines.
 """
 
+import errno
 import gc
 import logging as std_logging
 import os
@@ -218,6 +219,8 @@ def refuse_empty_flagfile(argv, error_type):
 
 INTERRUPTED = ("interrupted (Ctrl-C): the checkpoints of every finished epoch are kept{where}; rerun the same "
                "command to resume.")
+DISK_FULL = ("error: the disk is full ({error}). The checkpoints of every finished epoch are kept{where} (a write "
+             "cut off is never the newest one read back); free some space and rerun the same command to resume.")
 TERMINATED = ("stopped (SIGTERM): the checkpoints of every finished epoch are kept{where}; rerun the same command "
               "to resume.")
 
@@ -255,11 +258,36 @@ def run_entry(main, directory_flag):
     except (DamagedCheckpointError, NonFiniteLossError) as error:
         code, line = 1, f"error: {as_flags(error)}"
     except KeyboardInterrupt as stop:
-        directory = FLAGS[directory_flag].value if FLAGS.is_parsed() else None
-        where = f" in {directory}" if directory else ""
+        where = _where(directory_flag)
         code, line = (143, TERMINATED.format(where=where)) if isinstance(stop, Terminated) else (
             130, INTERRUPTED.format(where=where))
+    except Exception as error:  # noqa: BLE001 (only a full disk is ours to explain; the rest is raised)
+        full = disk_full(error)
+        if full is None:
+            raise
+        code, line = 1, DISK_FULL.format(error=full, where=_where(directory_flag))
     exit_at_once(code, line)
+
+
+def _where(directory_flag):
+    directory = FLAGS[directory_flag].value if FLAGS.is_parsed() else None
+    return f" in {directory}" if directory else ""
+
+
+def disk_full(error):
+    """The words of a full disk (or quota) in `error` or in the errors it was raised from, else None. Python
+    reports it as OSError ENOSPC/EDQUOT; TensorFlow's file writes as an error whose message says so."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return f"{os.strerror(error.errno)}{': ' + error.filename if error.filename else ''}"
+        text = str(error)
+        for words in ("No space left on device", "Disk quota exceeded"):
+            if words in text:
+                return words
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def exit_at_once(code, line):

@@ -170,3 +170,37 @@ def tf_latest_checkpoint(stage_dir):
         if line.startswith("model_checkpoint_path:"):
             return line.split('"')[1]
     raise AssertionError(f"no checkpoint in {stage_dir}")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MB tmpfs (a digits teacher checkpoint takes 1.8 MB: the second one fills it), or a skip where the test
+    cannot mount one (not root, no tmpfs)."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount_point)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
+
+
+def test_a_full_disk_stops_with_one_line_and_the_same_command_resumes_once_space_is_freed(small_disk):
+    model_dir = str(small_disk / "run")
+    run = command(model_dir) + ["--teacher_epochs=3", "--verbose=2"]
+    full = subprocess.run(run, env=env(), capture_output=True, text=True, timeout=600)
+    assert full.returncode == 1, full.stderr[-3000:]
+    assert "Traceback" not in full.stderr, full.stderr[-3000:]
+    errors = [line for line in full.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: the disk is full (No space left on device"), errors
+    assert f"kept in {model_dir}" in errors[0] and "rerun the same command to resume" in errors[0]
+    assert tf_latest_checkpoint(os.path.join(model_dir, "checkpoints", "teacher")).endswith("ckpt-1")
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)  # space freed
+    again = subprocess.run(run, env=env(), capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "teacher: stage 'ce', 3 epochs (resuming at epoch 1)" in again.stderr
+    assert json.load(open(os.path.join(model_dir, "results.json")))["models"]
+    assert not [n for _, dirs, files in os.walk(model_dir) for n in dirs + files if n.startswith(".fitnets-tmp-")]

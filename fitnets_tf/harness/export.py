@@ -25,7 +25,7 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from fitnets_tf.io_utils import atomic_save, atomic_write_file
+from fitnets_tf.io_utils import atomic_save, atomic_write_file, scratch_prefix
 
 CLASS_NAMES_FILE = "class_names.txt"  # beside the exports (assets/ of the SavedModel, litert/): one name per line
 
@@ -125,7 +125,7 @@ def export_saved_model(model: keras.Model, preprocessor, path, class_names=None)
     name of each label (`class_names`; the label numbers when empty or None) served as `class_name` and written
     to `path`/assets/class_names.txt."""
     module = ServingModule(model, preprocessor, class_names=class_names)
-    with tempfile.TemporaryDirectory(prefix="fitnets-export-") as scratch:
+    with tempfile.TemporaryDirectory(prefix=scratch_prefix("export")) as scratch:
         names_file = os.path.join(scratch, CLASS_NAMES_FILE)
         write_class_names(names_file, module.class_names)
         # A tracked Asset: tf.saved_model.save copies the file into assets/ (and a reload points at that copy).

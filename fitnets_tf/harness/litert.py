@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from fitnets_tf.data.preprocessing import (CAFFE_MEAN_BGR, PREPROCESSING_KINDS, TORCH_MEAN_RGB,
                                            TORCH_STD_RGB, check_channels)
-from fitnets_tf.io_utils import atomic_save
+from fitnets_tf.io_utils import atomic_save, scratch_prefix
 from fitnets_tf.harness.litert_classifier import LiteRTClassifier
 from fitnets_tf.harness.timing import Candidate, time_interleaved
 
@@ -197,7 +197,7 @@ def convert(model, preprocessor, quantization, calibration_images=None):
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
     spec = tf.TensorSpec([1, *device.input_shape[1:]], tf.float32 if quantized else tf.uint8, name="images")
-    with tempfile.TemporaryDirectory(prefix="fitnets_litert_") as tmp:
+    with tempfile.TemporaryDirectory(prefix=scratch_prefix("litert")) as tmp:
         device.export(tmp, format="tf_saved_model", verbose=False, input_signature=[spec])
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
         if quantized:

@@ -22,7 +22,8 @@ from absl import logging
 from fitnets_tf.errors import ConfigError
 from fitnets_tf.harness.config import RunConfig, runtime_fields, unrecorded_settings
 from fitnets_tf.harness.run_lock import ModelDirInUseError, RunLock
-from fitnets_tf.io_utils import atomic_write_json, read_json
+from fitnets_tf.io_utils import (atomic_write_json, json_state, remove_dead_scratch, remove_leftover_temporaries,
+                                 scratch_prefix)
 
 RUN_CONFIG = "run_config.json"
 
@@ -92,7 +93,15 @@ def prepare_model_dir(config: RunConfig, lock=None):
     if lock is not None:
         _lock(config, lock)
     path = os.path.join(config.model_dir, RUN_CONFIG)
-    previous = read_json(path)
+    previous, damage = json_state(path, dict)
+    if damage is not None:
+        if not config.overwrite:
+            raise ConfigError(
+                f"`model_dir`: {path} is damaged ({damage}). It records which run {config.model_dir!r} holds, so "
+                "the run cannot be resumed safely without it: restore it (its settings are also in flags.cfg "
+                "there), choose another `model_dir`, or set `overwrite` to move the old run aside and start anew.")
+        _move_aside(config, lock)
+        previous = None
     if previous is not None:
         old, new = recorded_identity(previous), config.identity()
         if old != new:
@@ -108,6 +117,11 @@ def prepare_model_dir(config: RunConfig, lock=None):
         atomic_write_json(path, config.to_json())
     except OSError as error:
         raise _unusable(config, error) from None
+    # What a killed export, conversion or atomic write left: half-written temporaries here (the lock keeps every
+    # other run out), and the temporary directories of dead runs in the system's temp dir.
+    left = remove_leftover_temporaries(config.model_dir) + remove_dead_scratch()
+    if left:
+        logging.info("[fitnets] removed %d leftover(s) of an interrupted write: %s", len(left), ", ".join(left[:3]))
 
 
 def is_chief(strategy):
@@ -125,7 +139,7 @@ def worker_scratch(model_dir):
     """A temporary directory for a non-chief worker, removed on exit. To resume with the chief, the worker starts
     from the chief's checkpoints when it can read them (a shared file system), so that every worker restores the
     same stage and epoch."""
-    scratch = tempfile.mkdtemp(prefix="fitnets-worker-")
+    scratch = tempfile.mkdtemp(prefix=scratch_prefix("worker"))
     try:
         if os.path.isdir(os.path.join(model_dir, "checkpoints")):
             shutil.copytree(os.path.join(model_dir, "checkpoints"), os.path.join(scratch, "checkpoints"))

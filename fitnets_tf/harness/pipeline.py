@@ -47,7 +47,7 @@ from fitnets_tf.harness.report import (add_ratios, add_training_facts, measure_l
                                        plot_learning_curves, write_report)
 from fitnets_tf.harness.tensorboard import write_run_records
 from fitnets_tf.harness.training import accuracy, train_stage
-from fitnets_tf.io_utils import atomic_save, read_json
+from fitnets_tf.io_utils import atomic_save, move_aside_damaged, read_json, read_json_state, scratch_prefix
 from fitnets_tf.models.counting import count_multiplications
 from fitnets_tf.optimizers import OPTIMIZERS, build_optimizer
 from fitnets_tf.precision import compute_policy
@@ -297,7 +297,7 @@ class Experiment:
         names = [n for n in models if n in asked or n == "teacher"]
         out_dir = self.path("litert")
         os.makedirs(out_dir, exist_ok=True)
-        scratch = tempfile.mkdtemp(prefix="fitnets-litert-")
+        scratch = tempfile.mkdtemp(prefix=scratch_prefix("litert"))
         try:
             calibration = data_lib.images_to_numpy(self.splits.train, limit=litert.CALIBRATION_IMAGES)
             artifacts = [{"model": name, "format": fmt,
@@ -409,7 +409,12 @@ def _report_and_export(experiment, stage_results):
     what that run measured (test accuracies, latencies, stage_seconds, TensorBoard records, LiteRT files) and its
     export instead of measuring and exporting again. Returns the rows of results.json."""
     config = experiment.config
-    finished = read_json(experiment.path("results.json"))
+    finished = read_json_state(experiment.path("results.json"), dict, None, "the report is measured again")
+    if finished is not None and not isinstance(finished.get("models"), list):
+        moved = move_aside_damaged(experiment.path("results.json"))
+        logging.warning("[fitnets] results.json held no list of models; moved to %s, and the report is measured "
+                        "again.", moved)
+        finished = None
     kept = finished is not None and not experiment.trained
     if kept:
         rows = finished["models"]

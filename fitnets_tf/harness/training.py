@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.checkpoint import checkpoint_management
 
-from fitnets_tf.io_utils import atomic_write_json, read_json
+from fitnets_tf.io_utils import atomic_write_json, read_json_state
 
 
 MAX_TO_KEEP = 2  # checkpoints kept per stage: the newest, and the one before it in case the newest is damaged
@@ -223,7 +223,7 @@ class EarlyStopping:
         self.best_dir = os.path.join(stage_dir, "best")
         self.path = os.path.join(stage_dir, "early_stopping.json")
         # One state per finished epoch; those past the resumed epoch were never checkpointed.
-        self.states = read_json(self.path, [])[:resumed_epochs]
+        self.states = read_json_state(self.path, list, [], "early stopping counts anew")[:resumed_epochs]
 
     @property
     def state(self):
@@ -367,7 +367,8 @@ def train_stage(
         return done
     initial_epoch = int(epoch_var.numpy())
     history_path = os.path.join(stage_dir, "history.json")
-    history = read_json(history_path, {}) if initial_epoch else {}
+    history = read_json_state(history_path, dict, {}, "the records of the epochs before the resume are lost (their "
+                              "weights are in the checkpoint)") if initial_epoch else {}
     history = {k: v[:initial_epoch] for k, v in history.items()}
     stopper = None
     if patience and validation_data is not None:
@@ -397,7 +398,7 @@ def train_stage(
                 shuffle=False,  # the input pipeline shuffles (tf.data); Keras cannot shuffle a dataset
                 verbose=verbose,
             )
-    epochs_run = len(next(iter(history.values()), []))
+    epochs_run = max(len(next(iter(history.values()), [])), initial_epoch)  # a damaged history lost its records
     best_epoch = stopper.restore_best() if stopper is not None else None
     result = {"history": history, "epochs": epochs_run, "resumed_from": initial_epoch, "best_epoch": best_epoch,
               "seconds": time.perf_counter() - start}
@@ -424,11 +425,12 @@ def _restore_stage(distiller, stage_dir, name):
     )
     manager = tf.train.CheckpointManager(checkpoint, stage_dir, max_to_keep=MAX_TO_KEEP)
     done_path = os.path.join(stage_dir, "done.json")
-    finished = os.path.exists(done_path)
+    done = read_json_state(done_path, dict, None, "the stage's record is rebuilt from its checkpoint and history")
+    finished = done is not None
     newest = manager.latest_checkpoint
     manager, restored = restore_newest_readable(checkpoint, manager, stage_dir, name, strict=not finished)
     if finished and restored == newest:
-        return manager, epoch_var, {**read_json(done_path), "skipped": True}
+        return manager, epoch_var, {**done, "skipped": True}
     if finished:
         os.remove(done_path)
         logging.warning("[fitnets] %s: the stage had finished, but its final checkpoint was unreadable; training "
