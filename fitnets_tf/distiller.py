@@ -50,6 +50,9 @@ __all__ = ["Distiller", "HintPair", "KDLambdaCallback", "global_batch_size", "ca
 
 logger = logging.getLogger(__name__)
 
+# An automatic regressor ("auto") has at most this share of the student's parameters (see `choose_regressor`).
+REGRESSOR_SHARE = 0.25
+
 
 @dataclasses.dataclass(frozen=True)
 class HintPair:
@@ -169,7 +172,8 @@ class Distiller(SkipSymbolicBuild, keras.Model):
             raise ValueError(f"hint_pairs must be HintPairs or 'auto'. Received: hint_pairs={hint_pairs!r}")
         if self.teacher is None:
             raise ValueError("Hint pairs need a teacher. Received: teacher=None")
-        guided, hint, self.pairing = taps.auto_pair(self.student, self.teacher, self.image_shape)
+        guided, hint, self.pairing = taps.auto_pair(self.student, self.teacher, self.image_shape,
+                                                    REGRESSOR_SHARE * self.student.count_params())
         logger.info("Automatic hint pair: %s.", self.pairing)
         return [HintPair(guided, hint, "auto")]
 
@@ -181,8 +185,9 @@ class Distiller(SkipSymbolicBuild, keras.Model):
         guided_shape = self._tap_shape(student, guided)
         hint_shape = self._tap_shape(teacher, hint)
         kind, reason = pair.regressor, "as given in the pair"
-        if kind == "auto":
-            kind, reason = choose_regressor(guided_shape, hint_shape)
+        if kind == "auto":  # never a regressor that outweighs a share of the student it guides
+            kind, reason = choose_regressor(guided_shape, hint_shape,
+                                            max_weights=REGRESSOR_SHARE * student.count_params())
             logger.info("Regressor of pair %s <- %s: '%s' (%s).", guided.name, hint.name, kind, reason)
         self.hint_pairs.append(HintPair(guided.name, hint.name, kind))  # the resolved references
         self.pair_report.append({

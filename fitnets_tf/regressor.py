@@ -38,13 +38,27 @@ def regressor_kernel(guided_shape, hint_shape):
     return tuple(int(g) - int(h) + 1 for g, h in zip(guided_shape[1:3], hint_shape[1:3]))
 
 
-def choose_regressor(guided_shape, hint_shape):
-    """The "auto" regressor: (kind, reason). The paper's "conv" when both are maps and k = N_g - N_h + 1 >= 1;
-    "resize" for two maps it cannot map; "dense" when one side is not a 4-D map."""
+def conv_regressor_weights(guided_shape, hint_shape, kernel=None):
+    """The weights (kernel and bias) of a conv regressor of `kernel` (default: the paper's) between two maps."""
+    kernel = kernel or regressor_kernel(guided_shape, hint_shape)
+    return math.prod(kernel) * int(guided_shape[-1]) * int(hint_shape[-1]) + int(hint_shape[-1])
+
+
+def choose_regressor(guided_shape, hint_shape, max_weights=None):
+    """The "auto" regressor: (kind, reason). The paper's "conv" when both are maps, k = N_g - N_h + 1 >= 1 and its
+    weights stay within `max_weights` (None: no limit); "resize" (resize to the hint's size, then a 1x1 conv) for
+    two maps it cannot map, or when its kernel would outweigh that limit; "dense" when one side is not a 4-D map."""
     if len(guided_shape) == 4 and len(hint_shape) == 4:
         kernel = regressor_kernel(guided_shape, hint_shape)
         if min(kernel) >= 1:
-            return "conv", f"the paper's rule applies: kernel N_g - N_h + 1 = {kernel}"
+            weights = conv_regressor_weights(guided_shape, hint_shape, kernel)
+            if max_weights is None or weights <= max_weights or kernel == (1, 1):
+                return "conv", f"the paper's rule applies: kernel N_g - N_h + 1 = {kernel}"
+            resized = conv_regressor_weights(guided_shape, hint_shape, (1, 1))
+            return "resize", (f"the paper's conv regressor would need a {kernel} kernel, {weights:,} weights, more "
+                              f"than the limit of {int(max_weights):,} (a share of the student's parameters); the "
+                              f"guided map {tuple(guided_shape[1:3])} is resized to the hint's "
+                              f"{tuple(hint_shape[1:3])} and a 1x1 conv maps the channels ({resized:,} weights)")
         return "resize", (f"the hint map {tuple(hint_shape[1:3])} is larger than the guided map "
                           f"{tuple(guided_shape[1:3])} on some axis (kernel {kernel}), so the guided map is resized "
                           "to the hint's size and a 1x1 conv maps the channels")

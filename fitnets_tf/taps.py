@@ -368,9 +368,13 @@ def candidate_taps(model, input_shape=None, prefix=""):
     return found
 
 
-def auto_pair(student, teacher, input_shape):
-    """The paper's choice of a pair: the teacher's middle layer as hint and the student's middle layer as guided
-    layer, among layers whose map is at least as large as the hint's (so the paper's conv regressor applies).
+def auto_pair(student, teacher, input_shape, max_regressor_weights=None):
+    """The paper's choice of a pair, for any two models: the teacher's middle layer as hint and the student's
+    middle layer as guided layer. Preferred: the pair of equal resolution nearest the middle of both models whose
+    1x1 regressor has at most `max_regressor_weights` weights (None: no limit) - the cheapest regressor, and the
+    paper's own situation (its guided and hint maps have similar sizes). Else the teacher's middle layer with the
+    student's middle map among those at least as large as the hint's (so the paper's conv regressor applies), else
+    the student's middle.
 
     Returns (guided reference, hint reference, a sentence saying why). Raises ValueError when a model has no 4-D
     intermediate output."""
@@ -380,15 +384,31 @@ def auto_pair(student, teacher, input_shape):
         if not taps:
             raise ValueError(f"automatic pairing: the {role} '{model.name}' exposes no 4-D intermediate output. "
                              "Give the pair explicitly (HintPair, or `hints` as guided:hint pairs).")
-    hint, hint_shape = teacher_taps[(len(teacher_taps) - 1) // 2]
-    middle = (len(student_taps) - 1) // 2
-    fits = [i for i, (_, s) in enumerate(student_taps) if regressor_refusal(s, hint_shape, "conv") is None]
-    if fits:
-        index = min(fits, key=lambda i: (abs(i - middle), -i))
-        why = "middle of each model among student maps at least as large as the hint's"
+    teacher_middle, middle = (len(teacher_taps) - 1) // 2, (len(student_taps) - 1) // 2
+
+    def one_by_one_weights(g, h):
+        return int(g[-1]) * int(h[-1]) + int(h[-1])
+
+    equal = [(t, i) for t, (_, h) in enumerate(teacher_taps) for i, (_, g) in enumerate(student_taps)
+             if tuple(g[1:3]) == tuple(h[1:3]) and (max_regressor_weights is None or one_by_one_weights(
+                 g, teacher_taps[t][1]) <= max_regressor_weights)]
+    if equal:
+        t, index = min(equal, key=lambda p: (abs(p[0] - teacher_middle) / len(teacher_taps)
+                                             + abs(p[1] - middle) / len(student_taps), -p[1]))
+        hint, hint_shape = teacher_taps[t]
+        why = ("the pair of equal resolution nearest the middle of each model"
+               + ("" if max_regressor_weights is None else
+                  f" whose 1x1 regressor stays within {int(max_regressor_weights):,} weights"))
     else:
-        index = middle
-        why = "middle of each model; no student map is as large as the hint's, so the regressor must resize"
+        hint, hint_shape = teacher_taps[teacher_middle]
+        fits = [i for i, (_, s) in enumerate(student_taps) if regressor_refusal(s, hint_shape, "conv") is None]
+        if fits:
+            index = min(fits, key=lambda i: (abs(i - middle), -i))
+            why = ("middle of each model among student maps at least as large as the hint's (no pair of equal "
+                   "resolution within the regressor limit)")
+        else:
+            index = middle
+            why = "middle of each model; no student map is as large as the hint's, so the regressor must resize"
     guided, guided_shape = student_taps[index]
     return guided, hint, (f"teacher layer {teacher_taps.index((hint, hint_shape)) + 1}/{len(teacher_taps)} "
                           f"{hint!r} {hint_shape}, student layer {index + 1}/{len(student_taps)} {guided!r} "

@@ -209,3 +209,54 @@ def test_ratios_compare_each_file_with_the_teacher_file_of_the_same_format():
     assert fitnet_int8["speedup_fraction_of_multiplication_ratio"] == 0.4
     assert rows[2]["speedup_vs_teacher"] == 10.0 and rows[0]["speedup_vs_teacher"] == 1.0
     assert fitnet_int8["accuracy_change_vs_keras_points"] == pytest.approx(-10.5)
+
+
+def outlier_model_and_data(n=300, seed=0):
+    """8x8x1 images whose class (0..2) is a bright pixel in row 0, and a model that reads it exactly but also
+    carries one activation 400x larger (from pixel 63): per-tensor int8 activations then lose the class signal,
+    int16 activations keep it."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 40, (n, 8, 8, 1)).astype(np.uint8)
+    labels = rng.integers(0, 3, n)
+    images[np.arange(n), 0, labels, 0] = 120
+    images[:, 7, 7, 0] = rng.integers(0, 256, n)
+    inputs = keras.Input((8, 8, 1))
+    hidden = keras.layers.Dense(4, use_bias=False, name="hidden")
+    logits = keras.layers.Dense(3, use_bias=False, name="logits")
+    model = keras.Model(inputs, logits(hidden(keras.layers.Flatten()(inputs))))
+    kernel = np.zeros((64, 4), np.float32)
+    kernel[0, 0] = kernel[1, 1] = kernel[2, 2] = 1.0
+    kernel[63, 3] = 400.0
+    out = np.zeros((4, 3), np.float32)
+    out[0, 0] = out[1, 1] = out[2, 2] = 1.0
+    out[3, :] = 0.001
+    hidden.set_weights([kernel])
+    logits.set_weights([out])
+    return model, images, labels
+
+
+def test_an_int8_file_that_loses_accuracy_falls_back_to_int16_activations(tmp_path):
+    model, images, labels = outlier_model_and_data()
+    pre = Preprocessor.fit("scale")
+    full_integer = litert.accuracy_of(litert.convert(model, pre, "int8", images[:100]), images, labels)
+    assert full_integer < 0.6  # the failure the guard exists for (1.0 in float32)
+    path = str(tmp_path / "m_int8.tflite")
+    record = litert.write_int8_within_tolerance(model, pre, path, images[:100], images[100:], labels[100:], 1.0,
+                                                more_calibration_images=images)
+    assert [t["activations"] for t in record["tried"]] == ["int8", "int8", "int16"]
+    assert [t["calibration_images"] for t in record["tried"]] == [100, 300, 100]
+    assert record["activations"] == "int16" and record["within_tolerance"] and record["validation_accuracy"] == 1.0
+    runner = LiteRTClassifier(path)  # the file written is the int16 one, still taking raw uint8 pixels
+    assert np.mean(runner.predict(images)["class_id"] == labels) == 1.0
+
+
+def test_an_int8_file_no_fall_back_can_save_is_kept_best_and_said(tmp_path):
+    from fitnets_tf.harness.report import int8_notes
+
+    model, images, labels = outlier_model_and_data()
+    record = litert.write_int8_within_tolerance(model, Preprocessor.fit("scale"), str(tmp_path / "m.tflite"),
+                                                images[:100], images, labels, 1.0, tolerance=-0.5)  # unreachable
+    assert not record["within_tolerance"] and len(record["tried"]) == 2
+    assert record["validation_accuracy"] == max(t["validation_accuracy"] for t in record["tried"])
+    (line, _) = int8_notes([{"model": "fitnet", "int8_check": {**record, "checked_on": "validation"}}])
+    assert line.startswith(f"- **fitnet int8 is {record['loss_points']:.2f} points below its float32 file**")

@@ -108,6 +108,14 @@ def test_auto_takes_the_paper_rule_where_it_applies_and_says_why(guided, hint, k
     assert tuple(regressor(np.ones((1, *guided[1:]), "float32")).shape) == (1, *hint[1:])
 
 
+def test_auto_resizes_instead_of_a_conv_kernel_over_the_weight_limit():
+    guided, hint = (None, 16, 16, 64), (None, 2, 2, 192)  # the paper's conv: 15x15x64x192 = 2.8M weights
+    assert choose_regressor(guided, hint)[0] == "conv"
+    kind, reason = choose_regressor(guided, hint, max_weights=100_000)
+    assert kind == "resize" and "(15, 15) kernel, 2,764,992 weights" in reason and "12,480 weights" in reason
+    assert choose_regressor((None, 4, 4, 64), (None, 4, 4, 192), max_weights=10)[0] == "conv"  # 1x1: always
+
+
 def test_relu6_hint_of_keras_applications():
     assert hint_nonlinearity(keras.layers.ReLU(6.0)) == ("relu6", 1)
     assert hint_nonlinearity(keras.layers.ReLU()) == ("relu", 1)

@@ -222,9 +222,11 @@ def test_automatic_pairing_takes_the_middle_layers_with_a_mappable_pair_and_repo
     student_taps = [name for name, _ in taps.candidate_taps(student)]
     assert student_taps == [f"c{i}" for i in range(1, 8)]
     (report,) = distiller.pair_report
-    assert report["hint"] == teacher_taps[(len(teacher_taps) - 1) // 2][0]
-    assert report["guided_shape"][0] >= report["hint_shape"][0] and report["regressor"] == "conv"
-    assert report["guided"] in student_taps and "middle" in report["pairing"]
+    # The teacher's middle is a 2x2 map no student map matches; the nearest pair of equal resolution is taken.
+    assert teacher_taps[(len(teacher_taps) - 1) // 2][1][1:3] == (2, 2)
+    assert report["hint"] in [name for name, _ in teacher_taps]
+    assert report["guided_shape"][:2] == report["hint_shape"][:2] and report["regressor"] == "conv"
+    assert report["guided"] in student_taps and "the pair of equal resolution nearest the middle" in report["pairing"]
     t0, s0 = snapshot(teacher), snapshot(student)
     run_stage(distiller, "hint", epochs=1)
     guided_index = student_taps.index(report["guided"]) + 1
@@ -276,3 +278,46 @@ def test_automatic_pairing_on_a_subclassed_student_uses_its_protocol_names():
     (report,) = distiller.pair_report
     assert report["guided"] in SubclassedStudent.intermediate_names
     assert report["guided_shape"][0] >= report["hint_shape"][0]
+
+
+def strided_student(widths=(16, 24, 32, 48, 64, 96), seed=2):
+    """A thin student whose maps halve every layer from 32x32 (16, 8, 4, 2, 1): every resolution of a backbone."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(SHAPE)
+    h = inputs
+    for i, width in enumerate(widths, start=1):
+        h = keras.layers.Conv2D(width, 3, strides=2 if i > 1 else 1, padding="same", activation="relu",
+                                name=f"s{i}")(h)
+    return keras.Model(inputs, keras.layers.Dense(CLASSES)(keras.layers.GlobalAveragePooling2D()(h)),
+                       name="strided")
+
+
+@pytest.mark.parametrize("backbone", ["MobileNetV2", "EfficientNetB0"])
+def test_automatic_pairing_on_real_backbones_takes_the_hints_resolution_and_a_small_regressor(backbone):
+    from fitnets_tf.distiller import REGRESSOR_SHARE
+
+    model = getattr(keras.applications, backbone)(weights=None, input_shape=SHAPE, classes=CLASSES,
+                                                  classifier_activation=None)
+    student = strided_student()
+    distiller = Distiller(student, model, hint_pairs="auto")
+    (report,) = distiller.pair_report
+    assert report["guided_shape"][:2] == report["hint_shape"][:2], report  # same resolution: a 1x1 regressor
+    assert "the pair of equal resolution nearest the middle" in report["pairing"]
+    (regressor,) = distiller.regressors
+    assert regressor.count_params() <= REGRESSOR_SHARE * student.count_params()
+
+
+def test_an_automatic_regressor_never_outweighs_a_quarter_of_the_student():
+    from fitnets_tf.distiller import REGRESSOR_SHARE
+
+    teacher = mobilenet_teacher(classifier_activation=None)
+    student = strided_student(widths=(16, 64, 64, 64, 64, 64))  # s2: 16x16x64, the hint block_6_expand_relu 4x4
+    hint = f"{BACKBONE}/block_6_expand_relu"
+    distiller = Distiller(student, teacher, hint_pairs=[HintPair("s2", hint, "auto")])
+    (report,) = distiller.pair_report
+    assert report["hint_shape"][:2] == [4, 4] and report["guided_shape"][:2] == [16, 16]
+    # The paper's conv would be 13x13x64x(hint channels): far over a quarter of the student.
+    assert report["regressor"] == "resize" and "more than the limit" in report["regressor_reason"]
+    (regressor,) = distiller.regressors
+    assert regressor.count_params() <= REGRESSOR_SHARE * student.count_params()
+    run_stage(distiller, "hint", epochs=1)

@@ -34,7 +34,11 @@ from fitnets_tf.harness.litert_classifier import LiteRTClassifier
 from fitnets_tf.harness.timing import Candidate, time_interleaved
 
 FORMATS = ("float32", "int8")
+ACTIVATIONS = ("int8", "int16")  # of an int8 file: full-integer, or TFLite's 16x8 (int8 weights, int16 activations)
 CALIBRATION_IMAGES = 300
+INT8_TOLERANCE = 0.01  # an int8 file may fall at most 1 point below its float32 file on the validation split
+INT8_CHECK_IMAGES = 2000  # the validation images that check it
+MORE_CALIBRATION = 4  # the first fall-back calibrates on this many times CALIBRATION_IMAGES
 
 
 @keras.saving.register_keras_serializable(package="fitnets_tf")
@@ -179,14 +183,23 @@ def calibration_set(images, count=CALIBRATION_IMAGES):
     return chosen
 
 
-def convert(model, preprocessor, quantization, calibration_images=None):
+def convert(model, preprocessor, quantization, calibration_images=None, activations="int8"):
     """The `.tflite` bytes of `model` with `preprocessor` inside; `quantization` is "float32" or "int8".
+
+    `activations` (int8 only): "int8" (full-integer: uint8 input of scale 1, uint8 probabilities) or "int16"
+    (int8 weights with int16 activations, TFLite's 16x8 scheme: finer activations where int8 loses accuracy; the
+    input stays raw uint8 pixels, cast inside, and the probabilities float32; an op without a 16x8 kernel stays
+    float).
 
     Raises ValueError when int8 is asked without calibration images, or when the converted int8 input does not
     read raw pixels (scale 1, zero point 0).
     """
     if quantization not in FORMATS:
         raise ValueError(f"quantization must be one of {FORMATS}. Received: quantization={quantization!r}")
+    if activations not in ACTIVATIONS:
+        raise ValueError(f"activations must be one of {ACTIVATIONS}. Received: activations={activations!r}")
+    if activations == "int16" and quantization == "int8":
+        return _convert_16x8(model, preprocessor, calibration_images)
     quantized = quantization == "int8"
     if quantized and calibration_images is None:
         raise ValueError("int8 conversion needs calibration_images: raw uint8 training images [N, H, W, C].")
@@ -220,9 +233,30 @@ def convert(model, preprocessor, quantization, calibration_images=None):
     return content
 
 
-def write_tflite(model, preprocessor, path, quantization, calibration_images=None):
-    """Converts (see `convert`) and writes `path` atomically; returns `path`."""
-    content = convert(model, preprocessor, quantization, calibration_images)
+def _convert_16x8(model, preprocessor, calibration_images):
+    """int8 weights, int16 activations (see `convert`): a uint8-input device model, calibrated on the raw images."""
+    if calibration_images is None:
+        raise ValueError("int8 conversion needs calibration_images: raw uint8 training images [N, H, W, C].")
+    previous_policy = keras.mixed_precision.global_policy().name
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        device = build_device_model(model, preprocessor, quantized=False)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+    calibration = np.clip(calibration_set(calibration_images), 0, 255).astype(np.uint8)
+    spec = tf.TensorSpec([1, *device.input_shape[1:]], tf.uint8, name="images")
+    with tempfile.TemporaryDirectory(prefix=scratch_prefix("litert")) as tmp:
+        device.export(tmp, format="tf_saved_model", verbose=False, input_signature=[spec])
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([image[None]] for image in calibration)
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+        return converter.convert()
+
+
+def write_bytes(path, content):
+    """Writes `content` to `path` atomically; returns `path`."""
 
     def save(tmp):
         with open(tmp, "wb") as f:
@@ -230,6 +264,53 @@ def write_tflite(model, preprocessor, path, quantization, calibration_images=Non
 
     atomic_save(path, save)
     return path
+
+
+def write_tflite(model, preprocessor, path, quantization, calibration_images=None, activations="int8"):
+    """Converts (see `convert`) and writes `path` atomically; returns `path`."""
+    return write_bytes(path, convert(model, preprocessor, quantization, calibration_images, activations))
+
+
+def accuracy_of(content, images, labels):
+    """The accuracy of `.tflite` bytes on raw uint8 images, through the LiteRT runtime."""
+    with tempfile.TemporaryDirectory(prefix=scratch_prefix("litert")) as tmp:
+        path = os.path.join(tmp, "candidate.tflite")
+        with open(path, "wb") as f:
+            f.write(content)
+        return float(np.mean(LiteRTClassifier(path, num_threads=1).predict(images)["class_id"] == np.asarray(labels)))
+
+
+def write_int8_within_tolerance(model, preprocessor, path, calibration_images, check_images, check_labels,
+                                float32_accuracy, more_calibration_images=None, tolerance=INT8_TOLERANCE):
+    """Writes the int8 file of `model` at `path`, never silently worse than its float32 file.
+
+    The full-integer file is measured on `check_images` (the validation split); when it falls more than
+    `tolerance` below `float32_accuracy` (the float32 file's on the same images), the fall-backs are tried in
+    order: calibrated on `more_calibration_images`, then int16 activations with int8 weights. The first within
+    `tolerance` is written; if none is, the most accurate one, and the record says what it lost.
+
+    Returns the record: {"activations", "calibration_images", "validation_accuracy",
+    "float32_validation_accuracy", "loss_points", "within_tolerance", "tried": [...]}.
+    """
+    candidates = [("int8", calibration_images)]
+    if more_calibration_images is not None and len(more_calibration_images) > len(calibration_images):
+        candidates.append(("int8", more_calibration_images))
+    candidates.append(("int16", calibration_images))
+    tried, best = [], None
+    for activations, images in candidates:
+        content = convert(model, preprocessor, "int8", images, activations=activations)
+        accuracy = accuracy_of(content, check_images, check_labels)
+        entry = {"activations": activations, "calibration_images": int(len(images)), "validation_accuracy": accuracy}
+        tried.append(entry)
+        if best is None or accuracy > best[0]["validation_accuracy"]:
+            best = (entry, content)
+        if float32_accuracy - accuracy <= tolerance:
+            break
+    entry, content = best
+    write_bytes(path, content)
+    loss = float32_accuracy - entry["validation_accuracy"]
+    return {**entry, "float32_validation_accuracy": float32_accuracy, "loss_points": 100.0 * loss,
+            "within_tolerance": bool(loss <= tolerance), "tried": tried}
 
 
 # ------------------------------------------------------------------------------------------------- inspection

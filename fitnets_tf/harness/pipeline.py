@@ -319,25 +319,76 @@ class Experiment:
                 "artifacts": rows}
 
     def _measure_litert(self, models, artifacts, calibration):
-        """Converts each artifact's model (int8: calibrated on `calibration`) and measures it on the test split
-        against its Keras model's predictions."""
+        """Converts each artifact's model (int8: calibrated on `calibration`, and never silently worse than its
+        float32 file: `litert.write_int8_within_tolerance`) and measures it on the test split against its Keras
+        model's predictions."""
         # Bounded memory: at most LITERT_TEST_BYTES of test images (uint8 + float32), all of a small data set.
         limit = max(1, LITERT_TEST_BYTES // (5 * int(np.prod(self.info.image_shape))))
-        batches = list(self.splits.test.take(limit).batch(1024).as_numpy_iterator())
-        images = np.concatenate([x for x, _ in batches])
-        labels = np.concatenate([y for _, y in batches])
+        images, labels = _arrays(self.splits.test, limit)
         self._litert_test_images = len(labels)
         inputs = self.inputs.preprocessor(images).numpy()
-        reference = {}
+        reference, checks, float32_accuracy = {}, {}, {}
+        check_images = check_labels = more_calibration = None
         for artifact in artifacts:
             name = artifact["model"]
             if name not in reference:
                 # the run's batch: a 224x224 teacher's activations at batch 256 took gigabytes
                 reference[name] = np.argmax(models[name].predict(inputs, batch_size=self.config.batch_size,
                                                                  verbose=0), axis=-1)
-            litert.write_tflite(models[name], self.inputs.preprocessor, artifact["path"], artifact["format"],
-                                calibration)
-        return litert.measure(artifacts, images, labels, reference, rounds=max(self.config.latency_runs, 1))
+            if artifact["format"] != "int8":
+                litert.write_tflite(models[name], self.inputs.preprocessor, artifact["path"], artifact["format"])
+                continue
+            if check_images is None:
+                check_images, check_labels, checked_on = self._int8_check_images(limit)
+                more_calibration = data_lib.images_to_numpy(
+                    self.splits.train, limit=litert.MORE_CALIBRATION * litert.CALIBRATION_IMAGES)
+            if name not in float32_accuracy:  # its float32 file (written just before, when asked), else made now
+                written = [a["path"] for a in artifacts if a["model"] == name and a["format"] == "float32"]
+                content = (open(written[0], "rb").read() if written and os.path.exists(written[0]) else
+                           litert.convert(models[name], self.inputs.preprocessor, "float32"))
+                float32_accuracy[name] = litert.accuracy_of(content, check_images, check_labels)
+            record = litert.write_int8_within_tolerance(
+                models[name], self.inputs.preprocessor, artifact["path"], calibration, check_images, check_labels,
+                float32_accuracy[name], more_calibration)
+            checks[artifact["path"]] = {**record, "checked_on": checked_on}
+            self._log_int8(name, checks[artifact["path"]])
+        rows = litert.measure(artifacts, images, labels, reference, rounds=max(self.config.latency_runs, 1))
+        for row in rows:
+            if row["path"] in checks:
+                row["int8_check"] = checks[row["path"]]
+        return rows
+
+    def _int8_check_images(self, limit):
+        """The images an int8 file is checked on: the validation split (at most `limit` images), else training
+        images past the calibration ones."""
+        if self.splits.validation is not None and self.splits.num_examples.get("validation"):
+            return (*_arrays(self.splits.validation, min(limit, litert.INT8_CHECK_IMAGES)), "validation")
+        rest = self.splits.train.skip(litert.MORE_CALIBRATION * litert.CALIBRATION_IMAGES)
+        images, labels = _arrays(rest, min(limit, litert.INT8_CHECK_IMAGES))
+        if not len(labels):
+            images, labels = _arrays(self.splits.train, min(limit, litert.INT8_CHECK_IMAGES))
+        return images, labels, "train"
+
+    @staticmethod
+    def _log_int8(name, record):
+        tried = ", ".join(f"{t['activations']} activations / {t['calibration_images']} calibration images: "
+                          f"{100 * t['validation_accuracy']:.2f}%" for t in record["tried"])
+        if not record["within_tolerance"]:
+            logging.warning("[fitnets] LiteRT int8 file of %s: %.2f points below its float32 file on the %s "
+                            "images (%.2f%% vs %.2f%%) after every fall-back (%s); written anyway, and said in "
+                            "results.md", name, record["loss_points"], record["checked_on"],
+                            100 * record["validation_accuracy"], 100 * record["float32_validation_accuracy"], tried)
+        elif len(record["tried"]) > 1:
+            logging.info("[fitnets] LiteRT int8 file of %s: the full-integer file lost more than %.0f point; "
+                         "written with the fall-back %s", name, 100 * litert.INT8_TOLERANCE, tried)
+
+
+def _arrays(ds, limit):
+    """(uint8 images [N, H, W, C], labels [N]) of the first `limit` examples of an unbatched dataset."""
+    batches = list(ds.take(limit).batch(1024).as_numpy_iterator())
+    if not batches:
+        return np.zeros((0,), np.uint8), np.zeros((0,), np.int64)
+    return np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches])
 
 
 def run(config: RunConfig, strategy=None, command="", on_ready=None):

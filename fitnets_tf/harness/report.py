@@ -161,12 +161,36 @@ def litert_table(rows):
     for r in rows:
         ratios = [r.get(k) for k in ("speedup_vs_teacher", "compression_vs_teacher", "multiplication_ratio")]
         fraction = r.get("speedup_fraction_of_multiplication_ratio")
-        cells = [r["model"], r["format"], f"{100 * r['test_accuracy']:.2f}",
+        scheme = " (int16 activations)" if (r.get("int8_check") or {}).get("activations") == "int16" else ""
+        cells = [r["model"], r["format"] + scheme, f"{100 * r['test_accuracy']:.2f}",
                  f"{r['accuracy_change_vs_keras_points']:+.2f}", f"{100 * r['agreement_with_keras']:.2f}",
                  f"{r['size_bytes'] / 1024:.1f}", f"{r['latency_ms_per_image']:.4f}",
                  *["-" if v is None else f"{v:.2f}x" for v in ratios], "-" if fraction is None else f"{fraction:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def int8_notes(rows):
+    """The lines results.md says of int8 files checked against their float32 files: a fall-back that was used, or
+    a file that stayed more than the tolerance below its float32 file."""
+    notes = []
+    for r in rows:
+        check = r.get("int8_check")
+        if not check or (check["within_tolerance"] and len(check["tried"]) == 1):
+            continue
+        tried = "; ".join(f"{t['activations']} activations, {t['calibration_images']} calibration images: "
+                          f"{100 * t['validation_accuracy']:.2f}%" for t in check["tried"])
+        kept = (f"{check['activations']} activations, {check['calibration_images']} calibration images "
+                f"({100 * check['validation_accuracy']:.2f}% against {100 * check['float32_validation_accuracy']:.2f}%"
+                f" for float32 on the {check['checked_on']} images)")
+        if check["within_tolerance"]:
+            notes.append(f"- {r['model']} int8: the full-integer file lost more than 1 point on the "
+                         f"{check['checked_on']} images; written with {kept}. Tried: {tried}.")
+        else:
+            notes.append(f"- **{r['model']} int8 is {check['loss_points']:.2f} points below its float32 file** on "
+                         f"the {check['checked_on']} images after every fall-back; written with {kept}. Tried: "
+                         f"{tried}. Ship the float32 file where that loss matters.")
+    return [*notes, ""] if notes else []
 
 
 def write_report(path_json, path_md, rows, run_info, batch_sizes):
@@ -194,5 +218,5 @@ def write_report(path_json, path_md, rows, run_info, batch_sizes):
                  "class) over the whole test split, raw uint8 images in. Speed-up, compression (file size) and "
                  "multiplication ratio against the teacher's file of the same format; int8: full-integer, "
                  f"calibrated on {litert['calibration_images']} training images. Files without a path were made "
-                 "only for this comparison.", ""]
+                 "only for this comparison.", "", *int8_notes(litert["artifacts"])]
     atomic_write_text(path_md, "\n".join(text))
