@@ -24,6 +24,7 @@ Layout of `model_dir`:
 """
 
 import dataclasses
+import math
 import os
 import shutil
 import tempfile
@@ -324,7 +325,7 @@ class Experiment:
         model's predictions."""
         # Bounded memory: at most LITERT_TEST_BYTES of test images (uint8 + float32), all of a small data set.
         limit = max(1, LITERT_TEST_BYTES // (5 * int(np.prod(self.info.image_shape))))
-        images, labels = _arrays(self.splits.test, limit)
+        images, labels = _arrays(_spread(self.splits.test, self.splits.num_examples.get("test"), limit), limit)
         self._litert_test_images = len(labels)
         inputs = self.inputs.preprocessor(images).numpy()
         reference, checks, float32_accuracy = {}, {}, {}
@@ -362,7 +363,9 @@ class Experiment:
         """The images an int8 file is checked on: the validation split (at most `limit` images), else training
         images past the calibration ones."""
         if self.splits.validation is not None and self.splits.num_examples.get("validation"):
-            return (*_arrays(self.splits.validation, min(limit, litert.INT8_CHECK_IMAGES)), "validation")
+            count = min(limit, litert.INT8_CHECK_IMAGES)
+            spread = _spread(self.splits.validation, self.splits.num_examples.get("validation"), count)
+            return (*_arrays(spread, count), "validation")
         rest = self.splits.train.skip(litert.MORE_CALIBRATION * litert.CALIBRATION_IMAGES)
         images, labels = _arrays(rest, min(limit, litert.INT8_CHECK_IMAGES))
         if not len(labels):
@@ -381,6 +384,14 @@ class Experiment:
         elif len(record["tried"]) > 1:
             logging.info("[fitnets] LiteRT int8 file of %s: the full-integer file lost more than %.0f point; "
                          "written with the fall-back %s", name, 100 * litert.INT8_TOLERANCE, tried)
+
+
+def _spread(ds, count, limit):
+    """Every k-th example of `ds` (of `count` examples), so that at most about `limit` are taken from all of it: a
+    folder's splits are in class order, and their first examples would be a few classes only."""
+    if not count or count <= limit:
+        return ds
+    return ds.shard(math.ceil(count / limit), 0)
 
 
 def _arrays(ds, limit):

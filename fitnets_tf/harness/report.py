@@ -215,8 +215,9 @@ def write_report(path_json, path_md, rows, run_info, batch_sizes):
                  litert_table(litert["artifacts"]), "",
                  f"Runtime: {litert['runtime']}, batch {litert['batch_size']}, {litert['threads']} thread; latency: "
                  f"{litert['latency']}. Accuracy and agreement (fraction of test images given the Keras model's "
-                 "class) over the whole test split, raw uint8 images in. Speed-up, compression (file size) and "
-                 "multiplication ratio against the teacher's file of the same format; int8: full-integer, "
+                 f"class) over {litert.get('test_images')} test images (all of the split, or every k-th of a large "
+                 "one), raw uint8 images in. Speed-up, compression (file size) and multiplication ratio against the "
+                 "teacher's file of the same format; int8: full-integer (or a fall-back, said below), "
                  f"calibrated on {litert['calibration_images']} training images. Files without a path were made "
                  "only for this comparison.", "", *int8_notes(litert["artifacts"])]
     atomic_write_text(path_md, "\n".join(text))
