@@ -219,6 +219,14 @@ class Distiller(SkipSymbolicBuild, keras.Model):
         return tuple(taps.output_shapes(cut, self.image_shape)[0])
 
     # ----------------------------------------------------------------------------------------------- set-up
+    def fit(self, *args, **kwargs):
+        """`keras.Model.fit`; a tf.data dataset is shuffled by its own pipeline, so `shuffle` defaults to False for
+        it (Keras would warn at every call that it ignores its default shuffle=True)."""
+        x = kwargs.get("x", args[0] if args else None)
+        if isinstance(x, tf.data.Dataset) and "shuffle" not in kwargs and len(args) < 9:
+            kwargs["shuffle"] = False
+        return super().fit(*args, **kwargs)
+
     def compile(self, optimizer="rmsprop", stage="kd", pairs=None, jit_compile="auto", teacher_jit_compile=None,
                 **kwargs):
         """Prepares one stage; call again (with a fresh optimizer) to move to the next stage.

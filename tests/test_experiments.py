@@ -15,7 +15,7 @@ SCRIPT = os.path.join(ROOT, "scripts", "experiment.py")
 # XLA off: at one epoch a stage, compiling the student's step costs more than it saves (the depth sweep took 142 s
 # with --jit_compile=auto, 57 s without, on 2 CPU cores); XLA itself is tested in test_xla.py.
 TINY = ["--teacher_epochs=1", "--hint_epochs=1", "--kd_epochs=1", "--baseline_epochs=1", "--latency_runs=1",
-        "--verbose=0", "--jit_compile=false"]
+        "--verbose=0", "--jit_compile=false", "--noexport"]  # the export and LiteRT are tested in test_run_script
 
 
 # ------------------------------------------------------------------------------------------ end to end (CLI)

@@ -5,13 +5,8 @@ only the sizes, and runs `pipeline.run` in this process (the mock does not cross
 networks from the zoo, their preprocessing, the teacher, stage 1 and stage 2, the SavedModel and a LiteRT file.
 """
 
-import functools
-import importlib.util
-import inspect
 import json
 import os
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -19,11 +14,11 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from fitnets_tf.harness import pipeline
+from tests.helpers import run_script_with_private_flags
 
 pytestmark = pytest.mark.slow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPTS = os.path.join(ROOT, "scripts")
 MOCK_EXAMPLES = 64  # per split under the mock (which ignores split slicing)
 # Sizes only: one epoch per stage, no baselines, the FitNet's LiteRT files only (int8 calibrates on the mock's
 # train images: cheap here), no XLA.
@@ -32,51 +27,9 @@ TINY = ["--teacher_epochs=1", "--hint_epochs=1", "--kd_epochs=1", "--baseline_ep
         "--teacher_jit_compile=false", "--verbose=0"]
 
 
-def _run_script_with_private_flags():
-    """scripts/run.py loaded as a private module whose absl flags (its own and run_flags') live in a `FlagValues`
-    of their own, so this process's global FLAGS are neither defined twice nor left parsed."""
-    import absl
-    from absl import flags
-
-    private = flags.FlagValues()
-
-    class PrivateFlags(types.ModuleType):
-        def __getattr__(self, attr):
-            value = getattr(flags, attr)
-            try:
-                takes_flag_values = "flag_values" in inspect.signature(value).parameters
-            except (TypeError, ValueError):
-                takes_flag_values = False
-            return functools.partial(value, flag_values=private) if takes_flag_values else value
-
-    shim = PrivateFlags("absl.flags")
-    shim.FLAGS = private
-
-    def load(module_name, file_name):
-        spec = importlib.util.spec_from_file_location(module_name, os.path.join(SCRIPTS, file_name))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        spec.loader.exec_module(module)
-        return module
-
-    saved = sys.modules.get("run_flags")
-    absl.flags = shim  # what `from absl import flags` in the scripts receives
-    try:
-        load("run_flags", "run_flags.py")  # run.py's `import run_flags` gets this private one
-        run = load("_paper_flagfiles_run", "run.py")
-    finally:
-        absl.flags = flags
-        sys.modules.pop("_paper_flagfiles_run", None)
-        if saved is None:
-            sys.modules.pop("run_flags", None)
-        else:
-            sys.modules["run_flags"] = saved
-    return run
-
-
 def _config(flagfile, *overrides):
     """The `RunConfig` scripts/run.py makes of `--flagfile=flags/<flagfile> <overrides>`."""
-    run = _run_script_with_private_flags()
+    run = run_script_with_private_flags()
     run.FLAGS(["run.py", f"--flagfile={os.path.join(ROOT, 'flags', flagfile)}", *TINY, *overrides])
     return run.config_from_flags()
 

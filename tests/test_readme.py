@@ -39,6 +39,7 @@ def test_the_readme_distill_your_own_model_example_runs(tmp_path):
     result = run_as_a_file(code, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert re.search(r"test accuracy: teacher 0\.\d+, FitNet 0\.\d+", result.stdout), result.stdout[-2000:]
+    assert "`shuffle=True` was passed" not in result.stderr  # no Keras warning the user did not cause
     for name in ("teacher.keras", "student.keras"):
         assert (tmp_path / name).exists()
     assert len(os.listdir(tmp_path / "digits_png")) == 10

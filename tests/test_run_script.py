@@ -278,17 +278,36 @@ def test_tensorboard_serves_the_scalars_of_every_stage(digits_run):
     ("--validation_size=-1", "--validation_size: a fraction in [0, 1) or a whole number of images"),
     ("--validation_size=2.5", "--validation_size: a fraction in [0, 1) or a whole number of images"),
     ("--validation_size=5000", "--validation_size: validation_size as a count must be >= 0 and < 1437"),
+    ("--num_cpu_devices=-1", "--num_cpu_devices: must be >= 0"),
+    ("--temperature=inf", "--temperature: must be a finite number > 0"),
+    ("--bad_images=ignore", "--bad_images: choose one of stop, skip"),
 ])
-def test_bad_flags_exit_non_zero_with_one_line_and_never_touch_the_run(digits_run, flag, message):
+def test_bad_flags_are_refused_in_one_line_and_never_touch_the_run(digits_run, flag, message):
+    """In this process, through scripts/run.py's own flags and `main` (the exit code and the one `error:` line of
+    the command itself: the next test)."""
+    from fitnets_tf.data import DataNotFoundError
+    from fitnets_tf.harness import pipeline
+    from tests.helpers import run_script_with_private_flags
+
     model_dir, _ = digits_run
     before = {name: open(os.path.join(model_dir, name), "rb").read()
               for name in ("results.json", "results.md", "flags.cfg", "run_config.json")}
-    result = run_script(f"--model_dir={model_dir}", *TINY, flag)
-    assert result.returncode != 0
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
+    run = run_script_with_private_flags()
+    run.FLAGS(["run.py", f"--model_dir={model_dir}", *TINY, flag])
+    with pytest.raises((pipeline.ConfigError, DataNotFoundError)) as error:
+        run.main(["run.py"])
+    line = f"error: {run.run_flags.as_flags(error.value)}"
+    assert "\n" not in line and message in line, line
     for name, content in before.items():
         assert open(os.path.join(model_dir, name), "rb").read() == content, name
+
+
+def test_a_bad_flag_exits_2_with_one_error_line_and_no_traceback(digits_run):
+    model_dir, _ = digits_run
+    result = run_script(f"--model_dir={model_dir}", *TINY, "--temperature=inf")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: --temperature: must be a finite number > 0. Received: inf"], result.stderr[-2000:]
 
 
 def test_a_different_experiment_in_the_same_model_dir_is_refused(digits_run):

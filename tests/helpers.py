@@ -1,0 +1,53 @@
+"""Helpers shared by the tests."""
+
+import functools
+import importlib.util
+import inspect
+import os
+import sys
+import types
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPTS = os.path.join(ROOT, "scripts")
+
+
+def run_script_with_private_flags():
+    """scripts/run.py loaded as a private module whose absl flags (its own and run_flags') live in a `FlagValues`
+    of their own, so this process's global FLAGS are neither defined twice nor left parsed."""
+    import absl
+    from absl import flags
+
+    private = flags.FlagValues()
+
+    class PrivateFlags(types.ModuleType):
+        def __getattr__(self, attr):
+            value = getattr(flags, attr)
+            try:
+                takes_flag_values = "flag_values" in inspect.signature(value).parameters
+            except (TypeError, ValueError):
+                takes_flag_values = False
+            return functools.partial(value, flag_values=private) if takes_flag_values else value
+
+    shim = PrivateFlags("absl.flags")
+    shim.FLAGS = private
+
+    def load(module_name, file_name):
+        spec = importlib.util.spec_from_file_location(module_name, os.path.join(SCRIPTS, file_name))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+        return module
+
+    saved = sys.modules.get("run_flags")
+    absl.flags = shim  # what `from absl import flags` in the scripts receives
+    try:
+        load("run_flags", "run_flags.py")  # run.py's `import run_flags` gets this private one
+        run = load("_paper_flagfiles_run", "run.py")
+    finally:
+        absl.flags = flags
+        sys.modules.pop("_paper_flagfiles_run", None)
+        if saved is None:
+            sys.modules.pop("run_flags", None)
+        else:
+            sys.modules["run_flags"] = saved
+    return run
