@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 MODEL_DIR ?= runs/digits
 
-.PHONY: setup demo test tensorboard experiments clean
+.PHONY: setup demo test test-fast tensorboard experiments clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,13 @@ setup: $(VENV)/.installed
 demo: setup
 	$(PY) scripts/run.py --flagfile=flags/digits.cfg --model_dir=$(MODEL_DIR)
 
+# Two test processes (pytest-xdist), each test file in one of them (its module fixtures built once).
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
+
+# Every day: no end-to-end runs (the tests marked slow), a few minutes.
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
 
 tensorboard: setup
 	$(VENV)/bin/tensorboard --logdir $(MODEL_DIR)/tensorboard --host 127.0.0.1
