@@ -219,14 +219,6 @@ class Distiller(SkipSymbolicBuild, keras.Model):
         return tuple(taps.output_shapes(cut, self.image_shape)[0])
 
     # ----------------------------------------------------------------------------------------------- set-up
-    def fit(self, *args, **kwargs):
-        """`keras.Model.fit`; a tf.data dataset is shuffled by its own pipeline, so `shuffle` defaults to False for
-        it (Keras would warn at every call that it ignores its default shuffle=True)."""
-        x = kwargs.get("x", args[0] if args else None)
-        if isinstance(x, tf.data.Dataset) and "shuffle" not in kwargs and len(args) < 9:
-            kwargs["shuffle"] = False
-        return super().fit(*args, **kwargs)
-
     def compile(self, optimizer="rmsprop", stage="kd", pairs=None, jit_compile="auto", teacher_jit_compile=None,
                 **kwargs):
         """Prepares one stage; call again (with a fresh optimizer) to move to the next stage.
@@ -430,9 +422,14 @@ class Distiller(SkipSymbolicBuild, keras.Model):
         return self._update_metrics(per_example, terms, y, logits)
 
     def fit(self, *args, callbacks=None, **kwargs):
-        """`keras.Model.fit`, with the stage's callbacks first (stage "kd": lambda from the schedule each epoch)."""
+        """`keras.Model.fit`, with the stage's callbacks first (stage "kd": lambda from the schedule each epoch). A
+        tf.data dataset is shuffled by its own pipeline, so `shuffle` defaults to False for it (Keras would warn at
+        every call that it ignores its own default, shuffle=True)."""
         if self.current_stage is None:
             raise RuntimeError("Call compile(optimizer, stage=...) before fit().")
+        x = kwargs.get("x", args[0] if args else None)
+        if isinstance(x, tf.data.Dataset) and "shuffle" not in kwargs and len(args) < 9:
+            kwargs["shuffle"] = False
         callbacks = [*self.current_stage.callbacks(), *(callbacks or [])]
         return super().fit(*args, callbacks=callbacks, **kwargs)
 

@@ -47,8 +47,8 @@ def main(argv):
     train, test = (load_idx_split(FLAGS.data_dir, split) for split in ("train", "test"))
     images = np.concatenate([train[0], test[0]])[:FLAGS.images, ..., 0]
     labels = np.concatenate([train[1], test[1]])[:FLAGS.images]
-    for name in names:
-        os.makedirs(os.path.join(FLAGS.out, name), exist_ok=True)
+    for label in np.unique(labels):  # only the classes that get images: an empty class folder is refused
+        os.makedirs(os.path.join(FLAGS.out, names[int(label)]), exist_ok=True)
     written = 0
     for i, (grey, label) in enumerate(zip(images, labels)):
         path = os.path.join(FLAGS.out, names[int(label)], f"{i:06d}.jpg")
@@ -56,7 +56,7 @@ def main(argv):
             write_image(path + ".tmp.jpg", grey, FLAGS.size, np.random.default_rng([FLAGS.seed, i]))
             os.replace(path + ".tmp.jpg", path)
             written += 1
-    print(f"{FLAGS.out}: {len(labels)} images in {len(names)} classes ({written} written now)")
+    print(f"{FLAGS.out}: {len(labels)} images in {len(np.unique(labels))} classes ({written} written now)")
 
 
 if __name__ == "__main__":

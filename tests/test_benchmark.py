@@ -315,7 +315,9 @@ def test_real_size_section_measures_the_pipeline_and_each_stage2_step(real_size)
     with Image.open(files[0]) as image:
         assert image.size == (64, 64) and image.mode == "RGB"
     # 16 images: ceil(20%) = 4 test, then ceil(10%) of the 12 left = 2 validation, 10 train.
-    assert data["train_examples"] == 10 and data["num_classes"] == 10 and data["image_shape"] == [64, 64, 3]
+    # only the classes among the first 16 Fashion-MNIST images get a folder (an empty class folder is refused)
+    assert data["train_examples"] == 10 and data["num_classes"] == len(os.listdir(folder)) >= 2
+    assert data["image_shape"] == [64, 64, 3]
     assert data["augmentation"]["kind"] == "random_resized_crop" and data["augmentation"]["flip"] is True
     assert section["models"]["teacher"]["architecture"] == "tiny_teacher"
     assert section["models"]["student"]["multiplications"] > 0

@@ -95,7 +95,7 @@ def test_an_interrupted_stage_resumes_from_its_last_epoch(digits_run, tmp_path):
     with open(os.path.join(stage_dir, "checkpoint"), "w") as f:
         f.write('model_checkpoint_path: "ckpt-1"\nall_model_checkpoint_paths: "ckpt-1"\n')
     result = run_script(f"--model_dir={model_dir}", *TINY[:-3], "--verbose=2", "--optimizer=adam",
-                        "--learning_rate=0.003")
+                        "--learning_rate=0.003", "--noexport")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "fitnet_stage2: stage 'kd', 2 epochs (resuming at epoch 1)" in result.stderr
     for finished in ("teacher", "fitnet_stage1", "baseline_ce", "baseline_kd"):
@@ -428,7 +428,7 @@ def test_a_truncated_checkpoint_is_moved_aside_and_the_run_resumes_from_the_prev
     half = os.path.getsize(data_file) // 2
     with open(data_file, "r+b") as f:
         f.truncate(half)
-    result = run_script(f"--model_dir={model_dir}", *TINY, "--verbose=2")
+    result = run_script(f"--model_dir={model_dir}", *TINY, "--verbose=2", "--noexport")  # the resume is the point
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"fitnet_stage2: skipped checkpoint {stage_dir}/ckpt-2: unreadable (IndexError: Read less bytes" \
         in result.stderr, result.stderr[-3000:]

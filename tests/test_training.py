@@ -267,6 +267,29 @@ def test_sigterm_taken_as_an_interrupt_is_held_back_like_ctrl_c_and_the_handlers
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+def test_a_stop_during_fit_is_still_held_back_by_the_checkpoints_deferred_block():
+    """The epoch-end checkpoint runs in a deferred block inside fit's `interrupts_remembered`: a SIGTERM (or
+    Ctrl-C) there waits until the checkpoint is complete (CI once saw ckpt-2 written and `checkpoint` not updated)."""
+    import signal
+
+    from fitnets_tf.harness.training import (Terminated, interrupts_deferred, interrupts_remembered,
+                                             sigterm_as_interrupt)
+
+    done = []
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        for signum, stop in ((signal.SIGTERM, Terminated), (signal.SIGINT, KeyboardInterrupt)):
+            with sigterm_as_interrupt():
+                with pytest.raises(stop):
+                    with interrupts_remembered() as hits:
+                        with interrupts_deferred():
+                            signal.raise_signal(signum)
+                            done.append(signum)
+                assert hits == [] and done[-1] == signum  # held back, then raised once, by the deferred block
+    finally:
+        signal.signal(signal.SIGINT, outer)
+
+
 class SwallowedCtrlC(keras.callbacks.Callback):
     """Ctrl-C arriving while code that drops exceptions runs (a finalizer run by the garbage collector, say)."""
 

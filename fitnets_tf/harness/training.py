@@ -71,10 +71,15 @@ def sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _catchable(signum):
-    """Whether the current handler of `signum` raises (so it can be held back, remembered and put back)."""
+def _catchable(signum, deferring=False):
+    """Whether the current handler of `signum` can be replaced and put back: for SIGINT any handler set from
+    Python (to hold a Ctrl-C back: even an ignored one; to remember it: one that raises), for SIGTERM only the one
+    `sigterm_as_interrupt` set, or `interrupts_remembered`'s wrapper of it (elsewhere SIGTERM keeps its default:
+    the process ends)."""
     handler = signal.getsignal(signum)
-    return callable(handler) if signum == signal.SIGINT else handler is _raise_terminated
+    if signum == signal.SIGINT:
+        return handler is not None if deferring else callable(handler)
+    return handler is _raise_terminated or getattr(handler, "takes_a_stop", False)
 
 
 @contextlib.contextmanager
@@ -88,7 +93,7 @@ def interrupts_deferred():
     received = []
     previous = {}
     for signum in STOP_SIGNALS:
-        if _catchable(signum):  # not a handler set outside Python (None), which could not be put back
+        if _catchable(signum, deferring=True):  # not a handler set outside Python (None): it could not be put back
             previous[signum] = signal.signal(signum, lambda number, frame: received.append(number))
     try:
         yield
@@ -117,6 +122,8 @@ def interrupts_remembered():
             def remember(number, frame, handler=handler):
                 hits.append(number)
                 handler(number, frame)
+
+            remember.takes_a_stop = True  # a deferred block inside this one may hold it back too
 
             previous[signum] = signal.signal(signum, remember)
     try:
