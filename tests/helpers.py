@@ -1,9 +1,11 @@
 """Helpers shared by the tests."""
 
+import contextlib
 import functools
 import importlib.util
 import inspect
 import os
+import subprocess
 import sys
 import types
 
@@ -51,3 +53,20 @@ def run_script_with_private_flags():
         else:
             sys.modules["run_flags"] = saved
     return run
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(mount_point, options):
+    """A tmpfs mounted at `mount_point` (created) with `options` (e.g. "size=3m", "ro,size=1m") for the block, then
+    unmounted; skips the test where it cannot be mounted (not root, no tmpfs)."""
+    import pytest
+
+    os.makedirs(mount_point, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount_point)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs ({options}) here: {mounted.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)

@@ -176,16 +176,10 @@ def tf_latest_checkpoint(stage_dir):
 def small_disk(tmp_path):
     """A 3 MB tmpfs (a digits teacher checkpoint takes 1.8 MB: the second one fills it), or a skip where the test
     cannot mount one (not root, no tmpfs)."""
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount_point)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
+    from tests.helpers import mounted_tmpfs
+
+    with mounted_tmpfs(tmp_path / "disk", "size=3m") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
 
 
 def test_a_full_disk_stops_with_one_line_and_the_same_command_resumes_once_space_is_freed(small_disk):

@@ -464,13 +464,9 @@ def test_a_file_as_model_dir_is_refused_with_one_line(tmp_path):
 
 def test_a_model_dir_on_a_read_only_file_system_is_refused_with_one_line(tmp_path):
     """A real read-only mount (a tmpfs mounted with -o ro): root ignores permission bits, not a read-only mount."""
-    mount_point = tmp_path / "ro"
-    mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount_point)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a read-only tmpfs here: {mounted.stderr.strip()}")
-    try:
+    from tests.helpers import mounted_tmpfs
+
+    with mounted_tmpfs(tmp_path / "ro", "ro,size=1m") as mount_point:
         for model_dir in (mount_point / "run", mount_point):  # to be created there; an existing empty directory
             result = run_script(f"--model_dir={model_dir}", *TINY)
             assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
@@ -479,8 +475,6 @@ def test_a_model_dir_on_a_read_only_file_system_is_refused_with_one_line(tmp_pat
                                                              "(Read-only file system"), errors
             assert "Give a --model_dir on a writable file system." in errors[0]
         assert os.listdir(mount_point) == []
-    finally:
-        subprocess.run(["umount", str(mount_point)], check=True)
 
 
 def test_a_flagfile_without_flags_is_refused(tmp_path):
