@@ -8,6 +8,7 @@ import dataclasses
 import os
 from typing import Optional, Tuple, Union
 
+from fitnets_tf.data.folder import is_folder
 from fitnets_tf.errors import check
 from fitnets_tf.harness import pipeline
 from fitnets_tf.harness.sweeps.pairing import LOCATIONS, conv_taps, default_pair, describe_tap, hint_location_pairs
@@ -19,8 +20,13 @@ TEACHER_SHARING = ("auto", "sweep", "seed")
 DEPTH_BUDGETS = ("30m", "107m", "5m")  # 5m: the 28x28 nets (zoo.DEPTH_STUDY_28)
 DEPTHS = (5, 7, 9, 11)
 MULTIPLE_HINTS = (("early", "middle"), ("middle", "late"), ("early", "late"))
-# Datasets whose whole split (test included) is drawn with RunConfig.seed (see data.load_splits).
+# Datasets whose whole split (test included) is drawn with RunConfig.seed (see data.load_splits); folders too.
 SEEDED_SPLITS = ("digits",)
+
+
+def has_seeded_split(dataset):
+    """True when `dataset`'s test split depends on the seed: `SEEDED_SPLITS` and every folder of images."""
+    return dataset in SEEDED_SPLITS or is_folder(str(dataset))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,8 +170,8 @@ def resolve_teacher_sharing(teacher_sharing, base):
     if base.teacher_path:
         return "given"
     if teacher_sharing == "auto":
-        return "seed" if base.dataset in SEEDED_SPLITS else "sweep"
-    check(teacher_sharing != "sweep" or base.dataset not in SEEDED_SPLITS, "teacher_sharing",
+        return "seed" if has_seeded_split(base.dataset) else "sweep"
+    check(teacher_sharing != "sweep" or not has_seeded_split(base.dataset), "teacher_sharing",
           f"'sweep' is refused for {base.dataset}: its split, test images included, depends on the seed, so a "
           "teacher trained with one seed has seen the other seeds' test images. Use 'seed' or 'auto'.")
     return teacher_sharing
@@ -219,7 +225,7 @@ def _plan_runs(experiment, base, seeds, sweep_dir, cells, sharing, teacher_seed)
         runs.extend(make_run(first, s) for s in seeds)
         teacher_runs = tuple(r.key for r in runs)
     else:
-        seeded = base.dataset in SEEDED_SPLITS
+        seeded = has_seeded_split(base.dataset)
         teacher_runs = tuple(f"{first.name}/seed{s}" for s in (seeds if seeded else seeds[:1]))
     done = {r.key for r in runs}
     runs += [make_run(cell, seed) for cell in cells for seed in seeds if f"{cell.name}/seed{seed}" not in done]

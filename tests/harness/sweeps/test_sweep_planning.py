@@ -74,6 +74,18 @@ def test_one_teacher_for_a_digits_sweep_is_refused(tmp_path):
                          cells=CELLS)
 
 
+def test_a_folder_sweep_shares_one_teacher_per_seed_like_digits(tmp_path):
+    """A folder's test split is drawn with the seed: one teacher for every seed would have seen other seeds' test
+    images, so "auto" trains one per seed and "sweep" is refused."""
+    for name in ("cat", "dog"):
+        (tmp_path / "photos" / name).mkdir(parents=True)
+        (tmp_path / "photos" / name / "1.png").write_bytes(b"")  # planning only lists the files
+    base = pipeline.RunConfig(model_dir="", dataset=f"folder:{tmp_path / 'photos'}")
+    assert planning.plan("methods", base, (0, 1), str(tmp_path / "a"), cells=CELLS).teacher_sharing == "seed"
+    with pytest.raises(ConfigError, match="'sweep' is refused for folder:.*photos: .* test images"):
+        planning.plan("methods", base, (0, 1), str(tmp_path / "b"), teacher_sharing="sweep", cells=CELLS)
+
+
 def test_tfds_datasets_share_one_teacher_pinned_by_sweep_json(tmp_path):
     base = pipeline.RunConfig(model_dir="", dataset="cifar10", teacher="cifar_teacher", student="fitnet1")
     sweep = planning.plan("hint_location", base, (3, 4), str(tmp_path), cells=CELLS)
