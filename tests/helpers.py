@@ -70,3 +70,19 @@ def mounted_tmpfs(mount_point, options):
         yield mount_point
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
+
+
+def write_images(root, classes=3, per_class=12, size=32, seed=0):
+    """A folder of PNGs, one subfolder per class; class c is a bright square in corner c over noise."""
+    import numpy as np
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    for c in range(classes):
+        (root / f"class{c}").mkdir(parents=True)
+        for i in range(per_class):
+            image = rng.integers(0, 80, (size, size, 3)).astype("uint8")
+            y, x = divmod(c, 2)
+            image[y * 16:y * 16 + 16, x * 16:x * 16 + 16] = 220
+            (root / f"class{c}" / f"{i}.png").write_bytes(tf.io.encode_png(image).numpy())
+    return f"folder:{root}"

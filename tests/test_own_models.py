@@ -14,22 +14,10 @@ import pytest
 import tensorflow as tf
 
 from fitnets_tf.harness import pipeline
+from helpers import write_images
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPE = (32, 32, 3)
-
-
-def write_images(root, classes=3, per_class=12, size=32, seed=0):
-    """A folder of PNGs, one subfolder per class; class c is a bright square in corner c over noise."""
-    rng = np.random.default_rng(seed)
-    for c in range(classes):
-        (root / f"class{c}").mkdir(parents=True)
-        for i in range(per_class):
-            image = rng.integers(0, 80, (size, size, 3)).astype("uint8")
-            y, x = divmod(c, 2)
-            image[y * 16:y * 16 + 16, x * 16:x * 16 + 16] = 220
-            (root / f"class{c}" / f"{i}.png").write_bytes(tf.io.encode_png(image).numpy())
-    return f"folder:{root}"
 
 
 def save_teacher(path, shape=SHAPE, classes=3):

@@ -11,6 +11,7 @@ from fitnets_tf.errors import ConfigError
 from fitnets_tf.harness import pipeline
 from fitnets_tf.harness.sweeps import pairing, planning
 from fitnets_tf.models import build_network, zoo
+from helpers import write_images
 
 
 @pytest.mark.parametrize("experiment,dataset,teacher,student", [
@@ -77,10 +78,7 @@ def test_one_teacher_for_a_digits_sweep_is_refused(tmp_path):
 def test_a_folder_sweep_shares_one_teacher_per_seed_like_digits(tmp_path):
     """A folder's test split is drawn with the seed: one teacher for every seed would have seen other seeds' test
     images, so "auto" trains one per seed and "sweep" is refused."""
-    for name in ("cat", "dog"):
-        (tmp_path / "photos" / name).mkdir(parents=True)
-        (tmp_path / "photos" / name / "1.png").write_bytes(b"")  # planning only lists the files
-    base = pipeline.RunConfig(model_dir="", dataset=f"folder:{tmp_path / 'photos'}")
+    base = pipeline.RunConfig(model_dir="", dataset=write_images(tmp_path / "photos", per_class=2))
     assert planning.plan("methods", base, (0, 1), str(tmp_path / "a"), cells=CELLS).teacher_sharing == "seed"
     with pytest.raises(ConfigError, match="'sweep' is refused for folder:.*photos: .* test images"):
         planning.plan("methods", base, (0, 1), str(tmp_path / "b"), teacher_sharing="sweep", cells=CELLS)
