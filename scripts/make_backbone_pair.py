@@ -1,4 +1,4 @@
-"""Builds the real-size pair of the README and of `scripts/benchmark.py --real_size`: a keras.applications
+"""Builds the real-size pair of docs/own_models.md and of `scripts/benchmark.py --real_size`: a keras.applications
 MobileNetV2 (alpha 1.0, 224x224x3) teacher trained on a folder of images, and a thin, untrained student, saved as
 .keras files for `scripts/run.py --teacher_path=... --student_path=...`.
 
@@ -12,9 +12,9 @@ package's own streamed input pipeline and `Distiller(stage="ce")`, on the folder
 `scripts/run.py` would draw with the same --seed), with the run's defaults: "tf" preprocessing (MobileNetV2's
 [-1, 1]) and random resized crops + flips. The student (`student_model`) is plain convolutions, 7 of them, about a
 quarter of the teacher's multiplications, named conv1..conv7 so that hints can name its layers (conv5 is 28x28,
-the size of the teacher's block_6_expand_relu). `--student=plain8` is the README's "Distill your own model" student
-instead (8 ReLU convs of 16-48 channels, two max-pools: for small images such as 32x32), `--image_size` and
-`--alpha` size the teacher.
+the size of the teacher's block_6_expand_relu). `--student=plain8` is the "Distill your own model" student of
+docs/own_models.md instead (8 ReLU convs of 16-48 channels, two max-pools: for small images such as 32x32),
+`--image_size` and `--alpha` size the teacher.
 """
 
 import os
@@ -74,8 +74,8 @@ def student_model(num_classes, seed=1):
 
 
 def plain8_student(num_classes, image_shape, seed=1):
-    """The README's "Distill your own model" student: 8 ReLU convs (16-16-16-32-32-32-48-48, 3x3, same padding) named
-    c1..c8, max-pools after c3 and c6, global pooling, a dense layer."""
+    """The "Distill your own model" student of docs/own_models.md: 8 ReLU convs (16-16-16-32-32-32-48-48, 3x3,
+    same padding) named c1..c8, max-pools after c3 and c6, global pooling, a dense layer."""
     init = keras.initializers.GlorotUniform(seed=seed)
     x = inputs = keras.Input(image_shape)
     for i, width in enumerate([16, 16, 16, 32, 32, 32, 48, 48], start=1):

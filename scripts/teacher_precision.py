@@ -2,7 +2,7 @@
 
 Prints the largest difference of the softened probabilities (tau), the images whose class changes and the largest
 difference of a hint layer (`fitnets_tf.precision.precision_differences`). From the repository root, on the
-Fashion-MNIST evidence sweep's teacher (README, "Speed"):
+Fashion-MNIST evidence sweep's teacher (docs/benchmark.md, "Speed"):
 
     python scripts/teacher_precision.py --run_dir=runs/experiments/methods_fashion_mnist/mnist_fitnet/seed0 \\
         --dataset=fashion_mnist --validation_size=10000 --hint=pool2
