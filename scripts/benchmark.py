@@ -2,13 +2,15 @@
 
     python scripts/benchmark.py --output=runs/benchmark.json
 
-Measures (see `scripts/benchmark_lib.py` for the method) images/s of the student's CE step, the teacher's forward
+Measures (the package `scripts/benchmarking/` says how) images/s of the student's CE step, the teacher's forward
 pass, stage 1 (hints), stage 2 (KD), Keras's own `keras.distillation.Distiller` on the same pair, the references
 of the stage-1 target (truncated student step, truncated teacher forward), each with XLA off and on, and the
 input pipeline alone; then the per-image latency of the teacher and the FitNets through their exported
-SavedModels, and through float32 and int8 LiteRT files (batch 1, one thread), with the LiteRT targets. Prints
-tables and writes every measurement, the ratios, the targets' pass/fail and the XLA
-comparison to --output (JSON).
+SavedModels, and through float32 and int8 LiteRT files (batch 1, one thread), with the LiteRT targets; and the
+roofline of every step: its multiplications (3x the trained part's forward, 1x the frozen teacher's), the GMAC/s it
+achieves and its share of this CPU's float32 / bfloat16 peak, measured in the same run by a 2048x2048 matmul, with
+stage 2's floor and the issue's targets (informational). Prints tables and writes every measurement, the ratios,
+the targets' pass/fail, the XLA comparison and the roofline to --output (JSON).
 
 Default: FitNet 1 (student, 30.2M mults) taught by the paper's CIFAR-10 maxout teacher (628.2M mults), batches of
 128 synthetic 32x32x3 images, 5 rounds, XLA off and on. Measured here (2 cores, shared with other training runs):
@@ -20,12 +22,12 @@ average exceeded the core count.
 
     python scripts/benchmark.py --real_size --output=runs/benchmark_real_size.json
 
-The real-size section instead (`scripts/benchmark_real_size.py`): a folder of 224x224 JPEGs (512 Fashion-MNIST
+The real-size section instead (`scripts/benchmarking/real_size.py`): a folder of 224x224 JPEGs (512 Fashion-MNIST
 images written first, or --real_size_folder) through the streamed training pipeline (decode, resize, random resized
 crop, flip, batch 32), images/s alone against the stage-2 step of the MobileNetV2 1.0 teacher + 7-conv student pair
 (scripts/make_backbone_pair.py), with the student's CE step, the teacher's forward pass and keras.distillation on
-the same batch, XLA off; targets pipeline_vs_stage2 >= 1, vs_keras_distillation >= 1, stage2_overhead <= 1.10. Run
-it with nothing else on the machine.
+the same batch, XLA off; targets pipeline_vs_stage2 >= 1, vs_keras_distillation >= 1, stage2_overhead <= 1.10; and
+the same roofline of those steps. Run it with nothing else on the machine.
 """
 
 import dataclasses
@@ -39,12 +41,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
-import benchmark_lib as benchmark  # noqa: E402  (scripts/benchmark_lib.py)
-import benchmark_real_size as real_size  # noqa: E402  (scripts/benchmark_real_size.py)
+from benchmarking import real_size  # noqa: E402  (scripts/benchmarking/)
+from benchmarking.config import DATA_SOURCES, XLA_CHOICES, BenchmarkConfig  # noqa: E402
+from benchmarking.report import format_report  # noqa: E402
+from benchmarking.run import run_benchmark  # noqa: E402
 from fitnets_tf.data import PREPROCESSING_KINDS  # noqa: E402
+from fitnets_tf.optimizers import OPTIMIZERS  # noqa: E402
+from fitnets_tf.precision import MIXED_PRECISION, TEACHER_PRECISIONS  # noqa: E402
 
 FLAGS = flags.FLAGS
-_DEFAULT = benchmark.BenchmarkConfig()
+_DEFAULT = BenchmarkConfig()
 _REAL_SIZE = real_size.RealSizeConfig()
 # The flags of the real-size mode besides its own (--real_size*, --output): RealSizeConfig's fields that are flags;
 # a flag not given takes RealSizeConfig's default (e.g. batch 32), not the CIFAR benchmark's.
@@ -81,20 +87,20 @@ flags.DEFINE_integer("rounds", _DEFAULT.rounds, "Interleaved timing rounds; the 
 flags.DEFINE_integer("warmup", _DEFAULT.warmup, "Untimed calls of each candidate after its first (compiling) call.")
 flags.DEFINE_integer("calls_per_sample", _DEFAULT.calls_per_sample, "Step calls per timed sample; raise it when "
                      "steps take a few milliseconds.")
-flags.DEFINE_enum("xla", _DEFAULT.xla, list(benchmark.XLA_CHOICES), "Time the steps with XLA (jit_compile) off and "
+flags.DEFINE_enum("xla", _DEFAULT.xla, list(XLA_CHOICES), "Time the steps with XLA (jit_compile) off and "
                   "on ('both'), or with one setting.")
-flags.DEFINE_enum("mixed_precision", _DEFAULT.mixed_precision, list(benchmark.MIXED_PRECISION),
+flags.DEFINE_enum("mixed_precision", _DEFAULT.mixed_precision, list(MIXED_PRECISION),
                   "Keras compute policy. mixed_float16 is for GPUs: on this CPU it is about 100x slower per step "
                   "(no fast float16 kernels); mixed_bfloat16 runs at float32 speed.")
-flags.DEFINE_enum("teacher_precision", _DEFAULT.teacher_precision, list(benchmark.TEACHER_PRECISIONS),
+flags.DEFINE_enum("teacher_precision", _DEFAULT.teacher_precision, list(TEACHER_PRECISIONS),
                   "The teacher's precision in the kd_lowp and teacher_forward_lowp candidates (auto: the hardware's "
                   "native low precision, bfloat16 on CPUs with AVX512-BF16); float32 leaves them out.")
-flags.DEFINE_enum("optimizer", _DEFAULT.optimizer, list(benchmark.OPTIMIZERS), "Optimizer of every training step.")
+flags.DEFINE_enum("optimizer", _DEFAULT.optimizer, list(OPTIMIZERS), "Optimizer of every training step.")
 flags.DEFINE_float("learning_rate", _DEFAULT.learning_rate, "Learning rate (timing does not depend on it; small "
                    "keeps the untrained nets finite).")
 flags.DEFINE_float("temperature", _DEFAULT.temperature, "KD temperature tau, also of keras.distillation.")
 flags.DEFINE_float("kd_lambda", _DEFAULT.kd_lambda, "Weight lambda of the soft targets in stage 2.")
-flags.DEFINE_enum("data", _DEFAULT.data, list(benchmark.DATA_SOURCES), "Input data: random uint8 images of the "
+flags.DEFINE_enum("data", _DEFAULT.data, list(DATA_SOURCES), "Input data: random uint8 images of the "
                   "teacher's input shape, or the embedded 8x8 digits (digits-sized nets only).")
 flags.DEFINE_integer("pipeline_examples", _DEFAULT.pipeline_examples, "Synthetic examples in one epoch.")
 flags.DEFINE_integer("pipeline_batches", _DEFAULT.pipeline_batches, "Batches per timed input-pipeline sample.")
@@ -117,7 +123,7 @@ flags.DEFINE_integer("seed", _DEFAULT.seed, "Seed of the weights, the synthetic 
 flags.DEFINE_string("workdir", None, "Directory for the exported SavedModels (default: a temporary one, removed); "
                     "with --real_size, where the generated image folder is kept (and reused).")
 flags.DEFINE_bool("real_size", False, "Instead of the benchmark above, the real-size section (see "
-                  "scripts/benchmark_real_size.py): images/s of the streamed JPEG training pipeline alone against "
+                  "scripts/benchmarking/real_size.py): images/s of the streamed JPEG training pipeline alone against "
                   "the 224x224 stage-2 step of scripts/make_backbone_pair.py's pair (MobileNetV2 1.0 teacher, "
                   "7-conv student), with the step's parts and keras.distillation, XLA off. It uses "
                   f"--{', --'.join(REAL_SIZE_FLAGS)}, each defaulting to the run's setting (batch "
@@ -141,12 +147,13 @@ def config_from_flags():
         batch_sizes = tuple(int(b) for b in _value("inference_batch_sizes"))
     except ValueError:
         raise ValueError(f"--inference_batch_sizes: expected integers. Received: {_value('inference_batch_sizes')}")
-    return benchmark.BenchmarkConfig(
+    return BenchmarkConfig(
         teacher=_value("teacher"), student=_value("student"), guided_layer=FLAGS.guided_layer,
         hint_layer=FLAGS.hint_layer, batch_size=_value("batch_size"), rounds=_value("rounds"),
         warmup=_value("warmup"), calls_per_sample=_value("calls_per_sample"), xla=FLAGS.xla,
-        mixed_precision=FLAGS.mixed_precision, teacher_precision=FLAGS.teacher_precision, optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate,
-        temperature=FLAGS.temperature, kd_lambda=FLAGS.kd_lambda, data=_value("data"),
+        mixed_precision=FLAGS.mixed_precision, teacher_precision=FLAGS.teacher_precision, optimizer=FLAGS.optimizer,
+        learning_rate=FLAGS.learning_rate, temperature=FLAGS.temperature, kd_lambda=FLAGS.kd_lambda,
+        data=_value("data"),
         pipeline_examples=FLAGS.pipeline_examples, pipeline_batches=_value("pipeline_batches"),
         preprocessing=FLAGS.preprocessing, crop_padding=FLAGS.crop_padding, flip=FLAGS.flip,
         inference_students=tuple(_value("inference_students")), inference_batch_sizes=batch_sizes,
@@ -188,11 +195,11 @@ def main(argv):
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-    report = real_size.run_real_size(config) if FLAGS.real_size else benchmark.run_benchmark(config)
+    report = real_size.run_real_size(config) if FLAGS.real_size else run_benchmark(config)
     report["command"] = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     report["flags"] = {flag.name: flag.value for flag in _module_flags()}
     report["wall_time_s"] = time.perf_counter() - start
-    print(benchmark.format_report(report))
+    print(format_report(report))
     if FLAGS.output:
         atomic_write_json(FLAGS.output, report)
         print(f"[benchmark] wrote {FLAGS.output} ({report['wall_time_s']:.0f} s)")

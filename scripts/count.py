@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags  # noqa: E402
 import keras  # noqa: E402
 
+from fitnets_tf.harness.tables import markdown_table, text_table  # noqa: E402
 from fitnets_tf.models import build_network, resolve_layer, resolve_tap  # noqa: E402
 from fitnets_tf.models.counting import count_multiplications, count_parameters, layer_table  # noqa: E402
 from fitnets_tf.models.zoo import get_spec, list_architectures  # noqa: E402
@@ -79,19 +80,6 @@ def _layer_cells(layer):
             f"{layer['mults']:,}"]
 
 
-def _text_table(header, rows):
-    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in (header, *rows)]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def _markdown_table(header, rows):
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(line) + " |" for line in rows]
-    return "\n".join(lines)
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
@@ -106,7 +94,7 @@ def main(argv):
     if FLAGS.format == "json":
         print(json.dumps({row.pop("architecture"): row for row in rows}, indent=2))
         return
-    table = _markdown_table if FLAGS.format == "markdown" else _text_table
+    table = markdown_table if FLAGS.format == "markdown" else text_table
     print(table(_COLUMNS, [_cells(row) for row in rows]))
     if FLAGS.layers:
         for row in rows:

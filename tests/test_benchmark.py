@@ -1,5 +1,5 @@
-"""scripts/benchmark.py --tiny end to end: the JSON holds every measurement, ratio, target and latency; and the
---real_size section on a tiny generated JPEG folder with tiny stand-in models.
+"""scripts/benchmark.py --tiny end to end: the JSON holds every measurement, ratio, target, latency and the roofline;
+and the --real_size section on a tiny generated JPEG folder with tiny stand-in models.
 
 No timing is asserted (the machine is shared); the ratios are checked against the measurements they come from.
 """
@@ -13,9 +13,13 @@ import keras
 import numpy as np
 import pytest
 
-import benchmark_lib as benchmark  # scripts/benchmark_lib.py (pytest puts scripts/ on the path)
-import benchmark_real_size as real_size_lib  # scripts/benchmark_real_size.py
+from benchmarking import real_size as real_size_lib  # scripts/benchmarking/ (pytest puts scripts/ on the path)
+from benchmarking import roofline
+from benchmarking.pipeline import measure_pipeline
+from benchmarking.report import format_report
+from benchmarking.serving import litert_targets
 from fitnets_tf.data.idx import DEBIAN_FASHION_MNIST_DIR
+from fitnets_tf.harness.timing import Candidate, time_interleaved
 from fitnets_tf.precision import resolve_teacher_precision
 from fitnets_tf.xla import resolve_jit_compile
 
@@ -142,7 +146,8 @@ def test_auto_vs_keras_is_the_paired_ratio_against_keras_at_its_faster_setting(t
     assert target["keras"] == f"keras_kd/{faster_keras}"
     assert target["ratio"] == pytest.approx(ratios[faster_keras])
     assert target["limit"] == 1.5 and target["passed"] is (target["ratio"] >= 1.5)
-    assert "auto_vs_keras_distillation" in stdout and "kd_auto (stage 2 with teacher_precision=auto, XLA auto)" in stdout
+    assert "auto_vs_keras_distillation" in stdout
+    assert "kd_auto (stage 2 with teacher_precision=auto, XLA auto)" in stdout
 
 
 def test_xla_comparison_names_the_faster_setting(tiny_report):
@@ -213,11 +218,11 @@ def test_litert_targets_are_decided_on_fitnet1():
         return {"latency_ms_per_image": ms, "speedup_fraction_of_multiplication_ratio": fraction}
 
     rows = [{"model": "fitnet1", "litert": {"int8": entry(0.59, 0.2), "float32": entry(0.9, 0.74)}}]
-    targets = benchmark.litert_targets(rows)
+    targets = litert_targets(rows)
     assert targets["fitnet1_int8_ms_per_image"]["passed"] is True
     assert targets["fitnet1_float32_speedup_over_mult_ratio"]["passed"] is False
     rows[0]["litert"]["int8"]["latency_ms_per_image"] = 0.61
-    assert benchmark.litert_targets(rows)["fitnet1_int8_ms_per_image"]["passed"] is False
+    assert litert_targets(rows)["fitnet1_int8_ms_per_image"]["passed"] is False
 
 
 def test_run_facts_and_printed_tables(tiny_report):
@@ -246,9 +251,8 @@ def test_a_step_that_fails_is_reported_and_the_others_still_run():
         raise RuntimeError("in user code:\n\n    File step.py, line 3\n\n    no kernel for this op\n")
 
     calls = []
-    candidates = [benchmark.Candidate("broken", broken, 8),
-                  benchmark.Candidate("ok", lambda: calls.append(1), 8, calls_per_sample=2)]
-    results = benchmark.time_interleaved(candidates, rounds=4, warmup=1)
+    candidates = [Candidate("broken", broken, 8), Candidate("ok", lambda: calls.append(1), 8, calls_per_sample=2)]
+    results = time_interleaved(candidates, rounds=4, warmup=1)
     assert results["broken"]["error"] == "RuntimeError: no kernel for this op"
     assert "File step.py" in results["broken"]["error_detail"]
     assert results["broken"]["seconds_per_call"] is None
@@ -267,6 +271,120 @@ def test_teacher_caching_speedups_are_the_paired_ratios(tiny_report):
             expected = np.median([a / b for a, b in zip(plain["samples_s"], cached["samples_s"])])
             assert report["teacher_caching_speedup"][f"{step}/{key}"] == pytest.approx(expected)
     assert "Teacher-output caching" in stdout
+
+
+def _cpu_model():
+    with open("/proc/cpuinfo") as f:
+        return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+
+
+def test_roofline_peaks_are_the_best_matmul_call_of_each_precision(tiny_report):
+    report, stdout = tiny_report
+    section = report["roofline"]
+    for precision in ("float32", "bfloat16"):
+        peak = section["peaks"][precision]
+        assert peak["error"] is None and peak["size"] == 2048 and len(peak["samples_s"]) == 3
+        assert peak["gmac_per_second"] == pytest.approx(2048 ** 3 / min(peak["samples_s"]) / 1e9)
+    cpu = section["cpu"]
+    assert cpu["logical_cpus"] == os.cpu_count() and 1 <= cpu["usable_cpus"] <= os.cpu_count()
+    with open("/proc/cpuinfo") as f:
+        flags = next(line for line in f if line.startswith("flags")).split(":", 1)[1].split()
+    assert cpu["flags"] == {flag: flag in flags for flag in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile",
+                                                             "amx_bf16")}
+    assert cpu["model"] == _cpu_model()
+    assert f"Roofline: {cpu['model']}, {os.cpu_count()} logical CPUs" in stdout
+    assert "Peak measured in this run (tf.linalg.matmul 2048x2048" in stdout
+
+
+def test_roofline_counts_3x_the_trained_part_and_1x_the_teacher(tiny_report):
+    report, _ = tiny_report
+    m, steps, peaks = report["measurements"], report["roofline"]["steps"], report["roofline"]["peaks"]
+    student = report["models"]["student"]["multiplications"]
+    teacher = report["models"]["teacher"]["multiplications"]
+    batch = report["config"]["batch_size"]
+    expected = {"ce": 3 * student, "ce_train_on_batch": 3 * student, "kd_cached": 3 * student,
+                "teacher_forward": teacher, "teacher_forward_lowp": teacher, "kd": 3 * student + teacher,
+                "keras_kd": 3 * student + teacher, "kd_lowp": 3 * student + teacher, "kd_auto": 3 * student + teacher}
+    assert {name for name in steps} == {name for name in m if name != "input_pipeline"}
+    for name, entry in steps.items():
+        step = m[name]["step"]
+        if step in expected:
+            assert entry["macs_per_call"] == expected[step] * batch, name
+        assert entry["gmac_per_second"] == pytest.approx(entry["macs_per_call"] / m[name]["seconds_per_call"] / 1e9)
+        # each part at the peak of its precision
+        floor = sum(p["macs"] / (peaks[p["precision"]]["gmac_per_second"] * 1e9) for p in entry["parts"])
+        assert entry["floor_s"] == pytest.approx(floor)
+        assert entry["share_of_peak"] == pytest.approx(floor / m[name]["seconds_per_call"])
+        assert entry["share_of_peak_fastest"] == pytest.approx(floor / m[name]["min_s"])
+    for key in ("xla_off", "xla_on"):
+        # stage 1 = the truncated student step (3 G) + the truncated teacher forward (H), each a part of the whole
+        hint, truncated = steps[f"hint/{key}"], steps[f"truncated_student_step/{key}"]
+        forward = steps[f"truncated_teacher_forward/{key}"]
+        assert hint["macs_per_call"] == truncated["macs_per_call"] + forward["macs_per_call"]
+        assert steps[f"hint_cached/{key}"]["macs_per_call"] == truncated["macs_per_call"]
+        assert 0 < forward["macs_per_call"] < teacher * batch and truncated["macs_per_call"] % 3 == 0
+        assert steps[f"ce/{key}"]["precisions"] == ["float32"]
+
+
+def test_roofline_stage2_floor_and_targets(tiny_report):
+    report, stdout = tiny_report
+    section, m = report["roofline"], report["measurements"]
+    peaks = {p: e["gmac_per_second"] * 1e9 for p, e in section["peaks"].items()}
+    batch = report["config"]["batch_size"]
+    student = 3 * report["models"]["student"]["multiplications"] * batch
+    teacher = report["models"]["teacher"]["multiplications"] * batch
+    stage2 = section["stage2"]
+    (auto,) = [name for name in m if name.startswith("kd_auto/")]
+    assert stage2["candidate"] == auto and stage2["measured_s"] == m[auto]["seconds_per_call"]
+    assert stage2["teacher_precision"] == resolve_teacher_precision("auto")  # float32 policy
+    assert stage2["floor_s"] == pytest.approx(student / peaks["float32"] + teacher / peaks[stage2["teacher_precision"]])
+    assert stage2["share_of_peak"] == pytest.approx(stage2["floor_s"] / stage2["measured_s"])
+
+    targets = section["targets"]
+    lowp = stage2["teacher_precision"] != "float32"
+    forward = "teacher_forward_lowp" if lowp else "teacher_forward"
+    floor = teacher / peaks[stage2["teacher_precision"]]
+    shares = {f"{forward}/{key}": floor / m[f"{forward}/{key}"]["seconds_per_call"] for key in ("xla_off", "xla_on")}
+    best = max(shares, key=shares.get)
+    assert targets["teacher_forward"]["candidate"] == best
+    assert targets["teacher_forward"]["share"] == pytest.approx(shares[best])
+    assert targets["teacher_forward"]["passed"] is (shares[best] >= 0.75)
+    shares = {f"ce/{key}": student / peaks["float32"] / m[f"ce/{key}"]["seconds_per_call"]
+              for key in ("xla_off", "xla_on")}
+    best = max(shares, key=shares.get)
+    assert targets["student_step"]["candidate"] == best and targets["student_step"]["limit"] == 0.5
+    assert targets["student_step"]["passed"] is (shares[best] >= 0.5)
+    assert f"Stage 2 ({auto}): floor" in stdout
+    for target in targets.values():
+        line = next(line for line in stdout.splitlines() if line.startswith(target["description"]))
+        assert {True: "PASS", False: "FAIL"}[target["passed"]] in line and target["candidate"] in line
+
+
+def test_roofline_of_hand_made_measurements():
+    def result(step, seconds, fastest):
+        return {"step": step, "xla": False, "images_per_call": 10, "seconds_per_call": seconds, "min_s": fastest,
+                "error": None}
+
+    measurements = {"ce/xla_off": result("ce", 0.004, 0.002),
+                    "teacher_forward/xla_off": result("teacher_forward", 0.01, 0.01),
+                    "kd/xla_off": result("kd", 0.02, 0.02), "input_pipeline": {"images_per_call": 10}}
+    work = roofline.stage2_work(student_macs=1e6, teacher_macs=4e6, compute_dtype="float32",
+                                teacher_precision="bfloat16")
+    peaks = {"float32": {"gmac_per_second": 10.0}, "bfloat16": {"gmac_per_second": 20.0}}
+    section = roofline.roofline(measurements, work, peaks, {"model": "x"}, "kd/xla_off")
+    ce, forward, kd = (section["steps"][n] for n in ("ce/xla_off", "teacher_forward/xla_off", "kd/xla_off"))
+    assert set(section["steps"]) == {"ce/xla_off", "teacher_forward/xla_off", "kd/xla_off"}
+    assert ce["macs_per_call"] == 3e7 and ce["work"] == "3S" and ce["gmac_per_second"] == pytest.approx(7.5)
+    assert ce["floor_s"] == pytest.approx(3e7 / 10e9) and ce["share_of_peak"] == pytest.approx(0.75)
+    assert ce["share_of_peak_fastest"] == pytest.approx(1.5)
+    assert forward["precisions"] == ["bfloat16"] and forward["share_of_peak"] == pytest.approx(4e7 / 20e9 / 0.01)
+    assert kd["work"] == "3S + T" and kd["floor_s"] == pytest.approx(3e7 / 10e9 + 4e7 / 20e9)  # 5 ms
+    assert section["stage2"]["floor_s"] == pytest.approx(0.005) and section["stage2"]["share_of_peak"] == 0.25
+    targets = section["targets"]
+    assert targets["teacher_forward"]["share"] == pytest.approx(0.2) and targets["teacher_forward"]["passed"] is False
+    assert targets["student_step"]["share"] == pytest.approx(0.75) and targets["student_step"]["passed"] is True
+    assert "float32 peak" in targets["student_step"]["description"]
+    assert "bfloat16 peak" in targets["teacher_forward"]["description"]
 
 
 # ------------------------------------------------------------------------------------- --real_size (section)
@@ -332,6 +450,26 @@ def test_real_size_section_measures_the_pipeline_and_each_stage2_step(real_size)
     assert report["environment"]["cpu_count"]
 
 
+def test_real_size_roofline_counts_the_stage2_steps(real_size):
+    report, _ = real_size
+    section = report["real_size"]
+    steps, m = section["roofline"]["steps"], section["measurements"]
+    student = section["models"]["student"]["multiplications"]
+    teacher = section["models"]["teacher"]["multiplications"]
+    expected = {"ce": 3 * student, "teacher_forward": teacher, "kd": 3 * student + teacher,
+                "keras_kd": 3 * student + teacher}
+    assert set(steps) == {f"{step}/xla_off" for step in REAL_SIZE_STEPS}
+    for step, macs in expected.items():
+        entry = steps[f"{step}/xla_off"]
+        assert entry["macs_per_call"] == 4 * macs
+        assert entry["gmac_per_second"] == pytest.approx(4 * macs / m[f"{step}/xla_off"]["seconds_per_call"] / 1e9)
+    stage2, peaks = section["roofline"]["stage2"], section["roofline"]["peaks"]
+    assert stage2["candidate"] == "kd/xla_off" and stage2["teacher_precision"] == section["teacher_precision"]
+    floor = (4 * 3 * student / (peaks["float32"]["gmac_per_second"] * 1e9)
+             + 4 * teacher / (peaks[stage2["teacher_precision"]]["gmac_per_second"] * 1e9))
+    assert stage2["floor_s"] == pytest.approx(floor)
+
+
 def test_real_size_pipeline_counts_the_images_it_reads(real_size):
     report, _ = real_size
     pipe = report["real_size"]["input_pipeline"]
@@ -353,7 +491,7 @@ def test_real_size_pipeline_counts_the_images_it_reads(real_size):
 
     dataset, info = real_size_lib.training_stream(report["real_size"]["data"]["folder"], 64, 4, seed=0)
     stream = CountingStream(dataset)
-    result, (x, y) = benchmark.measure_pipeline(stream, info["train_examples"], 4, 3, rounds=2, warmup=1)
+    result, (x, y) = measure_pipeline(stream, info["train_examples"], 4, 3, rounds=2, warmup=1)
     first_epoch = (10 // 4) * 4  # whole batches of the 10 training images
     # first epoch, then 1 first call + 1 warm-up + 2 timed samples of 3 batches, then the batch handed back
     assert stream.images == first_epoch + (1 + 1 + 2) * 3 * 4 + 4
@@ -394,7 +532,7 @@ def test_real_size_targets_are_computed_from_the_measurements(real_size):
 
 def test_real_size_section_is_printed(real_size):
     report, _ = real_size
-    text = benchmark.format_report(report)
+    text = format_report(report)
     assert text.startswith("Real size") or "WARNING: load average" in text
     assert "Steps:" not in text  # the CIFAR-sized tables are not part of the mode
     for name in ("input_pipeline", *REAL_SIZE_STEPS):
@@ -403,6 +541,7 @@ def test_real_size_section_is_printed(real_size):
         line = next(line for line in text.splitlines() if line.startswith(name))
         assert {True: "PASS", False: "FAIL"}[t["passed"]] in line
     assert "% of the CPU work per training image" in text
+    assert "Roofline:" in text and "Stage 2 (kd/xla_off): floor" in text and "Roofline targets" in text
 
 
 def test_real_size_loads_the_backbone_script_without_its_flags():

@@ -4,6 +4,7 @@
 import numpy as np
 import tensorflow as tf
 
+from fitnets_tf.harness import tables
 from fitnets_tf.harness.timing import Candidate, time_interleaved
 from fitnets_tf.io_utils import atomic_save, atomic_write_json, atomic_write_text
 from fitnets_tf.models.counting import count_multiplications, count_parameters
@@ -67,17 +68,16 @@ def _fmt_count(n):
 def markdown_table(rows, batch_sizes):
     header = ["model", "method", "architecture", "test acc (%)", "test error (%)", "params", "mults",
               *[f"ms/image @bs{b}" for b in batch_sizes], "speed-up", "compression", "mult ratio"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    cells = []
     for r in rows:
         acc = "-" if r["test_accuracy"] is None else f"{100 * r['test_accuracy']:.2f}"
         err = "-" if r["test_error"] is None else f"{100 * r['test_error']:.2f}"
         ratios = [r.get(k) for k in ("speedup_vs_teacher", "compression_vs_teacher", "multiplication_ratio")]
-        cells = [r["model"], r["method"], r["architecture"], acc, err, _fmt_count(r["parameters"]),
-                 _fmt_count(r["multiplications"]),
-                 *[f"{r['latency_ms_per_image'][str(b)]:.4f}" for b in batch_sizes],
-                 *["-" if v is None else f"{v:.2f}x" for v in ratios]]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        cells.append([r["model"], r["method"], r["architecture"], acc, err, _fmt_count(r["parameters"]),
+                      _fmt_count(r["multiplications"]),
+                      *[f"{r['latency_ms_per_image'][str(b)]:.4f}" for b in batch_sizes],
+                      *["-" if v is None else f"{v:.2f}x" for v in ratios]])
+    return tables.markdown_table(header, cells)
 
 
 # A model whose accuracy is below CHANCE_FACTOR / classes (15% for 10 classes) has not left the plateau of its
@@ -157,17 +157,17 @@ def litert_table(rows):
     """The LiteRT artifacts in the trade-off layout; ratios against the teacher's file of the same format."""
     header = ["model", "format", "test acc (%)", "vs Keras (points)", "agrees with Keras (%)", "size (KB)",
               "ms/image @bs1, 1 thread", "speed-up", "compression", "mult ratio", "speed-up / mult ratio"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    cells = []
     for r in rows:
         ratios = [r.get(k) for k in ("speedup_vs_teacher", "compression_vs_teacher", "multiplication_ratio")]
         fraction = r.get("speedup_fraction_of_multiplication_ratio")
         scheme = " (int16 activations)" if (r.get("int8_check") or {}).get("activations") == "int16" else ""
-        cells = [r["model"], r["format"] + scheme, f"{100 * r['test_accuracy']:.2f}",
-                 f"{r['accuracy_change_vs_keras_points']:+.2f}", f"{100 * r['agreement_with_keras']:.2f}",
-                 f"{r['size_bytes'] / 1024:.1f}", f"{r['latency_ms_per_image']:.4f}",
-                 *["-" if v is None else f"{v:.2f}x" for v in ratios], "-" if fraction is None else f"{fraction:.2f}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        cells.append([r["model"], r["format"] + scheme, f"{100 * r['test_accuracy']:.2f}",
+                      f"{r['accuracy_change_vs_keras_points']:+.2f}", f"{100 * r['agreement_with_keras']:.2f}",
+                      f"{r['size_bytes'] / 1024:.1f}", f"{r['latency_ms_per_image']:.4f}",
+                      *["-" if v is None else f"{v:.2f}x" for v in ratios],
+                      "-" if fraction is None else f"{fraction:.2f}"])
+    return tables.markdown_table(header, cells)
 
 
 def int8_notes(rows):

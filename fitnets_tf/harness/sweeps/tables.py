@@ -4,6 +4,7 @@ import dataclasses
 
 from fitnets_tf.harness.sweeps.curves import left_chance_epoch, model_curve, sweep_curves
 from fitnets_tf.harness.sweeps.statistics import format_mean_std, mean_std
+from fitnets_tf.harness.tables import markdown_table
 
 # results.json model name -> method label, in table order.
 METHODS = {"baseline_ce": "CE", "baseline_kd": "KD", "baseline_ce_glorot": "CE (Glorot init)",
@@ -100,14 +101,14 @@ def _left_chance_text(per_seed):
                      "never" if p["left_chance_epoch"] is None else str(p["left_chance_epoch"]) for p in per_seed)
 
 
-def _table_line(r):
+def _table_cells(r):
     per_seed = ", ".join("-" if p["test_accuracy"] is None else
                          f"{100 * p['test_accuracy']:.2f}{'*' if p.get('at_chance') else ''}" for p in r["per_seed"])
-    return "| " + " | ".join([
+    return [
         str(r["cell"]), r["method"], format_mean_std(r["test_accuracy"]), str(r["test_accuracy"]["n"]),
         per_seed, _left_chance_text(r["per_seed"]), _count(r["parameters"]), _count(r["multiplications"]),
         _hint_text(r["hint_taps"]),
-    ]) + " |"
+    ]
 
 
 def _chance_note(rows):
@@ -131,8 +132,7 @@ def markdown(summary):
     header = ["cell", "method", "test acc (%) mean ± std", "n", "per seed (%)", "left chance at epoch", "params",
               "mults", "hints: guided <- hint (paper index, tap, map)"]
     lines = [f"# Experiment: {title} ({s['dataset']}, teacher {s['teacher']})", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += [_table_line(r) for r in s["rows"]]
+             markdown_table(header, [_table_cells(r) for r in s["rows"]])]
     epochs = ", ".join(f"{k} {v if v is not None else 'hint+kd'}" for k, v in s["epochs"].items()
                        if not (k == "teacher_epochs" and s["teacher_sharing"] == "given"))
     lines += ["", f"Seeds: {', '.join(map(str, s['seeds']))}; std is the sample standard deviation (ddof=1). "

@@ -9,7 +9,7 @@ decode + resize, the folder's default augmentation (random resized crop + flip),
 (MobileNetV2's [-1, 1]), in parallel and prefetched. Without a folder, `images` Fashion-MNIST images are written
 as JPEGs first by `scripts/make_image_folder.py` (about 40 KB each at 224x224, the decode cost of a photo folder).
 
-Measured (the machinery of `benchmark_lib`):
+Measured (the machinery of the CIFAR benchmark's modules):
   input_pipeline   the training stream iterated alone, after its first epoch: `measure_pipeline`, back to back and
                    not interleaved with the steps (interleaved, the prefetch buffers fill while the steps run and a
                    sample reads them instead of the producer's rate);
@@ -29,6 +29,8 @@ Targets, with pass/fail:
                          image over the pipeline's plus the step's) is reported beside it;
   vs_keras_distillation: t(keras_kd) / t(kd), paired per round (`paired_ratio`) >= 1;
   stage2_overhead:       t(kd) / (t(ce) + t(teacher_forward)), paired per round, <= 1.10.
+And the roofline of the four steps (`roofline`: MACs, GMAC/s, share of this CPU's peak measured by a matmul right
+after them, stage 2's floor, the issue's informational targets).
 """
 
 import contextlib
@@ -43,7 +45,13 @@ from typing import Optional
 
 import keras
 
-import benchmark_lib as benchmark  # scripts/benchmark_lib.py
+from benchmarking import roofline
+from benchmarking.config import BenchmarkConfig, check_settings
+from benchmarking.models import keras_distiller
+from benchmarking.pipeline import measure_pipeline
+from benchmarking.run import environment
+from benchmarking.targets import ratio_target
+from benchmarking.timing import stage2_bodies, step_candidate
 from fitnets_tf import taps
 from fitnets_tf.data import Augmentation, Preprocessor, build_input, load_splits
 from fitnets_tf.distiller import Distiller
@@ -53,7 +61,7 @@ from fitnets_tf.models.counting import count_multiplications, count_parameters
 from fitnets_tf.optimizers import build_optimizer
 from fitnets_tf.precision import compute_policy
 
-SCRIPTS = os.path.dirname(os.path.abspath(__file__))
+SCRIPTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # scripts/
 STEPS = ("ce", "teacher_forward", "kd", "keras_kd")  # stage 2's candidates, consecutive in each round
 PREPROCESSING = "tf"  # MobileNetV2's convention (keras.applications.mobilenet_v2.preprocess_input)
 PIPELINE_VS_STAGE2_LIMIT = 1.0
@@ -89,14 +97,14 @@ class RealSizeConfig:
     image_size: int = 224
     batch_size: int = 32
     pipeline_batches: int = 8
-    rounds: int = benchmark.BenchmarkConfig.rounds
-    warmup: int = benchmark.BenchmarkConfig.warmup
-    calls_per_sample: int = benchmark.BenchmarkConfig.calls_per_sample
+    rounds: int = BenchmarkConfig.rounds
+    warmup: int = BenchmarkConfig.warmup
+    calls_per_sample: int = BenchmarkConfig.calls_per_sample
     mixed_precision: str = RunConfig.mixed_precision
     teacher_precision: str = RunConfig.teacher_precision
     optimizer: str = RunConfig.optimizer
     rmsprop_max_scaling: float = RunConfig.rmsprop_max_scaling
-    learning_rate: float = benchmark.BenchmarkConfig.learning_rate
+    learning_rate: float = BenchmarkConfig.learning_rate
     temperature: float = RunConfig.temperature
     kd_lambda: float = RunConfig.kd_lambda
     seed: int = RunConfig.seed
@@ -107,7 +115,7 @@ class RealSizeConfig:
         positive = {"images": self.images, "image_size": self.image_size, "batch_size": self.batch_size,
                     "pipeline_batches": self.pipeline_batches, "rounds": self.rounds,
                     "calls_per_sample": self.calls_per_sample}
-        benchmark.check_settings(self, positive)
+        check_settings(self, positive)
         if self.folder is not None and not os.path.isdir(self.folder):
             raise ValueError(f"folder must be a directory of class subfolders. Received: folder={self.folder!r}")
 
@@ -194,7 +202,7 @@ def build_trainers(config: RealSizeConfig, teacher, student, x, y):
     kd.compile(optimizer(), stage="kd", jit_compile=False)
     keras_teacher = (kd.teacher_logits if kd.teacher_forward is teacher
                      else taps.logits_model(teacher, "teacher", tuple(teacher.input_shape[1:])))
-    keras_kd = benchmark.keras_distiller(keras_teacher, student, config.temperature, optimizer())
+    keras_kd = keras_distiller(keras_teacher, student, config.temperature, optimizer())
     for trainer in (ce, kd, keras_kd):
         trainer.train_step((x, y))
     return ce, kd, keras_kd
@@ -224,7 +232,7 @@ def summarize(pipeline, results):
         "passed": None if ratio is None else bool(ratio >= PIPELINE_VS_STAGE2_LIMIT),
     }}
     for name in ("vs_keras_distillation", "stage2_overhead"):
-        targets[name] = {"description": DESCRIPTIONS[name], **benchmark.ratio_target(results, name, False)}
+        targets[name] = {"description": DESCRIPTIONS[name], **ratio_target(results, name, False)}
     share = feed_cpu / (feed_cpu + step_cpu) if feed_cpu and step_cpu else None
     return {"images_per_second": rates, "cpu_seconds_per_image": cpu, "pipeline_share_of_cpu": share,
             "targets": targets}
@@ -238,7 +246,7 @@ def measure(config: RealSizeConfig, folder, build_pair, log=print):
     log(f"[benchmark] real size: input pipeline alone ({data['train_examples']} training images of {folder}, "
         f"{config.image_size}x{config.image_size}): first epoch, then {config.rounds} samples of "
         f"{config.pipeline_batches} batches of {config.batch_size}")
-    pipeline, (x, y) = benchmark.measure_pipeline(dataset, data["train_examples"], config.batch_size,
+    pipeline, (x, y) = measure_pipeline(dataset, data["train_examples"], config.batch_size,
                                                   config.pipeline_batches, config.rounds, max(1, config.warmup))
     teacher, student = build_pair(data["num_classes"])
     shape = tuple(data["image_shape"])
@@ -254,11 +262,15 @@ def measure(config: RealSizeConfig, folder, build_pair, log=print):
         f"and {student.name} (student, {models['student']['multiplications'] / 1e6:.0f}M mults), batch "
         f"{config.batch_size}, policy {keras.mixed_precision.global_policy().name}, XLA off")
     ce, kd, keras_kd = build_trainers(config, teacher, student, x, y)
-    bodies = benchmark.stage2_bodies(ce, kd.teacher_logits, kd, keras_kd, x, y)
-    candidates = [benchmark.step_candidate(step, *bodies[step], False, config.batch_size) for step in STEPS]
-    log(f"[benchmark] real size: timing {', '.join(STEPS)}: first calls (tracing), {config.warmup} warm-up "
-        f"call(s), then {config.rounds} interleaved rounds")
-    results = time_interleaved(candidates, config.rounds, config.warmup)
+    bodies = stage2_bodies(ce, kd.teacher_logits, kd, keras_kd, x, y)
+    candidates = [step_candidate(step, *bodies[step], False, config.batch_size) for step in STEPS]
+    log(f"[benchmark] real size: timing {', '.join(STEPS)} and this CPU's peak ({roofline.MATMUL_SIZE}^2 matmuls): "
+        f"first calls (tracing), {config.warmup} warm-up call(s), then {config.rounds} interleaved rounds")
+    results = time_interleaved(candidates + roofline.peak_candidates(), config.rounds, config.warmup)
+    peaks = roofline.peaks_from(results)
+    work = roofline.stage2_work(models["student"]["multiplications"], models["teacher"]["multiplications"],
+                                keras.mixed_precision.global_policy().compute_dtype, kd.teacher_precision)
+    section_roofline = roofline.roofline(results, work, peaks, roofline.cpu_facts(), "kd/xla_off")
     return {
         "config": dataclasses.asdict(config),
         "data": data,
@@ -269,6 +281,7 @@ def measure(config: RealSizeConfig, folder, build_pair, log=print):
         "input_pipeline": pipeline,
         "measurements": results,
         **summarize(pipeline, results),
+        "roofline": section_roofline,
         "timing_s": time.perf_counter() - start,
     }
 
@@ -287,7 +300,7 @@ def run_real_size(config: RealSizeConfig, build_pair=None, log=print):
     build_pair = build_pair or backbone_pair(config.seed)
     previous_policy = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy(compute_policy(config.mixed_precision))
-    env = benchmark.environment()
+    env = environment()
     try:
         with contextlib.ExitStack() as stack:
             folder = config.folder
@@ -307,48 +320,3 @@ def run_real_size(config: RealSizeConfig, build_pair=None, log=print):
     return {"environment": env, "real_size": section}
 
 
-# ------------------------------------------------------------------------------------------------ the tables
-def real_size_lines(section):
-    """The printed real-size section: the pipeline and the steps, then the targets."""
-    fmt, table, verdict = benchmark._fmt, benchmark._table, benchmark._verdict
-    data, models, cfg = section["data"], section["models"], section["config"]
-    rows = []
-    for name, r in (("input_pipeline", section["input_pipeline"]),
-                    *((step, section["measurements"][f"{step}/xla_off"]) for step in STEPS)):
-        per_call = r["seconds_per_call"]
-        spread = (f"{1e3 * r['min_s']:.1f}-{1e3 * r['max_s']:.1f}" if r.get("min_s") is not None else "-")
-        rows.append([name, fmt(per_call and 1e3 * per_call, ".1f"), spread, r["images_per_call"],
-                     fmt(r["images_per_second"], ",.1f"),
-                     fmt(section["cpu_seconds_per_image"][name] and 1e3 * section["cpu_seconds_per_image"][name],
-                         ".2f"),
-                     fmt(r.get("first_call_s"), ".2f"), r["error"] or ""])
-    folder = data["folder"] or "a temporary folder"
-
-    def model(role):
-        m = models[role]
-        nested = f" [{', '.join(m['nested_models'])}]" if m.get("nested_models") else ""
-        return f"{m['architecture']}{nested} ({role}, {m['multiplications'] / 1e6:,.0f}M mults)"
-
-    out = [f"Real size: {model('teacher')} / {model('student')}, {'x'.join(map(str, data['image_shape']))}, "
-           f"batch {data['batch_size']}, {section['policy']}, teacher in {section['teacher_precision']}, XLA off; "
-           f"median of {cfg['rounds']} rounds",
-           f"Data: {data['train_examples']} training images of {folder} "
-           f"({'generated' if data['generated'] else 'given'}), JPEG decode + resize + {data['augmentation']['kind']}"
-           f"{' + flip' if data['augmentation']['flip'] else ''} + '{data['preprocessing']}' preprocessing; the "
-           "pipeline alone, back to back, after its first epoch "
-           f"({section['input_pipeline']['first_epoch_images_per_second']:,.1f} images/s); the steps interleaved on "
-           "one batch",
-           table(["candidate", "ms/call", "min-max ms", "images/call", "images/s", "CPU ms/image", "first call s",
-                  "error"], rows), ""]
-    trows = []
-    for name, sign in (("pipeline_vs_stage2", ">="), ("vs_keras_distillation", ">="), ("stage2_overhead", "<=")):
-        t = section["targets"][name]
-        trows.append([name, fmt(t["ratio"], ".3f"), fmt(t.get("ratio_of_medians"), ".3f"),
-                      fmt(t.get("ratio_cpu"), ".3f"), f"{sign} {t['limit']:g}", verdict(t["passed"])])
-    share = section["pipeline_share_of_cpu"]
-    out += ["Real-size targets (pipeline_vs_stage2: ratio of medians, measured apart; the others paired per round)",
-            table(["target", "ratio", "of medians", "CPU-time", "limit", "result"], trows),
-            f"The input pipeline is {fmt(share and 100 * share, '.0f')}% of the CPU work per training image "
-            "(pipeline / (pipeline + stage-2 step)): run together on shared cores, that part comes out of the step's "
-            "time.", ""]
-    return out
