@@ -21,7 +21,7 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from fitnets_tf import Distiller, HintPair  # noqa: E402
+from fitnets_tf import Distiller, HintPair, HintStage, KDStage  # noqa: E402
 from fitnets_tf.models import BlockSpec, NetSpec, PoolSpec, build_network  # noqa: E402
 
 
@@ -31,14 +31,15 @@ def one_step(strategy, stage, examples=16, batch_size=16):
                                         initializer="glorot_uniform"), seed=0)
         student = build_network(NetSpec("student", (8, 8, 1), 5, (BlockSpec((4, 4, 4)), BlockSpec((6,), pool=PoolSpec(None))),
                                         initializer="glorot_uniform"), seed=1)
-        distiller = Distiller(student, teacher, hint_pairs=[HintPair(3, 2)], kd_lambda=2.0, seed=3)
+        distiller = Distiller(student, teacher)
+        stage = HintStage([HintPair(3, 2)], seed=3) if stage == "hint" else KDStage(kd_lambda=2.0)
         distiller.compile(keras.optimizers.SGD(0.5), stage=stage)
-    one_step.initial = [v.numpy() for v in student.weights] + [
-        v.numpy() for r in distiller.regressors for v in r.weights]
+    regressors = getattr(stage, "regressors", [])
+    one_step.initial = [v.numpy() for v in student.weights] + [v.numpy() for r in regressors for v in r.weights]
     rng = np.random.default_rng(0)
     x, y = rng.random((examples, 8, 8, 1)).astype("float32"), rng.integers(0, 5, examples)
     logs = distiller.fit(x, y, batch_size=batch_size, epochs=1, shuffle=False, verbose=0).history
-    weights = [v.numpy() for v in student.weights] + [v.numpy() for r in distiller.regressors for v in r.weights]
+    weights = [v.numpy() for v in student.weights] + [v.numpy() for r in regressors for v in r.weights]
     return weights, {k: float(v[0]) for k, v in logs.items()}
 
 

@@ -1,10 +1,11 @@
-"""The two FitNets stages against their invariants: what moves, what must not, and that the losses fall."""
+"""The two FitNets stages against their invariants: what moves, what must not, and that the losses fall; each stage
+an object with its own settings."""
 
 import numpy as np
 import keras
 import pytest
 
-from fitnets_tf import Distiller, HintPair, KDLambdaSchedule
+from fitnets_tf import Distiller, HintPair, HintStage, KDLambdaSchedule, KDStage
 from fitnets_tf.models import BlockSpec, NetSpec, PoolSpec, build_network
 
 CLASSES = 5
@@ -39,17 +40,18 @@ def layer_of(path):
 
 def test_stage_hint_moves_only_the_student_up_to_the_guided_layer_and_the_regressor():
     teacher, student = teacher_and_student()
-    distiller = Distiller(student, teacher, hint_pairs=[HintPair(guided=4, hint=2)])
-    distiller.compile(keras.optimizers.Adam(1e-2), stage="hint")
+    distiller = Distiller(student, teacher)
+    stage = HintStage([HintPair(guided=4, hint=2)])
+    distiller.compile(keras.optimizers.Adam(1e-2), stage=stage)
     t0, s0 = snapshot(teacher), snapshot(student)
-    r0 = snapshot(distiller.regressors[0])
+    r0 = snapshot(stage.regressors[0])
     x, y = data()
     history = distiller.fit(x, y, batch_size=16, epochs=4, verbose=0, shuffle=False)
 
     assert changed(t0, teacher) == set()
     moved = {layer_of(p) for p in changed(s0, student)}
     assert moved == {"conv1_linear", "conv2_linear", "conv3_linear", "conv4_linear"}
-    assert changed(r0, distiller.regressors[0]) == set(r0)  # every regressor weight moved
+    assert changed(r0, stage.regressors[0]) == set(r0)  # every regressor weight moved
     hint_losses = history.history["hint_loss"]
     assert hint_losses[-1] < 0.5 * hint_losses[0]
     assert history.history["loss"] == hint_losses
@@ -57,31 +59,35 @@ def test_stage_hint_moves_only_the_student_up_to_the_guided_layer_and_the_regres
 
 def test_stage_hint_sequential_pairs_train_one_pair_at_a_time():
     teacher, student = teacher_and_student()
-    distiller = Distiller(student, teacher, hint_pairs=[HintPair(2, 1), HintPair(5, 3, regressor="dense")])
+    distiller = Distiller(student, teacher)
+    first, second = HintStage([HintPair(2, 1)]), HintStage([HintPair(5, 3, regressor="dense")])
     x, y = data()
-    distiller.compile(keras.optimizers.Adam(1e-2), stage="hint", pairs=[0])
-    s0, r2 = snapshot(student), snapshot(distiller.regressors[1])
+    distiller.compile(keras.optimizers.Adam(1e-2), stage=first)
+    s0 = snapshot(student)
     distiller.fit(x, y, batch_size=32, epochs=1, verbose=0)
     assert {layer_of(p) for p in changed(s0, student)} == {"conv1_linear", "conv2_linear"}
-    assert changed(r2, distiller.regressors[1]) == set()
 
-    distiller.compile(keras.optimizers.Adam(1e-2), stage="hint", pairs=[1])
-    s1 = snapshot(student)
+    distiller.compile(keras.optimizers.Adam(1e-2), stage=second)
+    assert first.regressors == []  # the stage before ended: its regressor is discarded
+    s1, r2 = snapshot(student), snapshot(second.regressors[0])
     distiller.fit(x, y, batch_size=32, epochs=1, verbose=0)
     assert {layer_of(p) for p in changed(s1, student)} == {f"conv{i}_linear" for i in range(1, 6)}
-    assert changed(r2, distiller.regressors[1]) == set(r2)
+    assert changed(r2, second.regressors[0]) == set(r2)
 
 
 def test_stage_hint_joint_pairs_sum_the_hint_losses():
     teacher, student = teacher_and_student()
     pairs = [HintPair(2, 1), HintPair(4, 2)]
-    joint = Distiller(student, teacher, hint_pairs=pairs)
-    joint.compile(keras.optimizers.SGD(0.0), stage="hint")
+    joint = Distiller(student, teacher)
+    both = HintStage(pairs, seed=0)
+    joint.compile(keras.optimizers.SGD(0.0), stage=both)
     x, y = data(32)
     total = joint.evaluate(x, y, batch_size=32, verbose=0, return_dict=True)["hint_loss"]
     parts = []
-    for i in range(2):
-        joint.compile(keras.optimizers.SGD(0.0), stage="hint", pairs=[i])
+    for pair, regressor in zip(pairs, list(both.regressors)):
+        alone = HintStage([pair])
+        joint.compile(keras.optimizers.SGD(0.0), stage=alone)
+        alone.regressors[0].set_weights(regressor.get_weights())  # the joint stage's regressor for this pair
         parts.append(joint.evaluate(x, y, batch_size=32, verbose=0, return_dict=True)["hint_loss"])
     np.testing.assert_allclose(total, sum(parts), rtol=1e-5)
 
@@ -89,9 +95,13 @@ def test_stage_hint_joint_pairs_sum_the_hint_losses():
 def test_stage_kd_moves_the_student_not_the_teacher_and_lambda_follows_the_schedule():
     teacher, student = teacher_and_student()
     schedule = KDLambdaSchedule(4.0, 1.0, 0, 3)
-    distiller = Distiller(student, teacher, hint_pairs=[HintPair(4, 2)], temperature=3.0, kd_lambda=schedule)
-    distiller.compile(keras.optimizers.Adam(1e-2), stage="kd")
-    assert distiller.regressors == []  # discarded when stage 2 starts
+    distiller = Distiller(student, teacher)
+    hints = HintStage([HintPair(4, 2)])
+    distiller.compile(keras.optimizers.Adam(1e-2), stage=hints)
+    distiller.compile(keras.optimizers.Adam(1e-2), stage=KDStage(temperature=3.0, kd_lambda=schedule))
+    assert hints.regressors == []  # discarded when stage 2 starts (Algorithm 1)
+    with pytest.raises(ValueError, match="cannot run again: its regressors were discarded"):
+        distiller.compile(keras.optimizers.Adam(1e-2), stage=hints)
     t0, s0 = snapshot(teacher), snapshot(student)
     # A confident teacher (its softened outputs far from uniform, so the soft term has room to fall) and labels it
     # agrees with, so that both terms pull the same way.
@@ -112,17 +122,17 @@ def test_stage_kd_moves_the_student_not_the_teacher_and_lambda_follows_the_sched
 
 def test_stage_kd_resumed_at_a_later_epoch_reads_lambda_at_that_epoch():
     teacher, student = teacher_and_student()
-    distiller = Distiller(student, teacher, kd_lambda=KDLambdaSchedule(4.0, 1.0, 0, 3))
-    distiller.compile(keras.optimizers.Adam(1e-3), stage="kd")
+    distiller = Distiller(student, teacher)
+    distiller.compile(keras.optimizers.Adam(1e-3), stage=KDStage(kd_lambda=KDLambdaSchedule(4.0, 1.0, 0, 3)))
     history = distiller.fit(*data(16), batch_size=16, epochs=4, initial_epoch=2, verbose=0)
     np.testing.assert_allclose(history.history["kd_lambda"], [2.0, 1.0], rtol=1e-6)
 
 
 def test_stage_1_weights_carry_into_stage_2():
     teacher, student = teacher_and_student()
-    distiller = Distiller(student, teacher, hint_pairs=[HintPair(4, 2)])
+    distiller = Distiller(student, teacher)
     x, y = data()
-    distiller.compile(keras.optimizers.Adam(1e-2), stage="hint")
+    distiller.compile(keras.optimizers.Adam(1e-2), stage=HintStage([HintPair(4, 2)]))
     distiller.fit(x, y, batch_size=16, epochs=1, verbose=0)
     after_stage_1 = student.get_layer("conv2_linear").kernel.numpy().copy()
     distiller.compile(keras.optimizers.SGD(0.0), stage="kd")
@@ -157,8 +167,8 @@ def test_one_step_under_mixed_float16_gives_finite_float32_losses(stage):
     keras.mixed_precision.set_global_policy("mixed_float16")
     teacher, student = teacher_and_student()
     assert student.get_layer("conv1_linear").compute_dtype == "float16"
-    distiller = Distiller(student, teacher, hint_pairs=[HintPair(4, 2)])
-    distiller.compile(keras.optimizers.Adam(1e-3), stage=stage)
+    distiller = Distiller(student, teacher)
+    distiller.compile(keras.optimizers.Adam(1e-3), stage=HintStage([HintPair(4, 2)]) if stage == "hint" else stage)
     assert isinstance(distiller.optimizer, keras.optimizers.LossScaleOptimizer)
     logs = distiller.train_on_batch(*data(4), return_dict=True)
     assert logs and all(np.isfinite(v) for v in logs.values())
@@ -168,24 +178,30 @@ def test_one_step_under_mixed_float16_gives_finite_float32_losses(stage):
 
 def test_bad_configurations():
     teacher, student = teacher_and_student()
+    distiller = Distiller(student, teacher)
     with pytest.raises(ValueError, match="guided layer index 20 does not exist in model 'student'"):
-        Distiller(student, teacher, hint_pairs=[HintPair(20, 2)])
+        distiller.compile("sgd", stage=HintStage([HintPair(20, 2)]))
     with pytest.raises(ValueError, match="No 'conv' regressor can map"):
-        Distiller(student, teacher, hint_pairs=[HintPair(6, 1)])  # student conv6 is 4x4, teacher conv1 8x8
+        distiller.compile("sgd", stage=HintStage([HintPair(6, 1)]))  # student conv6 is 4x4, teacher conv1 8x8
+    assert distiller.current_stage is None  # a stage that failed to bind is not compiled
     with pytest.raises(ValueError, match="needs a teacher"):
         Distiller(student).compile("sgd", stage="kd")
-    with pytest.raises(ValueError, match="stage must be one of"):
-        Distiller(student, teacher).compile("sgd", stage="hints")
-    with pytest.raises(ValueError, match="needs hint_pairs"):
-        Distiller(student, teacher).compile("sgd", stage="hint")
-    for temperature in (0, float("inf"), float("nan")):
+    with pytest.raises(ValueError, match="stage must be a Stage or one of"):
+        distiller.compile("sgd", stage="hints")
+    with pytest.raises(ValueError, match="needs hint pairs"):
+        distiller.compile("sgd", stage=HintStage([]))
+    for temperature in (0, float("inf"), float("nan"), True):
         with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
-            Distiller(student, teacher, temperature=temperature)
+            KDStage(temperature=temperature)
+    stage = KDStage()
+    distiller.compile("sgd", stage=stage)
+    with pytest.raises(ValueError, match="already bound to the Distiller"):
+        Distiller(student, teacher).compile("sgd", stage=stage)
 
 
 def test_the_teacher_is_left_trainable_for_its_own_training_and_a_frozen_student_is_refused():
     teacher, student = teacher_and_student()
-    Distiller(student, teacher, hint_pairs=[HintPair(4, 2)])
+    Distiller(student, teacher).compile("sgd", stage=HintStage([HintPair(4, 2)]))
     assert teacher.trainable and teacher.trainable_variables
     teacher_trainer = Distiller(teacher)
     teacher_trainer.compile(keras.optimizers.Adam(1e-2), stage="ce")
@@ -207,8 +223,9 @@ def test_cached_teacher_outputs_give_the_same_losses_and_updates(stage):
     results = []
     for cached in (False, True):
         teacher, student = teacher_and_student(seed=4)
-        distiller = Distiller(student, teacher, hint_pairs=[HintPair(4, 2)], kd_lambda=2.0, seed=1)
-        distiller.compile(keras.optimizers.SGD(0.1), stage=stage)
+        distiller = Distiller(student, teacher)
+        distiller.compile(keras.optimizers.SGD(0.1), stage=HintStage([HintPair(4, 2)], seed=1) if stage == "hint"
+                          else KDStage(kd_lambda=2.0))
         train = (distiller.cache_teacher_outputs(batches, 32, low_precision=False).attach(indexed) if cached
                  else batches)
         logs = distiller.evaluate(train, verbose=0, return_dict=True)
@@ -231,15 +248,16 @@ def test_teacher_outputs_cached_on_disk_give_the_in_memory_losses_and_are_keyed_
     order = np.random.default_rng(0).permutation(32)  # a shuffled stream: each row must follow its example
     indexed = tf.data.Dataset.from_tensor_slices((order, x[order], y[order])).batch(16)
     teacher, student = teacher_and_student(seed=4)
-    distiller = Distiller(student, teacher, hint_pairs=[HintPair(4, 2)], kd_lambda=2.0, seed=1)
-    distiller.compile(keras.optimizers.SGD(0.0), stage=stage)
+    distiller = Distiller(student, teacher)
+    distiller.compile(keras.optimizers.SGD(0.0), stage=HintStage([HintPair(4, 2)], seed=1) if stage == "hint"
+                      else KDStage(kd_lambda=2.0))
     plain = distiller.evaluate(tf.data.Dataset.from_tensor_slices((x[order], y[order])).batch(16), verbose=0,
                                return_dict=True)
     memory = distiller.cache_teacher_outputs(ordered, 32, mode="memory")
     disk = distiller.cache_teacher_outputs(ordered, 32, mode="disk", directory=str(tmp_path))
     assert (memory.placement.place, disk.placement.place) == ("memory", "disk")
     assert [a.dtype for a in disk.arrays] == [np.float16 if stage == "hint" else np.float32]
-    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".0") == [f"{stage}{'_pairs0' if stage == 'hint' else ''}_teacher_outputs.bin.0"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".0") == [f"{stage}_teacher_outputs.bin.0"]
     logs = [distiller.evaluate(c.attach(indexed), verbose=0, return_dict=True) for c in (memory, disk)]
     assert logs[0] == logs[1]  # the same rows, from memory or from the file
     for key, value in plain.items():  # and the teacher's own outputs, float16 rounding of the hints aside

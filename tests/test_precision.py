@@ -80,7 +80,7 @@ def test_a_keras_applications_teacher_in_bfloat16():
 
 
 # ------------------------------------------------------------------------------------- in the Distiller
-from fitnets_tf import Distiller, HintPair  # noqa: E402
+from fitnets_tf import Distiller, HintPair, HintStage  # noqa: E402
 from tests.test_distiller import changed, data, layer_of, snapshot, teacher_and_student  # noqa: E402
 
 
@@ -90,9 +90,9 @@ def test_a_bfloat16_teacher_trains_a_float32_student_like_a_float32_teacher(stag
     for precision in ("float32", "bfloat16"):
         teacher, student = teacher_and_student()
         _trained_like(teacher)
-        distiller = Distiller(student, teacher, hint_pairs=[HintPair(guided=4, hint=2)], seed=0,
-                              teacher_precision=precision)
-        distiller.compile(keras.optimizers.SGD(1e-2), stage=stage)
+        distiller = Distiller(student, teacher, teacher_precision=precision)
+        distiller.compile(keras.optimizers.SGD(1e-2),
+                          stage=HintStage([HintPair(guided=4, hint=2)], seed=0) if stage == "hint" else stage)
         x, y = data()
         outputs = distiller.teacher_outputs(tf.constant(x))
         assert all(t.dtype == tf.float32 for t in outputs)

@@ -1,52 +1,60 @@
-"""The stages as units (`fitnets_tf/stages/`): their names in the logs, their refusals, and that a new stage is one
-`Stage` subclass the Distiller runs with its shared step."""
+"""The stages as units (`fitnets_tf/stages/`): each an object that owns its settings, its names in the logs, its
+refusals; a new stage is one `Stage` subclass the Distiller runs with its shared step; and the one-stage FitNet
+(`stages/one_stage.py`) against a NumPy reference and its invariants."""
 
 import keras
 import numpy as np
 import pytest
 
-from fitnets_tf import Distiller, HintPair, losses
-from fitnets_tf.stages import STAGE_CLASSES, Stage
-from tests.test_distiller import changed, data, snapshot, teacher_and_student
+from fitnets_tf import Distiller, HintPair, HintStage, KDStage, OneStageFitNetStage, losses
+from fitnets_tf.stages import STAGE_CLASSES, Stage, make_stage
+from tests.test_distiller import changed, data, layer_of, snapshot, teacher_and_student
 
 
 @pytest.mark.parametrize("stage,names", [
     ("hint", ["loss", "hint_loss"]),
     ("kd", ["loss", "ce_loss", "kd_loss", "kd_lambda", "accuracy"]),
     ("ce", ["loss", "ce_loss", "accuracy"]),
+    ("one_stage", ["loss", "ce_loss", "hint_loss", "accuracy"]),
 ])
 def test_each_stage_logs_its_metrics_under_the_names_of_the_logs_tensorboard_and_json(stage, names):
     teacher, student = teacher_and_student()
-    distiller = Distiller(student, teacher, hint_pairs=[HintPair(4, 2)])
-    distiller.compile(keras.optimizers.SGD(1e-3), stage=stage)
+    distiller = Distiller(student, teacher)
+    objects = {"hint": HintStage([HintPair(4, 2)]), "one_stage": OneStageFitNetStage([HintPair(4, 2)])}
+    distiller.compile(keras.optimizers.SGD(1e-3), stage=objects.get(stage, stage))
     assert distiller.stage == stage and isinstance(distiller.current_stage, STAGE_CLASSES[stage])
     assert [m.name for m in distiller.metrics] == names
     history = distiller.fit(*data(16), batch_size=8, epochs=1, verbose=0)
     assert set(history.history) == set(names)
 
 
-def test_stage_specific_settings_and_models_are_refused_elsewhere():
+def test_a_stage_name_builds_the_stage_with_its_default_settings_and_each_stage_names_its_monitor():
+    assert isinstance(make_stage("kd"), KDStage) and make_stage("kd").temperature == 3.0
+    assert make_stage("hint").pairs == "auto"
+    stage = KDStage(temperature=2.0)
+    assert make_stage(stage) is stage
+    assert HintStage().monitor == ("val_hint_loss", "min")
+    assert KDStage().monitor == OneStageFitNetStage().monitor == ("val_accuracy", "max")
+
+
+def test_a_stage_without_a_teacher_has_no_teacher_outputs():
     teacher, student = teacher_and_student()
-    distiller = Distiller(student, teacher, hint_pairs=[HintPair(4, 2)])
-    with pytest.raises(ValueError, match="pairs applies to stage 'hint' only. Received: stage='kd'"):
-        distiller.compile("sgd", stage="kd", pairs=[0])
+    distiller = Distiller(student, teacher)
     distiller.compile("sgd", stage="ce")
     with pytest.raises(ValueError, match="Stage 'ce' uses no teacher outputs"):
         distiller.teacher_outputs(data(2)[0])
-    with pytest.raises(AttributeError, match="Only stage 'hint' has truncated models. Received: stage='ce'"):
-        distiller.guided_model  # noqa: B018
-    with pytest.raises(ValueError, match="regressors were discarded"):
-        distiller.compile("sgd", stage="hint")
 
 
 class SoftTargetsStage(Stage):
-    """Test-only: the student on the teacher's softened outputs alone, H(P_T^tau, P_S^tau)."""
+    """Test-only: the student on the teacher's softened outputs alone, H(P_T^tau, P_S^tau), at its own tau."""
 
     name = "soft"
     needs_teacher = True
 
-    def __init__(self, distiller, pairs=None):
-        super().__init__(distiller, pairs)
+    def __init__(self, temperature=2.0):
+        self.temperature = temperature
+
+    def build(self, distiller):
         self.soft_loss_tracker = keras.metrics.Mean(name="soft_loss")
 
     @property
@@ -58,7 +66,7 @@ class SoftTargetsStage(Stage):
 
     def per_example_losses(self, images, labels, teacher_outputs, training):
         logits = self.distiller.student_logits(images, training=training)
-        soft = losses.soft_cross_entropy(teacher_outputs[0], logits, self.distiller.temperature)
+        soft = losses.soft_cross_entropy(teacher_outputs[0], logits, self.temperature)
         return soft, {"soft_loss": soft}, logits
 
     @property
@@ -73,9 +81,11 @@ def test_a_new_stage_is_one_class(monkeypatch):
     monkeypatch.setitem(STAGE_CLASSES, "soft", SoftTargetsStage)
     teacher, student = teacher_and_student()
     teacher.get_layer("logits").kernel.assign(teacher.get_layer("logits").kernel * 30.0)  # far from uniform
-    distiller = Distiller(student, teacher, hint_pairs=[HintPair(4, 2)])
+    distiller = Distiller(student, teacher)
+    hints = HintStage([HintPair(4, 2)])
+    distiller.compile(keras.optimizers.Adam(1e-2), stage=hints)
     distiller.compile(keras.optimizers.Adam(1e-2), stage="soft")
-    assert distiller.regressors == []  # a stage that does not train them discards them (Algorithm 1)
+    assert hints.regressors == []  # the stage before ended: its regressors are discarded (Algorithm 1)
     t0, s0 = snapshot(teacher), snapshot(student)
     x, _ = data()
     # Labels the student is never told: only the teacher's outputs teach it.
@@ -86,8 +96,6 @@ def test_a_new_stage_is_one_class(monkeypatch):
 
 
 def test_a_stage_without_its_loss_or_variables_cannot_be_built():
-    from fitnets_tf.stages.base import Stage
-
     class Incomplete(Stage):
         name = "incomplete"
 
@@ -96,4 +104,79 @@ def test_a_stage_without_its_loss_or_variables_cannot_be_built():
             return []
 
     with pytest.raises(TypeError, match="per_example_losses"):
-        Incomplete(distiller=None)
+        Incomplete()
+
+
+# ------------------------------------------------------------------------------------------ one-stage FitNet
+def numpy_log_softmax(z):
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+@pytest.mark.parametrize("kd_lambda", [0.0, 2.0])
+def test_the_one_stage_loss_is_ce_plus_beta_times_the_per_element_mse_plus_optional_kd(kd_lambda):
+    teacher, student = teacher_and_student()
+    distiller = Distiller(student, teacher)
+    stage = OneStageFitNetStage([HintPair(4, 2)], beta=100.0, kd_lambda=kd_lambda, temperature=3.0, seed=0)
+    distiller.compile(keras.optimizers.SGD(0.0), stage=stage)
+    x, y = data(16)
+    logs = distiller.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
+    # The reference, in NumPy, from the models' own outputs.
+    hint = np.asarray(stage.hint_model(x))
+    regressed = np.asarray(stage.regressors[0](stage.guided_model(x)))
+    logits = np.asarray(student(x))
+    ce = -numpy_log_softmax(logits)[np.arange(16), y]
+    mse_per_example = ((hint - regressed) ** 2).reshape(16, -1).mean(axis=1)  # RepDistiller's nn.MSELoss
+    expected = ce + 100.0 * mse_per_example
+    if kd_lambda:
+        teacher_probs = np.exp(numpy_log_softmax(np.asarray(teacher(x)) / 3.0))
+        soft = -(teacher_probs * numpy_log_softmax(logits / 3.0)).sum(axis=1)
+        expected = expected + kd_lambda * soft
+        assert logs["kd_loss"] == pytest.approx(soft.mean(), rel=1e-4)
+    assert logs["loss"] == pytest.approx(expected.mean(), rel=1e-4)
+    assert logs["ce_loss"] == pytest.approx(ce.mean(), rel=1e-4)
+    # hint_loss is logged as stage 1 logs it: Eq. 3's L_HT, half the sum of squares.
+    assert logs["hint_loss"] == pytest.approx((0.5 * ((hint - regressed) ** 2).reshape(16, -1).sum(1)).mean(),
+                                              rel=1e-4)
+
+
+def test_the_one_stage_fitnet_trains_the_whole_student_and_the_regressor_from_the_first_step_never_the_teacher():
+    teacher, student = teacher_and_student()
+    distiller = Distiller(student, teacher)
+    stage = OneStageFitNetStage([HintPair(4, 2)], beta=100.0, seed=0)
+    distiller.compile(keras.optimizers.Adam(1e-2), stage=stage)
+    t0, s0, r0 = snapshot(teacher), snapshot(student), snapshot(stage.regressors[0])
+    history = distiller.fit(*data(), batch_size=16, epochs=4, verbose=0).history
+    assert changed(t0, teacher) == set()
+    assert changed(s0, student) == set(s0)  # every student weight, the layers after the guided one too
+    assert changed(r0, stage.regressors[0]) == set(r0)
+    assert history["loss"][-1] < history["loss"][0] and history["hint_loss"][-1] < history["hint_loss"][0]
+    # Its student and its regressor are checkpointed; the next stage discards the regressor.
+    assert set(stage.checkpoint_objects()) == {"regressors"}
+    distiller.compile(keras.optimizers.Adam(1e-2), stage="ce")
+    assert stage.regressors == []
+
+
+def test_the_one_stage_fitnet_with_beta_zero_is_the_student_on_cross_entropy():
+    """beta = 0 and no KD: the same update as the CE stage from the same weights (the regressor moves nothing)."""
+    weights = []
+    for stage in (OneStageFitNetStage([HintPair(4, 2)], beta=0.0, seed=0), "ce"):
+        teacher, student = teacher_and_student(seed=5)
+        distiller = Distiller(student, teacher)
+        distiller.compile(keras.optimizers.SGD(0.1), stage=stage)
+        distiller.fit(*data(32), batch_size=16, epochs=1, verbose=0, shuffle=False)
+        weights.append([v.numpy() for v in student.weights])
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_the_one_stage_fitnet_refuses_bad_settings():
+    for bad in (-1.0, float("nan"), float("inf"), True):
+        with pytest.raises(ValueError, match="beta must be a finite number >= 0"):
+            OneStageFitNetStage(beta=bad)
+        with pytest.raises(ValueError, match="kd_lambda must be a finite number >= 0"):
+            OneStageFitNetStage(kd_lambda=bad)
+    teacher, student = teacher_and_student()
+    with pytest.raises(ValueError, match="needs a teacher"):
+        Distiller(student).compile("sgd", stage=OneStageFitNetStage([HintPair(4, 2)]))
+    assert {layer_of(v.path) for v in student.trainable_variables}  # the student is untouched by the refusals

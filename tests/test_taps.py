@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from fitnets_tf import Distiller, HintPair, taps
+from fitnets_tf import Distiller, HintPair, HintStage, taps
 from fitnets_tf.models import FitNetsNetwork, build_network, truncated_model, zoo
 from tests.test_distiller import changed, layer_of, snapshot
 
@@ -80,6 +80,13 @@ class ProbabilityTeacher(keras.Model):
 def owner(path):
     """The layer of a variable path ("sub/conv_a/kernel" in a subclassed model -> "conv_a")."""
     return path.split("/")[-2]
+
+
+def hinted(student, teacher, pairs, **kwargs):
+    """(Distiller, its stage 1 bound to it: the pairs resolved, the regressors built)."""
+    distiller, stage = Distiller(student, teacher, **kwargs), HintStage(pairs)
+    stage.bind(distiller)
+    return distiller, stage
 
 
 def run_stage(distiller, stage, epochs=2):
@@ -183,13 +190,13 @@ def test_a_subclassed_teacher_that_returns_probabilities_is_refused():
 # ---------------------------------------------------------------------------------------- stage invariants
 def test_stages_on_a_nested_keras_applications_teacher_and_a_functional_student():
     teacher, student = mobilenet_teacher(), functional_student()
-    distiller = Distiller(student, teacher, hint_pairs=[HintPair("c4", f"{BACKBONE}/block_3_expand_relu")])
-    assert distiller.hint_pairs[0] == HintPair("c4", f"{BACKBONE}/block_3_expand_relu", "conv")
-    t0, s0, r0 = snapshot(teacher), snapshot(student), snapshot(distiller.regressors[0])
-    history = run_stage(distiller, "hint", epochs=3)
+    distiller, stage = hinted(student, teacher, [HintPair("c4", f"{BACKBONE}/block_3_expand_relu")])
+    assert stage.hint_pairs[0] == HintPair("c4", f"{BACKBONE}/block_3_expand_relu", "conv")
+    t0, s0, r0 = snapshot(teacher), snapshot(student), snapshot(stage.regressors[0])
+    history = run_stage(distiller, stage, epochs=3)
     assert changed(t0, teacher) == set()  # weights AND batch-norm statistics
     assert {layer_of(p) for p in changed(s0, student)} == {"c1", "c2", "c3", "c4"}
-    assert changed(r0, distiller.regressors[0]) == set(r0)
+    assert changed(r0, stage.regressors[0]) == set(r0)
     assert history.history["hint_loss"][-1] < history.history["hint_loss"][0]
 
     s1 = snapshot(student)
@@ -201,10 +208,10 @@ def test_stages_on_a_nested_keras_applications_teacher_and_a_functional_student(
 def test_stages_on_a_subclassed_student():
     teacher, student = mobilenet_teacher(), SubclassedStudent(name="sub")
     student(images(1)[0])  # built
-    distiller = Distiller(student, teacher, hint_pairs=[HintPair("block2", f"{BACKBONE}/block_3_expand_relu")])
+    distiller, stage = hinted(student, teacher, [HintPair("block2", f"{BACKBONE}/block_3_expand_relu")])
     t0, s0 = snapshot(teacher), snapshot(student)
-    run_stage(distiller, "hint")
-    assert {owner(v.path) for v in distiller.guided_model.trainable_variables} == {"conv_a", "conv_b"}
+    run_stage(distiller, stage)
+    assert {owner(v.path) for v in stage.guided_model.trainable_variables} == {"conv_a", "conv_b"}
     assert changed(t0, teacher) == set()
     # conv_c, the head and the side branch `aux` (which reads block1 but not block2) did not move.
     assert {owner(p) for p in changed(s0, student)} == {"conv_a", "conv_b"}
@@ -217,18 +224,18 @@ def test_stages_on_a_subclassed_student():
 
 def test_automatic_pairing_takes_the_middle_layers_with_a_mappable_pair_and_reports_it():
     teacher, student = mobilenet_teacher(classifier_activation=None), functional_student()
-    distiller = Distiller(student, teacher, hint_pairs="auto")
+    distiller, stage = hinted(student, teacher, "auto")
     teacher_taps = taps.candidate_taps(teacher)
     student_taps = [name for name, _ in taps.candidate_taps(student)]
     assert student_taps == [f"c{i}" for i in range(1, 8)]
-    (report,) = distiller.pair_report
+    (report,) = stage.pair_report
     # The teacher's middle is a 2x2 map no student map matches; the nearest pair of equal resolution is taken.
     assert teacher_taps[(len(teacher_taps) - 1) // 2][1][1:3] == (2, 2)
     assert report["hint"] in [name for name, _ in teacher_taps]
     assert report["guided_shape"][:2] == report["hint_shape"][:2] and report["regressor"] == "conv"
     assert report["guided"] in student_taps and "the pair of equal resolution nearest the middle" in report["pairing"]
     t0, s0 = snapshot(teacher), snapshot(student)
-    run_stage(distiller, "hint", epochs=1)
+    run_stage(distiller, stage, epochs=1)
     guided_index = student_taps.index(report["guided"]) + 1
     assert {layer_of(p) for p in changed(s0, student)} == {f"c{i}" for i in range(1, guided_index + 1)}
     assert changed(t0, teacher) == set()
@@ -238,11 +245,11 @@ def test_a_pair_the_paper_rule_cannot_map_gets_the_auto_regressor():
     teacher, student = mobilenet_teacher(), functional_student()
     # student c7 is 8x8, the hint block_1_expand_relu is 16x16: the conv kernel would be < 1.
     with pytest.raises(ValueError, match="regressor='resize'"):
-        Distiller(student, teacher, hint_pairs=[HintPair("c7", f"{BACKBONE}/block_1_expand_relu")])
-    distiller = Distiller(student, teacher, hint_pairs=[HintPair("c7", f"{BACKBONE}/block_1_expand_relu", "auto")])
-    assert distiller.pair_report[0]["regressor"] == "resize" and "larger" in distiller.pair_report[0][
+        hinted(student, teacher, [HintPair("c7", f"{BACKBONE}/block_1_expand_relu")])
+    distiller, stage = hinted(student, teacher, [HintPair("c7", f"{BACKBONE}/block_1_expand_relu", "auto")])
+    assert stage.pair_report[0]["regressor"] == "resize" and "larger" in stage.pair_report[0][
         "regressor_reason"]
-    run_stage(distiller, "hint", epochs=1)
+    run_stage(distiller, stage, epochs=1)
 
 
 def test_teacher_and_student_input_shapes_must_agree():
@@ -256,11 +263,11 @@ def test_a_subclassed_teacher_gives_hints_through_the_protocol_and_never_changes
     teacher = SubclassedStudent(name="sub_teacher")
     teacher(images(1)[0])
     student = functional_student()
-    distiller = Distiller(student, teacher, hint_pairs=[HintPair("c2", "block1")])
-    assert distiller.pair_report[0]["hint_shape"] == [32, 32, 6] and distiller.pair_report[0]["guided_shape"] == [
+    distiller, stage = hinted(student, teacher, [HintPair("c2", "block1")])
+    assert stage.pair_report[0]["hint_shape"] == [32, 32, 6] and stage.pair_report[0]["guided_shape"] == [
         32, 32, 8]
     t0, s0 = snapshot(teacher), snapshot(student)
-    run_stage(distiller, "hint")
+    run_stage(distiller, stage)
     assert changed(t0, teacher) == set()
     assert {layer_of(p) for p in changed(s0, student)} == {"c1", "c2"}
     # The hint is the teacher's own block1, computed independently.
@@ -274,8 +281,8 @@ def test_a_subclassed_teacher_gives_hints_through_the_protocol_and_never_changes
 def test_automatic_pairing_on_a_subclassed_student_uses_its_protocol_names():
     student = SubclassedStudent(name="sub")
     student(images(1)[0])
-    distiller = Distiller(student, mobilenet_teacher(classifier_activation=None), hint_pairs="auto")
-    (report,) = distiller.pair_report
+    distiller, stage = hinted(student, mobilenet_teacher(classifier_activation=None), "auto")
+    (report,) = stage.pair_report
     assert report["guided"] in SubclassedStudent.intermediate_names
     assert report["guided_shape"][0] >= report["hint_shape"][0]
 
@@ -294,30 +301,30 @@ def strided_student(widths=(16, 24, 32, 48, 64, 96), seed=2):
 
 @pytest.mark.parametrize("backbone", ["MobileNetV2", "EfficientNetB0"])
 def test_automatic_pairing_on_real_backbones_takes_the_hints_resolution_and_a_small_regressor(backbone):
-    from fitnets_tf.distiller import REGRESSOR_SHARE
+    from fitnets_tf.stages.hints import REGRESSOR_SHARE
 
     model = getattr(keras.applications, backbone)(weights=None, input_shape=SHAPE, classes=CLASSES,
                                                   classifier_activation=None)
     student = strided_student()
-    distiller = Distiller(student, model, hint_pairs="auto")
-    (report,) = distiller.pair_report
+    distiller, stage = hinted(student, model, "auto")
+    (report,) = stage.pair_report
     assert report["guided_shape"][:2] == report["hint_shape"][:2], report  # same resolution: a 1x1 regressor
     assert "the pair of equal resolution nearest the middle" in report["pairing"]
-    (regressor,) = distiller.regressors
+    (regressor,) = stage.regressors
     assert regressor.count_params() <= REGRESSOR_SHARE * student.count_params()
 
 
 def test_an_automatic_regressor_never_outweighs_a_quarter_of_the_student():
-    from fitnets_tf.distiller import REGRESSOR_SHARE
+    from fitnets_tf.stages.hints import REGRESSOR_SHARE
 
     teacher = mobilenet_teacher(classifier_activation=None)
     student = strided_student(widths=(16, 64, 64, 64, 64, 64))  # s2: 16x16x64, the hint block_6_expand_relu 4x4
     hint = f"{BACKBONE}/block_6_expand_relu"
-    distiller = Distiller(student, teacher, hint_pairs=[HintPair("s2", hint, "auto")])
-    (report,) = distiller.pair_report
+    distiller, stage = hinted(student, teacher, [HintPair("s2", hint, "auto")])
+    (report,) = stage.pair_report
     assert report["hint_shape"][:2] == [4, 4] and report["guided_shape"][:2] == [16, 16]
     # The paper's conv would be 13x13x64x(hint channels): far over a quarter of the student.
     assert report["regressor"] == "resize" and "more than the limit" in report["regressor_reason"]
-    (regressor,) = distiller.regressors
+    (regressor,) = stage.regressors
     assert regressor.count_params() <= REGRESSOR_SHARE * student.count_params()
-    run_stage(distiller, "hint", epochs=1)
+    run_stage(distiller, stage, epochs=1)

@@ -3,8 +3,9 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from fitnets_tf import Distiller, HintPair
+from fitnets_tf import Distiller, HintPair, HintStage, KDStage
 from fitnets_tf import xla
 from tests.test_distiller import changed, data, snapshot, teacher_and_student
 
@@ -27,14 +28,15 @@ def test_bad_settings_are_refused_by_name(setting, part):
 
 def _trained_once(stage, jit_compile, teacher_jit_compile, x, y):
     teacher, student = teacher_and_student(seed=3)
-    distiller = Distiller(student, teacher, hint_pairs=[HintPair(guided=4, hint=2)], temperature=2.0, kd_lambda=2.0,
-                          seed=0)
+    distiller = Distiller(student, teacher)
+    stage = (HintStage([HintPair(guided=4, hint=2)], seed=0) if stage == "hint"
+             else KDStage(temperature=2.0, kd_lambda=2.0))
     distiller.compile(keras.optimizers.SGD(0.1), stage=stage, jit_compile=jit_compile,
                       teacher_jit_compile=teacher_jit_compile)
     before = snapshot(teacher)
     logs = distiller.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False).history
     assert changed(before, teacher) == set()  # the teacher never moves, split or not
-    trained = student if stage == "kd" else distiller.guided_model
+    trained = student if stage.name == "kd" else stage.guided_model
     return distiller, [w.numpy() for w in trained.weights], logs
 
 
@@ -43,8 +45,10 @@ def test_a_split_step_trains_like_the_whole_step(stage):
     x, y = data(n=32, seed=1)
     whole, whole_weights, whole_logs = _trained_once(stage, False, None, x, y)
     split, split_weights, split_logs = _trained_once(stage, True, False, x, y)
-    assert whole.xla_settings == {"student": False, "teacher": False} and whole._step_parts is None
-    assert split.xla_settings == {"student": True, "teacher": False} and split._step_parts is not None
+    assert whole.xla_settings == {"student": False, "teacher": False}
+    assert whole._student_part == whole._gradients  # one traced step: the parts are plain methods
+    assert split.xla_settings == {"student": True, "teacher": False}
+    assert isinstance(split._student_part, tf.types.experimental.PolymorphicFunction)  # chosen once, at compile
     assert not split.jit_compile  # Keras's outer step is not compiled: each part decides for itself
     for a, b in zip(whole_weights, split_weights):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
@@ -55,7 +59,8 @@ def test_stage_without_teacher_records_no_teacher_setting():
     _, student = teacher_and_student()
     distiller = Distiller(student)
     distiller.compile(keras.optimizers.SGD(0.1), stage="ce", jit_compile=False, teacher_jit_compile=True)
-    assert distiller.xla_settings == {"student": False, "teacher": None} and distiller._step_parts is None
+    assert distiller.xla_settings == {"student": False, "teacher": None}
+    assert distiller._student_part == distiller._gradients  # one traced step
 
 
 def test_op_determinism_and_unsupported_layers_turn_xla_off(monkeypatch, caplog):
@@ -76,7 +81,8 @@ def test_a_deterministic_run_trains_without_xla():
     try:
         x, y = data(n=32, seed=2)
         distiller, _, logs = _trained_once("hint", True, False, x, y)
-        assert distiller.xla_settings == {"student": False, "teacher": False} and distiller._step_parts is None
+        assert distiller.xla_settings == {"student": False, "teacher": False}
+        assert distiller._student_part == distiller._gradients
         assert np.isfinite(logs["loss"]).all()
     finally:
         from tensorflow.python.framework import config as tf_config  # no public way back

@@ -1,9 +1,11 @@
-"""The networks of one run, built from its `RunConfig`: the teacher, the FitNet's student and its `Distiller`.
+"""The networks of one run, built from its `RunConfig`: the teacher, the FitNet's student, its `Distiller` and
+its stage-1 stages; and each stage object of a run, built from the config's settings.
 
 The teacher is a zoo architecture or the .keras file of `teacher_path`; the student a zoo architecture or the
 (untrained) .keras file of `student_path`. The hint pairs are `hints`, else the zoo architectures' own pair, else
 (a model from a file that is not a zoo network) the paper's automatic choice, the middle layers (`taps.auto_pair`).
-Everything is checked here, before a run writes anything: shapes against the data, and every hint pair.
+Everything is checked here, before a run writes anything: shapes against the data, and every hint pair (the stage-1
+stages are bound to the FitNet's Distiller here, which resolves the pairs and builds their regressors).
 """
 
 import dataclasses
@@ -12,28 +14,37 @@ from typing import Optional
 from absl import logging
 import keras
 
-from fitnets_tf.distiller import Distiller, HintPair
+from fitnets_tf.distiller import Distiller
 from fitnets_tf.errors import ConfigError
 from fitnets_tf.harness.config import BASELINE_INITIALIZER
 from fitnets_tf.harness.model_files import check_shapes, load_model_file
 from fitnets_tf.models import FitNetsNetwork, NetSpec, build_network, zoo
 from fitnets_tf.schedules import KDLambdaSchedule
+from fitnets_tf.stages import CEStage, HintPair, HintStage, KDStage, OneStageFitNetStage
 
 
 @dataclasses.dataclass(frozen=True)
 class Networks:
-    """The teacher, the student and the FitNet's distiller of a run (its hint pairs resolved: "auto" is the chosen
-    pair); a spec is None for a model from a file."""
+    """The teacher, the student, the FitNet's distiller and its stage-1 stages of a run (bound: their hint pairs
+    resolved, "auto" is the chosen pair; one stage per pair with `hint_mode` "sequential", else one); a spec is None
+    for a model from a file."""
 
     teacher: keras.Model
     student: keras.Model
     distiller: Distiller
     teacher_spec: Optional[NetSpec]
     student_spec: Optional[NetSpec]
+    hint_stages: tuple = ()
 
     @property
     def pairs(self):
-        return list(self.distiller.hint_pairs)
+        """The resolved hint pairs, in order."""
+        return [pair for stage in self.hint_stages for pair in stage.hint_pairs]
+
+    @property
+    def pair_report(self):
+        """Per pair: the references, both shapes, the regressor and why."""
+        return [report for stage in self.hint_stages for report in stage.pair_report]
 
 
 def spec(config, name, info):
@@ -57,16 +68,38 @@ def glorot_student(config, student_spec):
     return build_network(dataclasses.replace(student_spec, initializer=BASELINE_INITIALIZER), seed=config.seed + 1)
 
 
-def distiller(config, student, teacher, info, pairs=()):
-    """A `Distiller` of `student` by `teacher` with the config's KD settings (lambda decays over stage 2)."""
+def distiller(config, student, teacher, info):
+    """A `Distiller` of `student` by `teacher` (None: the model alone) with the config's teacher precision."""
+    return Distiller(student, teacher, input_shape=info.image_shape, teacher_precision=config.teacher_precision)
+
+
+def kd_stage(config):
+    """Stage 2 with the config's KD settings (lambda decays over the stage's epochs)."""
     c = config
     end = c.kd_lambda_decay_end if c.kd_lambda_decay_end is not None else max(c.kd_epochs - 1, 0)
     schedule = KDLambdaSchedule(c.kd_lambda, c.kd_lambda_final, min(c.kd_lambda_decay_start, end), end)
-    return Distiller(
-        student, teacher, hint_pairs=pairs, temperature=c.temperature, kd_lambda=schedule,
-        tau_squared=c.tau_squared, hint_spatial_mean=c.hint_spatial_mean, seed=c.seed,
-        input_shape=info.image_shape, teacher_precision=c.teacher_precision,
-    )
+    return KDStage(temperature=c.temperature, kd_lambda=schedule, tau_squared=c.tau_squared)
+
+
+def hint_stages(config, pairs):
+    """The FitNet's stage 1: one `HintStage` per pair (`hint_mode` "sequential", the original code) or one for all
+    (unbound; `pairs` are `HintPair`s or "auto")."""
+    c = config
+    if c.hint_mode == "sequential" and not isinstance(pairs, str):
+        return [HintStage([pair], spatial_mean=c.hint_spatial_mean, seed=c.seed) for pair in pairs]
+    return [HintStage(pairs, spatial_mean=c.hint_spatial_mean, seed=c.seed)]
+
+
+def baseline_stage(config, method, pairs):
+    """The stage a baseline trains with: "ce" (the student alone), "kd" (KD alone, stage 2's settings) or
+    "one_stage" (`OneStageFitNetStage` on the FitNet's resolved pairs, CE + beta x hint loss from the first step)."""
+    if method == "ce":
+        return CEStage()
+    if method == "kd":
+        return kd_stage(config)
+    if method == "one_stage":
+        return OneStageFitNetStage([HintPair(p.guided, p.hint, p.regressor) for p in pairs], seed=config.seed)
+    raise ValueError(f"unknown baseline method {method!r}")
 
 
 def _hint_pairs(config, info, teacher, teacher_spec, student_spec):
@@ -96,15 +129,19 @@ def build_networks(config, info, strategy):
                      f"in {c.teacher_path!r} " if c.teacher_path else f"'{teacher.name}' ",
                      f"in {c.student_path!r} " if c.student_path else f"'{student.name}' ")
         pairs = _hint_pairs(c, info, teacher, teacher_spec, student_spec)
+        stages = hint_stages(c, pairs)
         try:
-            fitnet = distiller(c, student, teacher, info, pairs)
+            fitnet = distiller(c, student, teacher, info)
+            for stage in stages:
+                stage.bind(fitnet)
         except ValueError as error:
             raise ConfigError(f"`hints`: {error}") from None
+    networks = Networks(teacher, student, fitnet, teacher_spec, student_spec, tuple(stages))
     source = ("set by `hints`" if c.hints else "chosen automatically" if pairs == "auto"
               else "the default pair of the architectures")
-    for report in fitnet.pair_report:
+    for report in networks.pair_report:
         reason = report["regressor_reason"] if pairs == "auto" else "the `regressor` setting"
         logging.info("[fitnets] hint pair (%s): guided %r %s <- hint %r %s, regressor %r (%s)%s", source,
                      report["guided"], tuple(report["guided_shape"]), report["hint"], tuple(report["hint_shape"]),
                      report["regressor"], reason, f"; pairing: {report['pairing']}" if report["pairing"] else "")
-    return Networks(teacher, student, fitnet, teacher_spec, student_spec)
+    return networks

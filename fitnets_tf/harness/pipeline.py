@@ -52,7 +52,7 @@ from fitnets_tf.io_utils import atomic_save, move_aside_damaged, read_json, read
 from fitnets_tf.models.counting import count_multiplications
 from fitnets_tf.optimizers import OPTIMIZERS, build_optimizer
 from fitnets_tf.precision import compute_policy
-from fitnets_tf.stages import STAGE_CLASSES
+from fitnets_tf.stages import CEStage
 
 # The names callers import from here (scripts/, the sweeps), whose homes are the modules above.
 __all__ = ["BASELINES", "OPTIMIZERS", "ConfigError", "Experiment", "RunConfig", "compute_policy",
@@ -61,9 +61,11 @@ __all__ = ["BASELINES", "OPTIMIZERS", "ConfigError", "Experiment", "RunConfig", 
 LATENCY_BATCH_128_ELEMENTS = 32 * 32 * 3  # larger images are timed at batch 16, not 128 (`latency_batch_sizes`)
 LITERT_TEST_BYTES = 512 * MB  # the test images (uint8 and preprocessed) the LiteRT files are measured on
 _JIT = {"auto": "auto", "true": True, "false": False}
+GLOROT_SUFFIX = "_glorot"  # a baseline "<method>_glorot" starts from Glorot-uniform weights
 _METHODS = {"teacher": "teacher (CE)", "baseline_ce": "student, plain backprop (CE)",
             "baseline_kd": "student, KD alone", "baseline_ce_glorot": "student from Glorot init, CE",
-            "baseline_kd_glorot": "student from Glorot init, KD alone"}
+            "baseline_kd_glorot": "student from Glorot init, KD alone",
+            "baseline_one_stage": "student, one-stage FitNet (CE + beta x hint loss, no stage 1)"}
 
 
 class Experiment:
@@ -131,17 +133,18 @@ class Experiment:
             raise ConfigError(f"`retrain_from`: stage {name!r} did not finish in {self.config.retrain_from!r}.")
         return int(done.get("best_epoch") or done["epochs"])
 
-    def _train_data(self, name, distiller, stage):
+    def _train_data(self, name, distiller, needs_teacher):
         """A callable `(start_epoch) -> the stage's training stream`: with teacher-output caching on, each batch
         carries the teacher's outputs, computed once into a cache keyed by example (`Distiller.cache_teacher_outputs`,
         under `memory_budget_mb`, else on disk in <model_dir>/cache)."""
         inputs, c = self.inputs, self.config
-        if not STAGE_CLASSES[stage].needs_teacher or not inputs.cache_teacher or inputs.num_train is None:
+        if not needs_teacher or not inputs.cache_teacher or inputs.num_train is None:
             return inputs.make_train
 
         def make(start_epoch=0):
             cache = distiller.cache_teacher_outputs(inputs.train_ordered, inputs.num_train,
-                                                    c.memory_budget_mb * MB, directory=self.path(CACHE_DIR))
+                                                    c.memory_budget_mb * MB, directory=self.path(CACHE_DIR),
+                                                    name=f"{name}_teacher_outputs")
             if cache is None:
                 self.teacher_caches[name] = {"place": "none"}
                 return inputs.make_train(start_epoch)
@@ -150,15 +153,16 @@ class Experiment:
 
         return make
 
-    def _stage(self, name, distiller, stage, epochs, pairs=None, patience=None):
+    def _stage(self, name, distiller, stage, epochs, patience=None):
+        """Trains `stage` (a `Stage` object with its settings) with the run's optimizer settings as stage `name`."""
         c = self.config
         epochs = self.chosen_epochs(name, epochs)
         patience = c.patience if patience is None else patience
         with self.strategy.scope():
             optimizer = build_optimizer(c.optimizer, c.learning_rate, c.rmsprop_rho, c.rmsprop_max_scaling)
         result = train_stage(
-            name, distiller, stage, optimizer, self._train_data(name, distiller, stage), epochs,
-            stage_dir=self.path("checkpoints", name), validation_data=self.inputs.validation, pairs=pairs,
+            name, distiller, stage, optimizer, self._train_data(name, distiller, stage.needs_teacher), epochs,
+            stage_dir=self.path("checkpoints", name), validation_data=self.inputs.validation,
             steps_per_epoch=self.inputs.steps_per_epoch, jit_compile=_JIT[c.jit_compile],
             teacher_jit_compile=_JIT[c.teacher_jit_compile],
             tensorboard_dir=self.path("tensorboard", name), patience=0 if c.retrain_from else patience,
@@ -179,7 +183,7 @@ class Experiment:
             return None
         with self.strategy.scope():
             trainer = Distiller(self.teacher)
-        result = self._stage("teacher", trainer, "ce", self.config.teacher_epochs,
+        result = self._stage("teacher", trainer, CEStage(), self.config.teacher_epochs,
                              patience=self.config.teacher_patience)
         self._save_model(self.teacher, "teacher")
         return result
@@ -187,16 +191,14 @@ class Experiment:
     def train_fitnet(self):
         """Algorithm 1: stage 1 (hints) then stage 2 (KD) on the same student variables."""
         c = self.config
-        pairs = self.networks.pairs
+        stages = self.networks.hint_stages  # one per pair ("sequential", the original code) or one for all
         results = {}
         if c.hint_epochs > 0:
-            if c.hint_mode == "sequential":
-                for i in range(len(pairs)):
-                    name = "fitnet_stage1" if len(pairs) == 1 else f"fitnet_stage1_pair{i + 1}"
-                    results[name] = self._stage(name, self.distiller, "hint", c.hint_epochs, pairs=[i])
-            else:
-                results["fitnet_stage1"] = self._stage("fitnet_stage1", self.distiller, "hint", c.hint_epochs)
-        results["fitnet_stage2"] = self._stage("fitnet_stage2", self.distiller, "kd", c.kd_epochs)
+            for i, stage in enumerate(stages):
+                name = "fitnet_stage1" if len(stages) == 1 else f"fitnet_stage1_pair{i + 1}"
+                results[name] = self._stage(name, self.distiller, stage, c.hint_epochs)
+        results["fitnet_stage2"] = self._stage("fitnet_stage2", self.distiller, networks_lib.kd_stage(c),
+                                               c.kd_epochs)
         self._save_model(self.student, "fitnet")
         return results
 
@@ -207,13 +209,15 @@ class Experiment:
         epochs = c.baseline_epochs if c.baseline_epochs is not None else c.hint_epochs + c.kd_epochs
         results = {}
         for name in c.baselines:
-            method, _, start = name.partition("_")
+            glorot = name.endswith(GLOROT_SUFFIX)
+            method = name[:-len(GLOROT_SUFFIX)] if glorot else name
             with self.strategy.scope():
-                student = (networks_lib.glorot_student(c, self.networks.student_spec) if start
+                student = (networks_lib.glorot_student(c, self.networks.student_spec) if glorot
                            else networks_lib.new_student(c, self.networks.student_spec))
                 distiller = (Distiller(student) if method == "ce"
                              else networks_lib.distiller(c, student, self.teacher, self.info))
-            results[f"baseline_{name}"] = self._stage(f"baseline_{name}", distiller, method, epochs)
+            stage = networks_lib.baseline_stage(c, method, self.networks.pairs)
+            results[f"baseline_{name}"] = self._stage(f"baseline_{name}", distiller, stage, epochs)
             self._save_model(student, f"baseline_{name}")
             self.baseline_models[name] = student
         return results
@@ -258,9 +262,9 @@ class Experiment:
             "experiment": c.run_name(), "dataset": c.dataset, "command": self.command,
             "num_classes": self.info.num_classes, "test_examples": counts.get("test"),
             "train_examples": counts.get("train"), "validation_examples": counts.get("validation"),
-            "hint_pairs": [dataclasses.asdict(p) for p in self.distiller.hint_pairs],
+            "hint_pairs": [dataclasses.asdict(p) for p in self.networks.pairs],
             # per pair: both references and shapes, the regressor and why, and how the pair was chosen
-            "hint_pair_details": [dict(r) for r in self.distiller.pair_report],
+            "hint_pair_details": [dict(r) for r in self.networks.pair_report],
             "config": c.to_json(), "stage_seconds": self.timings, "histories": histories,
             "replicas": self.strategy.num_replicas_in_sync,
             "compute_policy": keras.mixed_precision.global_policy().name,

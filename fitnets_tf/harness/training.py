@@ -335,7 +335,6 @@ def train_stage(
     validation_data=None,
     steps_per_epoch=None,
     validation_steps=None,
-    pairs=None,
     jit_compile="auto",
     teacher_jit_compile=None,
     tensorboard_dir=None,
@@ -345,9 +344,10 @@ def train_stage(
 ):
     """Runs `distiller` in `stage` for `epochs` epochs, resuming from `stage_dir` if a previous run was cut off.
 
-    `patience` > 0 turns on the paper's early stopping (`EarlyStopping`): the stage ends after `patience` epochs
-    without improvement of the validation metric (val_hint_loss in stage "hint", val_accuracy otherwise) and keeps
-    the best epoch's weights; a resumed stage continues the count where it was.
+    `stage` is a `fitnets_tf.stages.Stage` (with its settings) or a registered stage's name. `patience` > 0 turns
+    on the paper's early stopping (`EarlyStopping`): the stage ends after `patience` epochs without improvement of
+    the metric the stage is monitored by (`Stage.monitor`: val_hint_loss in stage 1, val_accuracy otherwise) and
+    keeps the best epoch's weights; a resumed stage continues the count where it was.
 
     `train_data` may be a callable `train_data(start_epoch)` returning the dataset from that epoch on; it is called
     after `compile` and only if the stage trains (so a cache of the stage's teacher outputs is built only when
@@ -367,8 +367,9 @@ def train_stage(
         DamagedCheckpointError: the stage has checkpoints but none can be read.
     """
     start = time.perf_counter()
-    distiller.compile(optimizer=optimizer, stage=stage, pairs=pairs, jit_compile=jit_compile,
+    distiller.compile(optimizer=optimizer, stage=stage, jit_compile=jit_compile,
                       teacher_jit_compile=teacher_jit_compile)
+    stage = distiller.current_stage
     manager, epoch_var, done = _restore_stage(distiller, stage_dir, name)
     if done is not None:
         return done
@@ -379,9 +380,10 @@ def train_stage(
     history = {k: v[:initial_epoch] for k, v in history.items()}
     stopper = None
     if patience and validation_data is not None:
+        monitored, mode = stage.monitor
         stopper = EarlyStopping(
-            "val_hint_loss" if stage == "hint" else "val_accuracy", "min" if stage == "hint" else "max", patience,
-            tf.train.Checkpoint(student=distiller.student, regressors=list(distiller.regressors)), stage_dir,
+            monitored, mode, patience,
+            tf.train.Checkpoint(student=distiller.student, **stage.checkpoint_objects()), stage_dir,
             resumed_epochs=initial_epoch,
         )
     stage_callback = _StageCallback(name, manager, epoch_var, history, history_path, stopper)
@@ -392,7 +394,7 @@ def train_stage(
         train_data = _training_stream(train_data, initial_epoch, steps_per_epoch)
         if verbose:
             resumed = f" (resuming at epoch {initial_epoch})" if initial_epoch else ""
-            logging.info("[fitnets] %s: stage '%s', %d epochs%s", name, stage, epochs, resumed)
+            logging.info("[fitnets] %s: stage '%s', %d epochs%s", name, stage.name, epochs, resumed)
         with interrupts_remembered() as stage_callback.interrupts:
             distiller.fit(
                 train_data,
@@ -418,8 +420,8 @@ def train_stage(
 
 
 def _restore_stage(distiller, stage_dir, name):
-    """Restores what the stage trains (student, regressors, optimizer) and its epoch count from the newest readable
-    checkpoint in `stage_dir` (`restore_newest_readable`).
+    """Restores what the stage trains (the student, the stage's own objects such as regressors, the optimizer) and
+    its epoch count from the newest readable checkpoint in `stage_dir` (`restore_newest_readable`).
 
     Returns (manager, epoch_var, done): `done` is the record of a finished stage whose final checkpoint was
     restored, with "skipped": True (nothing left to train), else None. A finished stage whose final checkpoint was
@@ -427,7 +429,7 @@ def _restore_stage(distiller, stage_dir, name):
     with distiller.distribute_strategy.scope():
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     checkpoint = tf.train.Checkpoint(
-        student=distiller.student, regressors=list(distiller.regressors), optimizer=distiller.optimizer,
+        student=distiller.student, **distiller.current_stage.checkpoint_objects(), optimizer=distiller.optimizer,
         epoch=epoch_var,
     )
     manager = tf.train.CheckpointManager(checkpoint, stage_dir, max_to_keep=MAX_TO_KEEP)

@@ -1,5 +1,11 @@
 """What every stage says about itself; the `Distiller` runs the step they share (`fitnets_tf.distiller`).
 
+A stage is one object that owns its settings (a temperature, hint pairs and their regressors, a loss weight),
+built by the user and handed to `Distiller.compile(optimizer, stage=...)`:
+
+    distiller.compile(keras.optimizers.RMSprop(5e-3), stage=HintStage([HintPair(11, 2)]))
+    distiller.compile(keras.optimizers.RMSprop(5e-3), stage=KDStage(temperature=3.0, kd_lambda=schedule))
+
 One training step of any stage, as `Distiller.train_step` runs it:
 
     targets = stage.teacher_outputs(images)                  # outside the tape; () when the stage needs none
@@ -16,29 +22,48 @@ import tensorflow as tf
 
 
 class Stage(abc.ABC):
-    """One stage of training: what it trains, what it needs from the teacher, its per-example loss, its metrics.
+    """One stage of training: its settings, what it trains, what it needs from the teacher, its per-example loss,
+    its metrics, what it checkpoints and the metric it is monitored by.
 
-    A subclass is built by `Distiller.compile(stage=NAME)` inside the distribution strategy's scope (its metrics'
-    variables are created there) and reads the models and settings it needs from the `Distiller`.
+    A stage is built with its settings only; `Distiller.compile` binds it to the Distiller's models (`bind`, inside
+    the distribution strategy's scope, so that its metrics and its own variables live beside the models'). A stage
+    object trains with one Distiller: binding it to another is refused.
 
     Class attributes:
-        name: the `stage=` name ("hint", "kd", "ce").
+        name: the stage's name on the command line and in logs ("hint", "kd", "ce", ...).
         needs_teacher: the stage calls the teacher (the Distiller refuses to compile it without one).
-        uses_regressors: the stage trains the regressors; compiling any other stage discards them (Algorithm 1).
         cache_in_float16: its cached teacher outputs may be kept in float16 (`teacher_cache`): True where the loss
             is insensitive to a 2^-11 relative rounding of its targets (hints), False where it is not worth it
             (logits are a few bytes per example).
+        monitor: (validation metric, "min" or "max"): what early stopping follows and which epoch is kept.
     """
 
     name = None
     needs_teacher = False
-    uses_regressors = False
     cache_in_float16 = False
+    monitor = ("val_accuracy", "max")
 
-    def __init__(self, distiller, pairs=None):
-        if pairs is not None:
-            raise ValueError(f"pairs applies to stage 'hint' only. Received: stage={self.name!r}, pairs={pairs}")
+    distiller = None
+
+    def bind(self, distiller):
+        """Binds the stage to `distiller`'s models (once; again with the same Distiller does nothing) and builds
+        what it owns (`build`)."""
+        if self.distiller is distiller:
+            return
+        if self.distiller is not None:
+            raise ValueError(f"This {type(self).__name__} is already bound to the Distiller "
+                             f"'{self.distiller.name}': build a new stage object for another Distiller.")
+        if self.needs_teacher and distiller.teacher is None:
+            raise ValueError(f"Stage '{self.name}' needs a teacher. Construct the Distiller with teacher=...")
         self.distiller = distiller
+        try:
+            self.build(distiller)
+        except Exception:
+            self.distiller = None
+            raise
+
+    def build(self, distiller):
+        """Builds what the stage owns against `distiller`'s models: metrics, regressors, variables."""
 
     @property
     @abc.abstractmethod
@@ -64,6 +89,13 @@ class Stage(abc.ABC):
     def callbacks(self):
         """Callbacks `Distiller.fit` runs before the user's (e.g. stage 2's lambda schedule)."""
         return []
+
+    def checkpoint_objects(self):
+        """{name: trackable}: what the stage trains besides the student, saved in its checkpoints (regressors)."""
+        return {}
+
+    def end(self):
+        """Called when the Distiller compiles another stage after this one (stage 1 discards its regressors)."""
 
 
 def as_tuple(outputs):

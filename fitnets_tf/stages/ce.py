@@ -2,7 +2,7 @@
 
     W*_S = argmin over W_S of H(y_true, P_S),   P_S = softmax(a_S)
 
-No teacher, no hints. Logs: `loss` (= `ce_loss`), `ce_loss` and `accuracy`.
+No teacher, no hints, no settings. Logs: `loss` (= `ce_loss`), `ce_loss` and `accuracy`.
 """
 
 import keras
@@ -16,8 +16,7 @@ class CEStage(Stage):
 
     name = "ce"
 
-    def __init__(self, distiller, pairs=None):
-        super().__init__(distiller, pairs)
+    def build(self, distiller):
         self.ce_loss_tracker = keras.metrics.Mean(name="ce_loss")
         self.accuracy_metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
 

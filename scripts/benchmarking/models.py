@@ -9,7 +9,8 @@ import tensorflow as tf
 
 from benchmarking.config import BenchmarkConfig
 from fitnets_tf import losses
-from fitnets_tf.distiller import Distiller, HintPair, global_batch_size
+from fitnets_tf.distiller import Distiller, global_batch_size
+from fitnets_tf.stages import HintPair, HintStage, KDStage
 from fitnets_tf.models import build_network
 from fitnets_tf.models.zoo import get_spec
 from fitnets_tf.optimizers import build_optimizer
@@ -34,9 +35,10 @@ class TruncatedStudentStep:
         if distiller.stage != "hint":
             raise ValueError(f"TruncatedStudentStep needs a Distiller compiled for stage 'hint'. "
                              f"Received stage={distiller.stage!r}")
-        self.guided_model = distiller.guided_model
-        self.regressor = distiller.regressors[distiller.active_pairs[0]]
-        self.hint_spatial_mean = distiller.hint_spatial_mean
+        stage = distiller.current_stage
+        self.guided_model = stage.guided_model
+        (self.regressor,) = stage.regressors
+        self.hint_spatial_mean = stage.spatial_mean
         self.hint_target = hint_target
         if keras.mixed_precision.global_policy().name == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)  # What Keras' compile() does.
@@ -114,30 +116,30 @@ def build_models(config: BenchmarkConfig, x, y):
         # Keras's RMSprop (rmsprop_max_scaling=0), as the README's benchmark figures were measured.
         return build_optimizer(config.optimizer, config.learning_rate)
 
+    def kd_stage():
+        return KDStage(temperature=config.temperature, kd_lambda=config.kd_lambda)
+
     ce = Distiller(student, name="ce_distiller")
     ce.compile(optimizer(), stage="ce", jit_compile=False)
-    hint = Distiller(student, teacher, hint_pairs=[pair], seed=config.seed, name="hint_distiller")
-    hint.compile(optimizer(), stage="hint", jit_compile=False)
-    kd = Distiller(student, teacher, temperature=config.temperature, kd_lambda=config.kd_lambda,
-                   name="kd_distiller")
-    kd.compile(optimizer(), stage="kd", jit_compile=False)
+    hint = Distiller(student, teacher, name="hint_distiller")
+    hint.compile(optimizer(), stage=HintStage([pair], seed=config.seed), jit_compile=False)
+    kd = Distiller(student, teacher, name="kd_distiller")
+    kd.compile(optimizer(), stage=kd_stage(), jit_compile=False)
     keras_kd = keras_distiller(teacher, student, config.temperature, optimizer())
-    hint_target = tf.constant(single_output(hint.hint_model(x, training=False)))
+    hint_target = tf.constant(single_output(hint.current_stage.hint_model(x, training=False)))
     truncated = TruncatedStudentStep(hint, hint_target, optimizer())
     kd_lowp = None
     if resolve_teacher_precision(config.teacher_precision) != "float32":
-        kd_lowp = Distiller(student, teacher, temperature=config.temperature, kd_lambda=config.kd_lambda,
-                            teacher_precision=config.teacher_precision, name="kd_lowp_distiller")
-        kd_lowp.compile(optimizer(), stage="kd", jit_compile=False)
+        kd_lowp = Distiller(student, teacher, teacher_precision=config.teacher_precision, name="kd_lowp_distiller")
+        kd_lowp.compile(optimizer(), stage=kd_stage(), jit_compile=False)
     # Stage 2 as a run with teacher_precision "auto" builds it (RunConfig: teacher_precision, jit_compile and
     # teacher_jit_compile all "auto").
-    kd_auto = Distiller(student, teacher, temperature=config.temperature, kd_lambda=config.kd_lambda,
-                        teacher_precision="auto", name="kd_auto_distiller")
-    kd_auto.compile(optimizer(), stage="kd", jit_compile="auto", teacher_jit_compile="auto")
+    kd_auto = Distiller(student, teacher, teacher_precision="auto", name="kd_auto_distiller")
+    kd_auto.compile(optimizer(), stage=kd_stage(), jit_compile="auto", teacher_jit_compile="auto")
     for trainer in (ce, hint, kd, keras_kd, kd_lowp, kd_auto):
         if trainer is not None:
             trainer.train_step((x, y))
     truncated.train_step(x)
-    return BenchmarkModels(teacher, student, ce, hint, kd, keras_kd, truncated, hint.hint_pairs[0], kd_lowp,
-                           kd_auto)
+    return BenchmarkModels(teacher, student, ce, hint, kd, keras_kd, truncated, hint.current_stage.hint_pairs[0],
+                           kd_lowp, kd_auto)
 

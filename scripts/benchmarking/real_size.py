@@ -55,6 +55,7 @@ from benchmarking.timing import stage2_bodies, step_candidate
 from fitnets_tf import taps
 from fitnets_tf.data import Augmentation, Preprocessor, build_input, load_splits
 from fitnets_tf.distiller import Distiller
+from fitnets_tf.stages import KDStage
 from fitnets_tf.harness.config import RunConfig
 from fitnets_tf.harness.timing import time_interleaved
 from fitnets_tf.models.counting import count_multiplications, count_parameters
@@ -197,9 +198,9 @@ def build_trainers(config: RealSizeConfig, teacher, student, x, y):
 
     ce = Distiller(student, name="ce_distiller")
     ce.compile(optimizer(), stage="ce", jit_compile=False)
-    kd = Distiller(student, teacher, temperature=config.temperature, kd_lambda=config.kd_lambda,
-                   teacher_precision=config.teacher_precision, name="kd_distiller")
-    kd.compile(optimizer(), stage="kd", jit_compile=False)
+    kd = Distiller(student, teacher, teacher_precision=config.teacher_precision, name="kd_distiller")
+    kd.compile(optimizer(), stage=KDStage(temperature=config.temperature, kd_lambda=config.kd_lambda),
+               jit_compile=False)
     keras_teacher = (kd.teacher_logits if kd.teacher_forward is teacher
                      else taps.logits_model(teacher, "teacher", tuple(teacher.input_shape[1:])))
     keras_kd = keras_distiller(keras_teacher, student, config.temperature, optimizer())

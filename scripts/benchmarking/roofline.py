@@ -138,7 +138,7 @@ def benchmark_work(models, compute_dtype):
     macs = {"student": count_multiplications(models.student), "teacher": count_multiplications(models.teacher),
             "student_to_guided": (count_multiplications(truncated.guided_model)
                                   + count_multiplications(truncated.regressor)),
-            "teacher_to_hint": count_multiplications(models.hint.hint_model)}
+            "teacher_to_hint": count_multiplications(models.hint.current_stage.hint_model)}
     teacher = {step: compute_dtype for step in STEP_WORK}
     if models.kd_lowp is not None:
         teacher["kd_lowp"] = teacher["teacher_forward_lowp"] = _dtype(models.kd_lowp.teacher_precision, compute_dtype)

@@ -71,11 +71,11 @@ def step_candidates(models: BenchmarkModels, x, y, xla_settings):
         **stage2_bodies(models.ce, models.teacher, models.kd, models.keras_kd, x, y),
         "hint": (lambda a, b: models.hint.train_step((a, b)), (x, y)),
         "truncated_student_step": (models.truncated_student.train_step, (x,)),
-        "truncated_teacher_forward": (lambda a: models.hint.hint_model(a, training=False), (x,)),
+        "truncated_teacher_forward": (lambda a: models.hint.current_stage.hint_model(a, training=False), (x,)),
         # Teacher-output caching: the same steps fed the teacher's outputs computed once, as the pipeline does
         # when the training images are not augmented (Distiller.cache_teacher_outputs).
         "hint_cached": (lambda a, h, b: models.hint.train_step((cached_batch(a, (h,)), b)),
-                        (x, tf.constant(single_output(models.hint.hint_model(x, training=False))), y)),
+                        (x, tf.constant(single_output(models.hint.current_stage.hint_model(x, training=False))), y)),
         "kd_cached": (lambda a, t, b: models.kd.train_step((cached_batch(a, (t,)), b)),
                       (x, tf.constant(models.teacher(x, training=False)), y)),
     }

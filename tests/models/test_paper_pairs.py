@@ -2,7 +2,7 @@
 
 import pytest
 
-from fitnets_tf import Distiller, HintPair
+from fitnets_tf import Distiller, HintPair, HintStage
 from fitnets_tf.models import build_network
 from fitnets_tf.models import zoo
 
@@ -21,15 +21,17 @@ def test_default_hint_pairs_map_with_the_papers_conv_regressor(teacher_name):
     for student_name in PAIRS[teacher_name]:
         student = build_network(zoo.get_spec(student_name), seed=0)
         pair = HintPair(zoo.get_spec(student_name).hint_layer, zoo.get_spec(teacher_name).hint_layer)
-        distiller = Distiller(student, teacher, hint_pairs=[pair])
-        regressor = distiller.regressors[0]
-        assert regressor.output_shape == teacher.get_layer(distiller.hint_pairs[0].hint).output.shape, student_name
+        stage = HintStage([pair])
+        stage.bind(Distiller(student, teacher))
+        regressor = stage.regressors[0]
+        assert regressor.output_shape == teacher.get_layer(stage.hint_pairs[0].hint).output.shape, student_name
 
 
 def test_svhn_flagfile_pair_maps():
     teacher = build_network(zoo.get_spec("svhn_teacher"), seed=0)
     student = build_network(zoo.get_spec("svhn_fitnet"), seed=0)
-    distiller = Distiller(student, teacher, hint_pairs=[HintPair("conv8", 2)])
-    assert distiller.regressors[0].get_layer("regressor_conv").kernel.shape[:2] == (8, 8)
+    stage = HintStage([HintPair("conv8", 2)])
+    stage.bind(Distiller(student, teacher))
+    assert stage.regressors[0].get_layer("regressor_conv").kernel.shape[:2] == (8, 8)
     with pytest.raises(ValueError, match="No 'conv' regressor"):
-        Distiller(student, teacher, hint_pairs=[HintPair(8, 2)])
+        HintStage([HintPair(8, 2)]).bind(Distiller(student, teacher))

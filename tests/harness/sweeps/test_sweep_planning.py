@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from fitnets_tf import Distiller, HintPair
+from fitnets_tf import Distiller, HintPair, HintStage
 from fitnets_tf.errors import ConfigError
 from fitnets_tf.harness import pipeline
 from fitnets_tf.harness.sweeps import pairing, planning
@@ -33,8 +33,8 @@ def test_planned_pairs_are_accepted_by_the_distiller(experiment, dataset, teache
     teacher_net = build_network(zoo.get_spec(teacher, input_shape=shape), seed=0)
     for cell in cells:
         student_net = build_network(zoo.get_spec(cell.student, input_shape=shape), seed=0)
-        # The pipeline's own check: the Distiller builds a regressor per pair or raises.
-        Distiller(student_net, teacher_net, hint_pairs=[HintPair(g, h) for g, h in cell.hints])
+        # The pipeline's own check: binding stage 1 builds a regressor per pair or raises.
+        HintStage([HintPair(g, h) for g, h in cell.hints]).bind(Distiller(student_net, teacher_net))
     if experiment == "depth" and dataset == "cifar10":
         # The paper's pairs 2 <- 2, 4 <- 2, 5 <- 2, 7 <- 2 all fit.
         assert [c.hints for c in cells] == [((2, 2),), ((4, 2),), ((5, 2),), ((7, 2),)]
