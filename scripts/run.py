@@ -16,47 +16,19 @@ from absl import flags  # noqa: E402
 
 import run_flags  # noqa: E402  (scripts/run_flags.py)
 from fitnets_tf.harness import pipeline  # noqa: E402
-from fitnets_tf.models.builders import layer_reference  # noqa: E402
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("model_dir", None, "Directory that receives everything the run produces; rerun to resume.")
-flags.DEFINE_string("experiment", run_flags.DEFAULT.experiment, "A name for the run, shown in the report. "
-                    "Default: the data set's name (a folder's directory name).")
-flags.DEFINE_bool("overwrite", False, "If model_dir holds a different run, move it aside and start anew.")
-run_flags.define_run_flags(
-    student_help="FitNet (student) architecture.",
-    teacher_path_help="A trained teacher saved as .keras to use instead of training one: any Keras model (a "
-                      "keras.applications backbone nested in your model included; a final softmax is stripped for KD).",
-    export_default=True)
-flags.adopt_module_key_flags(run_flags)  # --helpshort lists the shared flags too
-flags.DEFINE_list("hints", None, "Hint pairs guided:hint, e.g. '11:2' or 'conv4:conv2,6:3' or "
-                  "'c4:mobilenetv2_1.00_32/block_3_expand_relu' (a path into a nested model); default is the zoo "
-                  "architectures' own pair (paper index, 1-based), or for models from files the paper's automatic "
-                  "choice: the middle layers, with --regressor=auto.")
-flags.DEFINE_string("retrain_from", None, "The model_dir of a run tuned with early stopping on the validation "
-                    "split: retrain every stage on train + validation (--validation_size=0) for the epochs that "
-                    "run chose, as the paper did for CIFAR.")
-flags.DEFINE_integer("seed", run_flags.DEFAULT.seed, "Seed of weights, data split and shuffling.")
-# scale-out
+# Every setting of the run, each a flag made from its RunConfig field (scripts/run_flags.py).
+run_flags.define_run_flags(one_run=True)
+flags.adopt_module_key_flags(run_flags)  # --help and --helpshort list them too
+# scale-out: where the run computes, not what (no RunConfig setting; pipeline.run takes the strategy)
 flags.DEFINE_string("strategy", "default", "tf.distribute strategy: default (one device), mirrored (all local "
                     "GPUs, or --num_cpu_devices logical CPUs), multi_worker (MultiWorkerMirroredStrategy from "
                     "TF_CONFIG) or tpu (TPUStrategy; --tpu names the TPU).")
 flags.DEFINE_integer("num_cpu_devices", 0, "Split the CPU into this many logical devices first (testing "
                      "--strategy=mirrored without GPUs); 0 leaves the CPU as it is.")
 flags.DEFINE_string("tpu", "", "TPU name or address for --strategy=tpu ('' for a local TPU VM).")
-
-
-def _hints(values):
-    if not values:
-        return None
-    pairs = []
-    for item in values:
-        parts = item.split(":")
-        if len(parts) != 2 or not all(parts):
-            raise pipeline.ConfigError(f"--hints: {item!r} is not guided:hint (e.g. 11:2 or conv11:conv2).")
-        pairs.append(tuple(layer_reference(p) for p in parts))
-    return tuple(pairs)
 
 
 def make_strategy(name, num_cpu_devices=0, tpu=""):
@@ -89,9 +61,7 @@ def make_strategy(name, num_cpu_devices=0, tpu=""):
 def config_from_flags():
     if not FLAGS.model_dir:
         raise pipeline.ConfigError("--model_dir: required (the directory that receives the run).")
-    return run_flags.run_config_from_flags(
-        model_dir=FLAGS.model_dir, experiment=FLAGS.experiment, overwrite=FLAGS.overwrite, hints=_hints(FLAGS.hints),
-        retrain_from=FLAGS.retrain_from, seed=FLAGS.seed)
+    return run_flags.run_config_from_flags()
 
 
 def main(argv):

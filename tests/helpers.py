@@ -16,6 +16,12 @@ SCRIPTS = os.path.join(ROOT, "scripts")
 def run_script_with_private_flags():
     """scripts/run.py loaded as a private module whose absl flags (its own and run_flags') live in a `FlagValues`
     of their own, so this process's global FLAGS are neither defined twice nor left parsed."""
+    return script_with_private_flags("run.py")
+
+
+def script_with_private_flags(file_name):
+    """scripts/<file_name> (run.py, experiment.py) loaded as a private module with flags of its own, as
+    `run_script_with_private_flags`; its `run_flags` is the private one too."""
     import absl
     from absl import flags
 
@@ -33,26 +39,27 @@ def run_script_with_private_flags():
     shim = PrivateFlags("absl.flags")
     shim.FLAGS = private
 
-    def load(module_name, file_name):
-        spec = importlib.util.spec_from_file_location(module_name, os.path.join(SCRIPTS, file_name))
+    def load(module_name, script_file):
+        spec = importlib.util.spec_from_file_location(module_name, os.path.join(SCRIPTS, script_file))
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module
         spec.loader.exec_module(module)
         return module
 
+    name = f"_private_{os.path.splitext(file_name)[0]}"
     saved = sys.modules.get("run_flags")
     absl.flags = shim  # what `from absl import flags` in the scripts receives
     try:
         load("run_flags", "run_flags.py")  # run.py's `import run_flags` gets this private one
-        run = load("_paper_flagfiles_run", "run.py")
+        script = load(name, file_name)
     finally:
         absl.flags = flags
-        sys.modules.pop("_paper_flagfiles_run", None)
+        sys.modules.pop(name, None)
         if saved is None:
             sys.modules.pop("run_flags", None)
         else:
             sys.modules["run_flags"] = saved
-    return run
+    return script
 
 
 @contextlib.contextmanager

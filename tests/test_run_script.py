@@ -274,7 +274,7 @@ def test_tensorboard_serves_the_scalars_of_every_stage(digits_run):
     ("--use_extra", "--use_extra: dataset 'digits' has no 'extra' split"),
     ("--hints=4", "--hints: '4' is not guided:hint"),
     ("--initializer=xavier", "--initializer: choose one of paper, glorot_uniform, he_normal"),
-    ("--jit_compile=maybe", "--jit_compile: choose auto, true or false"),
+    ("--jit_compile=maybe", "--jit_compile: choose one of auto, true, false. Received: 'maybe'"),
     ("--validation_size=-1", "--validation_size: a fraction in [0, 1) or a whole number of images"),
     ("--validation_size=2.5", "--validation_size: a fraction in [0, 1) or a whole number of images"),
     ("--validation_size=5000", "--validation_size: validation_size as a count must be >= 0 and < 1437"),
@@ -283,8 +283,8 @@ def test_tensorboard_serves_the_scalars_of_every_stage(digits_run):
     ("--bad_images=ignore", "--bad_images: choose one of stop, skip"),
 ])
 def test_bad_flags_are_refused_in_one_line_and_never_touch_the_run(digits_run, flag, message):
-    """In this process, through scripts/run.py's own flags and `main` (the exit code and the one `error:` line of
-    the command itself: the next test)."""
+    """In this process, through scripts/run.py's flag parsing (which refuses a value outside a setting's choices)
+    and `main` (the exit code and the one `error:` line of the command itself: the next test)."""
     from fitnets_tf.data import DataNotFoundError
     from fitnets_tf.harness import pipeline
     from tests.helpers import run_script_with_private_flags
@@ -293,8 +293,8 @@ def test_bad_flags_are_refused_in_one_line_and_never_touch_the_run(digits_run, f
     before = {name: open(os.path.join(model_dir, name), "rb").read()
               for name in ("results.json", "results.md", "flags.cfg", "run_config.json")}
     run = run_script_with_private_flags()
-    run.FLAGS(["run.py", f"--model_dir={model_dir}", *TINY, flag])
     with pytest.raises((pipeline.ConfigError, DataNotFoundError)) as error:
+        run.run_flags.parse_flags(["run.py", f"--model_dir={model_dir}", *TINY, flag])
         run.main(["run.py"])
     line = f"error: {run.run_flags.as_flags(error.value)}"
     assert "\n" not in line and message in line, line
@@ -302,12 +302,30 @@ def test_bad_flags_are_refused_in_one_line_and_never_touch_the_run(digits_run, f
         assert open(os.path.join(model_dir, name), "rb").read() == content, name
 
 
-def test_a_bad_flag_exits_2_with_one_error_line_and_no_traceback(digits_run):
+@pytest.mark.parametrize("flag,expected", [
+    ("--temperature=inf", "error: --temperature: must be a finite number > 0. Received: inf"),
+    # an enum flag: refused while the flags are parsed, in the same words
+    ("--optimizer=lbfgs", "error: --optimizer: choose one of rmsprop, adam, sgd. Received: 'lbfgs'"),
+])
+def test_a_bad_flag_exits_2_with_one_error_line_and_no_traceback(digits_run, flag, expected):
     model_dir, _ = digits_run
-    result = run_script(f"--model_dir={model_dir}", *TINY, "--temperature=inf")
+    result = run_script(f"--model_dir={model_dir}", *TINY, flag)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert errors == ["error: --temperature: must be a finite number > 0. Received: inf"], result.stderr[-2000:]
+    assert errors == [expected], result.stderr[-2000:]
+
+
+def test_help_lists_every_setting_with_its_help():
+    """`--help` (run.py's flags and the adopted run_flags) and `--helpfull` name every RunConfig field as a flag."""
+    import dataclasses
+
+    from fitnets_tf.harness.config import RunConfig
+
+    for option in ("--help", "--helpfull"):
+        shown = run_script(option, timeout=300).stdout
+        for field in dataclasses.fields(RunConfig):
+            assert f"--{field.name}:" in shown or f"--[no]{field.name}:" in shown, (option, field.name)
+        assert "Timed inference runs per model for the report." in shown and "tf.distribute strategy" in shown
 
 
 def test_a_different_experiment_in_the_same_model_dir_is_refused(digits_run):
@@ -389,7 +407,7 @@ def test_a_flagfile_with_an_unknown_flag_fails_before_anything_runs(tmp_path):
     flagfile = tmp_path / "bad.cfg"
     flagfile.write_text("--dataset=digits\n--hint_epoch=3\n")
     result = run_script(f"--flagfile={flagfile}", f"--model_dir={tmp_path / 'x'}")
-    assert result.returncode != 0
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert "hint_epoch" in result.stderr and not (tmp_path / "x").exists()
 
 
