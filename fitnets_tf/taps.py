@@ -119,7 +119,7 @@ def _is_paper_index(reference):
 
 
 def _uses_paper_names(model):
-    return is_functional(model) and any(builders._TAP.match(n) for n in _layer_names(model))
+    return is_functional(model) and any(builders.is_paper_layer_name(n) for n in _layer_names(model))
 
 
 def _walk_back(layer):
@@ -141,7 +141,8 @@ def resolve(model, reference, role="layer"):
     """Resolves `reference` (see the module docstring) on `model` into a `Tap`; raises ValueError naming the model,
     what was asked and what exists."""
     if _is_paper_index(reference) or (isinstance(reference, str) and _uses_paper_names(model)
-                                       and (builders._TAP.match(reference) or builders._POOL.match(reference))):
+                                       and (builders.is_paper_layer_name(reference)
+                                            or builders.is_pool_name(reference))):
         if not _uses_paper_names(model):
             raise ValueError(
                 f"{role} {reference!r}: a paper index needs one of the zoo's networks (layers named conv<i>/fc<i>); "

@@ -18,7 +18,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from fitnets_tf.data.dataset_info import dataset_info  # noqa: E402
+from fitnets_tf.data.catalog import dataset_info  # noqa: E402
 from fitnets_tf.data.idx import DEBIAN_FASHION_MNIST_DIR, load_idx_split  # noqa: E402
 
 flags.DEFINE_string("out", None, "The folder to write (one subfolder per class).")

@@ -11,7 +11,8 @@ Typical use:
 
 from fitnets_tf.data.augment import AUGMENTATIONS, Augmentation, augment, random_resized_crop
 from fitnets_tf.data.caching import CACHE_MODES, Placement, choose_place
-from fitnets_tf.data.dataset_info import CHANNELS, DATASETS, DatasetInfo, dataset_info
+from fitnets_tf.data.catalog import dataset_info
+from fitnets_tf.data.dataset_info import CHANNELS, DATASETS, DatasetInfo
 from fitnets_tf.data.folder import FolderError
 from fitnets_tf.data.image_check import BAD_IMAGE_CHOICES
 from fitnets_tf.data.input_pipeline import build_input, make_input_fn

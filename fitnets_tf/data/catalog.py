@@ -1,4 +1,5 @@
-"""Data sets beyond the built-in ones: any TFDS image-classification data set by name, and `folder:PATH`.
+"""Every data set by name (`dataset_info`): the built-in ones, any TFDS image-classification data set by name, and
+`folder:PATH`.
 
 A TFDS data set qualifies when its builder has an `image` feature and a `label` class feature (its supervised
 keys); its image shape and classes come from the builder's info (no data needed). Images of another size, or of
@@ -11,7 +12,7 @@ import dataclasses
 import tensorflow as tf
 
 from fitnets_tf.data import folder
-from fitnets_tf.data.dataset_info import DatasetInfo
+from fitnets_tf.data.dataset_info import BUILT_IN_INFOS, CHANNELS, DATASETS, DatasetInfo
 
 
 def tfds_info(name):
@@ -84,3 +85,20 @@ def resize_split(ds, image_shape):
         return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8), label
 
     return ds.map(resize, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def dataset_info(name, image_size=None, channels=None):
+    """Returns the `DatasetInfo` of `name` (a built-in name, any TFDS image-classification data set, or
+    "folder:PATH"; see `catalog`), with images resized to `image_size` and converted to `channels` (1 or 3) when
+    given; raises ValueError naming the choices for an unknown name."""
+    if channels is not None and channels not in CHANNELS:
+        raise ValueError(f"channels must be 1 (grey) or 3 (RGB). Received: channels={channels!r}")
+    if isinstance(name, str) and name in BUILT_IN_INFOS:
+        return with_channels(with_image_size(BUILT_IN_INFOS[name], image_size), channels)
+    try:
+        return other_info(name, image_size, channels)
+    except folder.FolderError:
+        raise  # a folder named as one: its own message says what is wrong with it
+    except ValueError as error:
+        raise ValueError(f"Unknown dataset {name!r}. Choose one of: {', '.join(DATASETS)}, any TFDS "
+                         f"image-classification data set by name, or folder:PATH ({error}).") from None

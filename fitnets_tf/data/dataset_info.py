@@ -55,7 +55,7 @@ porcupine possum rabbit raccoon ray road rocket rose sea seal shark shrew skunk 
 streetcar sunflower sweet_pepper table tank telephone television tiger tractor train trout tulip turtle wardrobe whale
 willow_tree wolf woman worm""".split())
 
-_INFOS = {
+BUILT_IN_INFOS = {
     "digits": DatasetInfo("digits", (8, 8, 1), 10, allow_flip=False, crop_padding=0, preprocessing="scale",
                           class_names=_DIGITS),
     "mnist": DatasetInfo("mnist", (28, 28, 1), 10, allow_flip=False, crop_padding=0, preprocessing="scale",
@@ -71,22 +71,3 @@ _INFOS = {
     "cifar100": DatasetInfo("cifar100", (32, 32, 3), 100, allow_flip=True, crop_padding=8, preprocessing="gcn_zca",
                             class_names=_CIFAR100, augmentation="pad_crop"),
 }
-
-
-def dataset_info(name, image_size=None, channels=None):
-    """Returns the `DatasetInfo` of `name` (a built-in name, any TFDS image-classification data set, or
-    "folder:PATH"; see `catalog`), with images resized to `image_size` and converted to `channels` (1 or 3) when
-    given; raises ValueError naming the choices for an unknown name."""
-    from fitnets_tf.data import catalog  # catalog imports this module
-
-    if channels is not None and channels not in CHANNELS:
-        raise ValueError(f"channels must be 1 (grey) or 3 (RGB). Received: channels={channels!r}")
-    if isinstance(name, str) and name in _INFOS:
-        return catalog.with_channels(catalog.with_image_size(_INFOS[name], image_size), channels)
-    try:
-        return catalog.other_info(name, image_size, channels)
-    except catalog.folder.FolderError:
-        raise  # a folder named as one: its own message says what is wrong with it
-    except ValueError as error:
-        raise ValueError(f"Unknown dataset {name!r}. Choose one of: {', '.join(DATASETS)}, any TFDS "
-                         f"image-classification data set by name, or folder:PATH ({error}).") from None

@@ -14,7 +14,8 @@ import numpy as np
 import tensorflow as tf
 
 from fitnets_tf.data import catalog, folder, readers
-from fitnets_tf.data.dataset_info import DatasetInfo, dataset_info
+from fitnets_tf.data.catalog import dataset_info
+from fitnets_tf.data.dataset_info import DatasetInfo
 from fitnets_tf.data.digits import DIGITS_TEST_FRACTION, digits_arrays, split_digits
 from fitnets_tf.data.idx import DEBIAN_FASHION_MNIST_DIR, idx_directory, load_idx_split
 

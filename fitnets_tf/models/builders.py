@@ -29,6 +29,16 @@ SOFTMAX_MAX_NORM = 1.9365
 
 _TAP = re.compile(r"^(conv|fc)(\d+)$")
 _POOL = re.compile(r"^pool\d+$")
+
+
+def is_paper_layer_name(name):
+    """True for the names the zoo's networks give the layers the paper numbers (conv<i>, fc<i>)."""
+    return isinstance(name, str) and bool(_TAP.match(name))
+
+
+def is_pool_name(name):
+    """True for the zoo's max-pool layer names (pool<b>)."""
+    return isinstance(name, str) and bool(_POOL.match(name))
 _INDEX = re.compile(r"\s*[0-9]+\s*")
 
 
@@ -47,21 +57,6 @@ def _nonlinearity(spec, pieces, name):
     if spec.activation == "maxout":
         return Maxout(pieces, name=name)
     return keras.layers.Activation(spec.activation, name=name)
-
-
-def build_network(spec: NetSpec, seed=None) -> keras.Model:
-    """Builds the teacher or FitNet described by `spec`; the model maps images to logits.
-
-    Args:
-        spec: the architecture.
-        seed: makes the initial weights reproducible (each layer draws from its own derived seed).
-    Returns:
-        A `FitNetsNetwork` (a functional `keras.Model` subclass exposing named intermediate outputs) named
-        `spec.name`, output `logits` of shape (batch, num_classes).
-    """
-    from fitnets_tf.models.network import FitNetsNetwork  # network.py builds its graph with this module
-
-    return FitNetsNetwork(spec, seed=seed)
 
 
 def network_graph(spec: NetSpec, seed=None):

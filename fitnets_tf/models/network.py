@@ -81,3 +81,16 @@ class FitNetsNetwork(keras.Model):
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
         return cls(spec_from_config(config.pop("spec")), **config)
+
+
+def build_network(spec: NetSpec, seed=None) -> keras.Model:
+    """Builds the teacher or FitNet described by `spec`; the model maps images to logits.
+
+    Args:
+        spec: the architecture.
+        seed: makes the initial weights reproducible (each layer draws from its own derived seed).
+    Returns:
+        A `FitNetsNetwork` (a functional `keras.Model` subclass exposing named intermediate outputs) named
+        `spec.name`, output `logits` of shape (batch, num_classes).
+    """
+    return FitNetsNetwork(spec, seed=seed)
