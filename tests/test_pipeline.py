@@ -81,3 +81,29 @@ def test_an_experiment_is_complete_after_construction(tmp_path):
     rows = experiment.report(results)
     assert set(vars(experiment)) == attributes
     assert [r["model"] for r in rows] == ["teacher", "fitnet", "baseline_ce"]
+
+
+@pytest.mark.slow
+def test_the_one_stage_baseline_trains_on_the_fitnets_pairs_and_resumes(tmp_path):
+    """`baselines=one_stage`: RepDistiller's one-stage FitNet beside the two-stage one, from the same initial
+    weights and on the same resolved pair; its regressor is in its checkpoints, so a rerun finds it finished."""
+    model_dir = str(tmp_path / "run")
+    config = pipeline.RunConfig(model_dir=model_dir, **{**TINY, "teacher_epochs": 1, "hint_epochs": 1, "kd_epochs": 1,
+                                                         "baseline_epochs": 2, "baselines": ("one_stage",)})
+    rows = pipeline.run(config)
+    assert {r["model"] for r in rows} == {"teacher", "fitnet", "baseline_one_stage"}
+    history = done(model_dir, "baseline_one_stage")["history"]
+    assert {"loss", "ce_loss", "hint_loss", "accuracy", "val_accuracy"} <= set(history) and len(history["loss"]) == 2
+    import tensorflow as tf
+
+    from fitnets_tf.models import build_network, zoo
+
+    # The checkpoint holds what the stage trains: the student's variables and the regressor's (conv kernel, bias).
+    names = tf.train.list_variables(os.path.join(model_dir, "checkpoints", "baseline_one_stage"))
+    trained = [n for n, _ in names if n.startswith("optimizer/_trainable_variables/")]
+    student = build_network(zoo.get_spec(config.student), seed=0)
+    assert len(trained) == len(student.trainable_variables) + 2
+    results = json.load(open(os.path.join(model_dir, "results.json")))
+    assert results["config"]["one_stage_beta"] == 100.0
+    rerun = pipeline.run(config)
+    assert [r["model"] for r in rerun] == [r["model"] for r in rows]

@@ -35,7 +35,8 @@ from fitnets_tf.regressor import REGRESSOR_KINDS
 # A baseline is the FitNet's student trained by one method alone: "ce" (plain backprop) or "kd" (KD alone), from
 # the FitNet's own initial weights; "<method>_glorot" starts the same architecture from Glorot-uniform weights, a
 # reference that trains end to end where the paper's U(-0.005, 0.005) start leaves a deep thin net on a plateau.
-BASELINES = ("ce", "kd", "ce_glorot", "kd_glorot")
+BASELINES = ("ce", "kd", "ce_glorot", "kd_glorot", "one_stage")
+GLOROT_SUFFIX = "_glorot"  # a baseline "<method>_glorot" starts from Glorot-uniform weights
 BASELINE_INITIALIZER = "glorot_uniform"
 # A switch whose "auto" lets the run decide from what it finds (the data, the device).
 AUTO_TRUE_FALSE = ("auto", "true", "false")
@@ -161,6 +162,9 @@ class RunConfig:
     kd_lambda_decay_end: Optional[int] = setting(
         None, "Epoch at which lambda reaches its final value. Default (None): the last epoch of stage 2.")
     tau_squared: bool = setting(False, "Multiply the soft term by tau^2 (Hinton et al.; not in the paper).")
+    one_stage_beta: float = setting(
+        100.0, "The one_stage baseline's weight beta of the hint term, on the mean squared error per hint element "
+               "as RepDistiller and mdistiller weight it (their FitNet: 100; see fitnets_tf/stages/one_stage.py).")
     # training
     teacher_epochs: int = setting(30, "Epochs of teacher training.")
     hint_epochs: int = setting(30, "Epochs of stage 1 (per pair in sequential `hint_mode`).")
@@ -169,8 +173,10 @@ class RunConfig:
         None, "Epochs of each baseline. Default (None): `hint_epochs` + `kd_epochs`, the FitNet's whole budget.")
     baselines: Tuple[str, ...] = setting(
         ("ce", "kd"), "Baselines on the student architecture, each trained by one method alone: ce (plain "
-                      "backprop), kd (KD alone), from the FitNet's initial weights; ce_glorot, kd_glorot from "
-                      "Glorot-uniform weights (a reference that trains end to end).")
+                      "backprop), kd (KD alone), one_stage (RepDistiller's and mdistiller's one-stage FitNet: CE + "
+                      "`one_stage_beta` x the hint loss of the FitNet's pairs, from the first step), from the "
+                      "FitNet's initial weights; ce_glorot, kd_glorot from Glorot-uniform weights (a reference that "
+                      "trains end to end).")
     patience: int = setting(
         0, "Early stopping: end a stage after this many epochs without validation improvement and keep its best "
            "epoch (the paper: 100). 0 trains every epoch.")
@@ -334,7 +340,7 @@ def _validate_networks(config):
                   f"one of: {', '.join(names)}, or give `{role}_path`.")
     for b in config.baselines:
         check(b in BASELINES, "baselines", f"unknown baseline {b!r}. Choose from: {', '.join(BASELINES)}.")
-        check(not (b.endswith("_glorot") and config.student_path), "baselines",
+        check(not (b.endswith(GLOROT_SUFFIX) and config.student_path), "baselines",
               f"{b!r} re-initialises a zoo architecture; a `student_path` student starts from its saved weights. "
               "Use ce or kd with `student_path`.")
     if config.teacher_path is not None:
@@ -362,7 +368,7 @@ def _validate_training(config):
           f"must be a finite number > 0. Received: {config.learning_rate}")
     check(_finite(config.temperature) and config.temperature > 0, "temperature",
           f"must be a finite number > 0. Received: {config.temperature}")
-    for field in ("kd_lambda", "kd_lambda_final"):
+    for field in ("kd_lambda", "kd_lambda_final", "one_stage_beta"):
         value = getattr(config, field)
         check(_finite(value) and value >= 0, field, f"must be a finite number >= 0. Received: {value}")
     check(config.rmsprop_max_scaling >= 0, "rmsprop_max_scaling",

@@ -98,7 +98,8 @@ def baseline_stage(config, method, pairs):
     if method == "kd":
         return kd_stage(config)
     if method == "one_stage":
-        return OneStageFitNetStage([HintPair(p.guided, p.hint, p.regressor) for p in pairs], seed=config.seed)
+        return OneStageFitNetStage([HintPair(p.guided, p.hint, p.regressor) for p in pairs],
+                                   beta=config.one_stage_beta, seed=config.seed)
     raise ValueError(f"unknown baseline method {method!r}")
 
 

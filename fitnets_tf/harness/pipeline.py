@@ -39,7 +39,7 @@ from fitnets_tf.data.caching import MB
 from fitnets_tf.distiller import Distiller
 from fitnets_tf.errors import ConfigError
 from fitnets_tf.harness import litert, litert_classifier, networks as networks_lib, teacher_check
-from fitnets_tf.harness.config import BASELINES, RunConfig, validate
+from fitnets_tf.harness.config import BASELINES, GLOROT_SUFFIX, RunConfig, validate
 from fitnets_tf.harness.export import CLASS_NAMES_FILE, export_saved_model, resolve_class_names, write_class_names
 from fitnets_tf.harness.inputs import CACHE_DIR, build_inputs, load_splits
 from fitnets_tf.harness.model_dir import (free_lock, is_chief, prepare_model_dir, recorded_identity,
@@ -61,7 +61,6 @@ __all__ = ["BASELINES", "OPTIMIZERS", "ConfigError", "Experiment", "RunConfig", 
 LATENCY_BATCH_128_ELEMENTS = 32 * 32 * 3  # larger images are timed at batch 16, not 128 (`latency_batch_sizes`)
 LITERT_TEST_BYTES = 512 * MB  # the test images (uint8 and preprocessed) the LiteRT files are measured on
 _JIT = {"auto": "auto", "true": True, "false": False}
-GLOROT_SUFFIX = "_glorot"  # a baseline "<method>_glorot" starts from Glorot-uniform weights
 _METHODS = {"teacher": "teacher (CE)", "baseline_ce": "student, plain backprop (CE)",
             "baseline_kd": "student, KD alone", "baseline_ce_glorot": "student from Glorot init, CE",
             "baseline_kd_glorot": "student from Glorot init, KD alone",

@@ -8,7 +8,8 @@ from fitnets_tf.harness.tables import markdown_table
 
 # results.json model name -> method label, in table order.
 METHODS = {"baseline_ce": "CE", "baseline_kd": "KD", "baseline_ce_glorot": "CE (Glorot init)",
-           "baseline_kd_glorot": "KD (Glorot init)", "fitnet": "HT+KD"}
+           "baseline_kd_glorot": "KD (Glorot init)", "baseline_one_stage": "CE + beta HT (one stage)",
+           "fitnet": "HT+KD"}
 TEACHER_METHOD = "teacher (CE)"
 
 
