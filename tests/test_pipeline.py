@@ -1,4 +1,4 @@
-"""pipeline.run in-process: the paper's tune-then-retrain protocol, a refused cache, and an Experiment that is
+"""pipeline.run in-process: the paper's tune-then-retrain protocol, a refused cache, and a Run that is
 complete once built."""
 
 import json
@@ -62,7 +62,7 @@ def test_auto_mixed_precision_is_float16_only_with_a_gpu(monkeypatch):
 
 
 def test_an_experiment_is_complete_after_construction(tmp_path):
-    """Every attribute of an Experiment exists once it is built; training and reporting only fill them in."""
+    """Every attribute of a Run exists once it is built; training and reporting only fill them in."""
     import tensorflow as tf
 
     from fitnets_tf import data as data_lib
@@ -75,7 +75,7 @@ def test_an_experiment_is_complete_after_construction(tmp_path):
     strategy = tf.distribute.get_strategy()
     networks, splits = build_networks(config, info, strategy), load_splits(config)
     pipeline.prepare_model_dir(config)
-    experiment = pipeline.Experiment(config, info, networks, splits, strategy)
+    experiment = pipeline.Run(config, info, networks, splits, strategy)
     attributes = set(vars(experiment))
     results = {"teacher": experiment.train_teacher(), **experiment.train_fitnet(), **experiment.train_baselines()}
     rows = experiment.report(results)

@@ -1,4 +1,4 @@
-"""A whole FitNets experiment, from data to exported student: `run(RunConfig(...))`.
+"""One FitNets run, from data to exported student: `run(RunConfig(...))` (a sweep of runs is `harness.sweeps`).
 
 Steps, each resumable (a finished step is restored, an interrupted one resumes from its last epoch):
   1. data splits and preprocessing (fitted on train, saved as preprocessing.npz);
@@ -55,7 +55,7 @@ from fitnets_tf.precision import compute_policy
 from fitnets_tf.stages import CEStage
 
 # The names callers import from here (scripts/, the sweeps), whose homes are the modules above.
-__all__ = ["BASELINES", "OPTIMIZERS", "ConfigError", "Experiment", "RunConfig", "compute_policy",
+__all__ = ["BASELINES", "OPTIMIZERS", "ConfigError", "Run", "RunConfig", "compute_policy",
            "prepare_model_dir", "recorded_identity", "run", "validate"]
 
 LATENCY_BATCH_128_ELEMENTS = 32 * 32 * 3  # larger images are timed at batch 16, not 128 (`latency_batch_sizes`)
@@ -67,7 +67,7 @@ _METHODS = {"teacher": "teacher (CE)", "baseline_ce": "student, plain backprop (
             "baseline_one_stage": "student, one-stage FitNet (CE + beta x hint loss, no stage 1)"}
 
 
-class Experiment:
+class Run:
     """The stages, report and exports of one run in a model_dir it holds (see the module docstring).
 
     `networks` (`networks.build_networks`) and `splits` (`inputs.load_splits`) are built before the model_dir is
@@ -408,7 +408,7 @@ def _arrays(ds, limit):
 
 
 def run(config: RunConfig, strategy=None, command="", on_ready=None):
-    """Runs (or resumes) the experiment in `config.model_dir`; returns the rows of results.json.
+    """Runs (or resumes) the run in `config.model_dir`; returns the rows of results.json.
 
     `on_ready()` is called once the model_dir has been accepted (e.g. to write flags.cfg there). Under a
     multi-worker strategy only the chief writes to `model_dir`; every other worker takes part in the same
@@ -441,15 +441,15 @@ def _run(config, strategy, command, on_ready, lock):
         prepare_model_dir(config, lock)
         if on_ready is not None:
             on_ready()
-        experiment = Experiment(config, info, networks, splits, strategy, command)
-        experiment.check_teacher()  # a teacher given at chance stops the run here, before any training
+        current = Run(config, info, networks, splits, strategy, command)
+        current.check_teacher()  # a teacher given at chance stops the run here, before any training
         stage_results = {}
-        teacher_result = experiment.train_teacher()
+        teacher_result = current.train_teacher()
         if teacher_result:
             stage_results["teacher"] = teacher_result
-        stage_results.update({**experiment.train_fitnet(), **experiment.train_baselines()})
-        rows = _report_and_export(experiment, stage_results)
-        _remove_caches(experiment)
+        stage_results.update({**current.train_fitnet(), **current.train_baselines()})
+        rows = _report_and_export(current, stage_results)
+        _remove_caches(current)
         return rows
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
@@ -462,38 +462,38 @@ def latency_batch_sizes(image_shape):
     return (1, 128) if int(np.prod(image_shape)) <= LATENCY_BATCH_128_ELEMENTS else (1, 16)
 
 
-def _remove_caches(experiment):
+def _remove_caches(current):
     """Removes <model_dir>/cache (decoded images, teacher outputs) once the run has finished: a finished run never
     reads them again, and they can take gigabytes."""
-    directory = experiment.path(CACHE_DIR)
+    directory = current.path(CACHE_DIR)
     if os.path.isdir(directory):
         shutil.rmtree(directory, ignore_errors=True)
         logging.info("[fitnets] removed the run's caches in %s", directory)
 
 
-def _report_and_export(experiment, stage_results):
+def _report_and_export(current, stage_results):
     """Measures and exports what the stages trained. When every stage had finished and been reported before, keeps
     what that run measured (test accuracies, latencies, stage_seconds, TensorBoard records, LiteRT files) and its
     export instead of measuring and exporting again. Returns the rows of results.json."""
-    config = experiment.config
-    finished = read_json_state(experiment.path("results.json"), dict, None, "the report is measured again")
+    config = current.config
+    finished = read_json_state(current.path("results.json"), dict, None, "the report is measured again")
     if finished is not None and not isinstance(finished.get("models"), list):
-        moved = move_aside_damaged(experiment.path("results.json"))
+        moved = move_aside_damaged(current.path("results.json"))
         logging.warning("[fitnets] results.json held no list of models; moved to %s, and the report is measured "
                         "again.", moved)
         finished = None
-    kept = finished is not None and not experiment.trained
+    kept = finished is not None and not current.trained
     if kept:
         rows = finished["models"]
         logging.info("[fitnets] every stage in %s had finished: kept its results.json, results.md and TensorBoard "
                      "records as first measured (delete results.json and rerun to measure again)", config.model_dir)
     else:
-        litert_results = experiment.export_litert() if config.export else None
-        rows = experiment.report(stage_results, litert_results)
+        litert_results = current.export_litert() if config.export else None
+        rows = current.report(stage_results, litert_results)
     if config.export:
-        if kept and os.path.exists(experiment.path("export")):
+        if kept and os.path.exists(current.path("export")):
             logging.info("[fitnets] kept the export in %s (delete it and rerun to export again)",
-                         experiment.path("export"))
+                         current.path("export"))
         else:
-            experiment.export()
+            current.export()
     return rows

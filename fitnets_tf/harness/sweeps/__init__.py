@@ -16,8 +16,9 @@ among the pairs the regressor can map (`regressor.regressor_refusal`: for the pa
 no larger than the guided map, Sec. 2.2), and the table records each pair with its taps and maps.
 
 The teacher is trained once and shared (`RunConfig.teacher_path`): across the whole sweep when the dataset's test
-split does not depend on the seed (TFDS datasets), else once per seed (digits: its stratified split, test included,
-is drawn with the run's seed, so a teacher trained with another seed has seen this seed's test images).
+split does not depend on the seed (TFDS datasets), else once per seed (digits and folders of images: their
+stratified split, test included, is drawn with the run's seed, so a teacher trained with another seed has seen this
+seed's test images).
 
 Outputs in `sweep_dir`: sweep.json (what the sweep is; pins the shared teacher), <experiment>.md and
 <experiment>.json (one row per (cell, method): mean +- std test accuracy over seeds, n, parameters,
@@ -32,5 +33,19 @@ One module per job:
   curves      each model's learning curve from its run's histories, and the epoch it left chance;
   tables      the summary rows (<experiment>.json) and the markdown table;
   plots       the PNGs.
-The public entry points are re-exported by `fitnets_tf.harness.experiments`.
+What a caller needs to plan a sweep, run it and read its outputs is exported here.
 """
+
+from fitnets_tf.harness.sweeps.planning import (
+    DEPTH_BUDGETS, DEPTHS, EXPERIMENTS, MULTIPLE_HINTS, TEACHER_SHARING, Cell, Run, SweepPlan, plan, plan_cells,
+)
+from fitnets_tf.harness.sweeps.pairing import LOCATIONS
+from fitnets_tf.harness.sweeps.running import output_paths, run_sweep
+from fitnets_tf.harness.sweeps.statistics import format_mean_std, mean_std
+from fitnets_tf.harness.sweeps.tables import markdown, summarize
+
+__all__ = [
+    "DEPTH_BUDGETS", "DEPTHS", "EXPERIMENTS", "LOCATIONS", "MULTIPLE_HINTS", "TEACHER_SHARING", "Cell", "Run",
+    "SweepPlan", "format_mean_std", "markdown", "mean_std", "output_paths", "plan", "plan_cells", "run_sweep",
+    "summarize",
+]
