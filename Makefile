@@ -23,9 +23,9 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
-# Every day: no end-to-end runs (the tests marked slow), a few minutes.
+# Every day: no end-to-end runs (the tests marked slow), in two processes, a few minutes.
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow"
 
 tensorboard: setup
 	$(VENV)/bin/tensorboard --logdir $(MODEL_DIR)/tensorboard --host 127.0.0.1

@@ -61,7 +61,8 @@ def test_auto_mixed_precision_is_float16_only_with_a_gpu(monkeypatch):
     assert pipeline.compute_policy("auto") == "mixed_float16"
 
 
-def test_an_experiment_is_complete_after_construction(tmp_path):
+@pytest.mark.slow  # trains for several epochs in-process (over 20 s on 2 shared cores)
+def test_a_run_is_complete_after_construction(tmp_path):
     """Every attribute of a Run exists once it is built; training and reporting only fill them in."""
     import tensorflow as tf
 

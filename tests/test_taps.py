@@ -188,6 +188,7 @@ def test_a_subclassed_teacher_that_returns_probabilities_is_refused():
 
 
 # ---------------------------------------------------------------------------------------- stage invariants
+@pytest.mark.slow  # trains for several epochs in-process (over 20 s on 2 shared cores)
 def test_stages_on_a_nested_keras_applications_teacher_and_a_functional_student():
     teacher, student = mobilenet_teacher(), functional_student()
     distiller, stage = hinted(student, teacher, [HintPair("c4", f"{BACKBONE}/block_3_expand_relu")])
@@ -205,6 +206,7 @@ def test_stages_on_a_nested_keras_applications_teacher_and_a_functional_student(
     assert changed(s1, student) == set(s1)
 
 
+@pytest.mark.slow  # trains for several epochs in-process (over 20 s on 2 shared cores)
 def test_stages_on_a_subclassed_student():
     teacher, student = mobilenet_teacher(), SubclassedStudent(name="sub")
     student(images(1)[0])  # built

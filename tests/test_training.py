@@ -44,6 +44,7 @@ class StopAfter(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
+@pytest.mark.slow  # trains for several epochs in-process (over 20 s on 2 shared cores)
 def test_an_interrupted_stage_resumes_at_its_last_epoch_with_the_optimizer_state(tmp_path):
     x, y = data()
     model = student()
@@ -86,6 +87,7 @@ def test_early_stopping_keeps_the_best_epoch(tmp_path):
     assert np.mean(predictions == y) == pytest.approx(max(accuracies), abs=1e-6)
 
 
+@pytest.mark.slow  # trains for several epochs in-process (over 20 s on 2 shared cores)
 def test_a_non_finite_loss_stops_the_stage_and_keeps_the_last_good_checkpoint(tmp_path):
     x, y = data()
     x_bad = x.copy()
@@ -109,6 +111,7 @@ def test_a_non_finite_loss_stops_the_stage_and_keeps_the_last_good_checkpoint(tm
                     str(tmp_path / "c"), verbose=0)
 
 
+@pytest.mark.slow  # trains for several epochs in-process (over 20 s on 2 shared cores)
 def test_early_stopping_resumed_after_a_kill_stops_where_an_uninterrupted_stage_stops(tmp_path):
     """The patience count and the best weights survive a kill: same stopping epoch, best epoch and weights."""
     x, y = data()
@@ -156,6 +159,7 @@ def _checkpoint_weights(stage_dir, prefix):
     return [v.numpy() for v in model.weights]
 
 
+@pytest.mark.slow  # trains for several epochs in-process (over 20 s on 2 shared cores)
 @pytest.mark.parametrize("finished", [False, True])
 def test_a_truncated_newest_checkpoint_is_moved_aside_and_the_stage_resumes_from_the_previous_one(
         tmp_path, caplog, finished):
