@@ -15,7 +15,8 @@ regressors. The teacher is never trained.
 
 What each stage trains, needs from the teacher, minimises, logs, checkpoints and is monitored by is in its own file:
 stage 1 in `fitnets_tf/stages/hints.py`, stage 2 in `fitnets_tf/stages/kd.py`, plain cross-entropy in
-`fitnets_tf/stages/ce.py`. This module holds what they share: the models, the teacher's forward pass (outside the
+`fitnets_tf/stages/ce.py`, the one-stage FitNet of RepDistiller and mdistiller in `fitnets_tf/stages/one_stage.py`.
+This module holds what they share: the models, the teacher's forward pass (outside the
 tape, in its own precision), the step averaged over the global batch, the optimizer, and teacher-output caching.
 
 Student and teacher may be any Keras models: functional or Sequential (layers by name), with nested models (a path
@@ -130,22 +131,23 @@ class Distiller(SkipSymbolicBuild, keras.Model):
             self.teacher_forward.set_weights(self.teacher.get_weights())
         with self.distribute_strategy.scope():  # the stage's metrics and variables live beside the model's
             current.bind(self)
-        if self.current_stage is not None and self.current_stage is not current:
-            self.current_stage.end()
-        self.current_stage = current
-        self.xla_settings = self._xla_settings(current, jit_compile, teacher_jit_compile)
-        split = self.xla_settings["teacher"] not in (None, self.xla_settings["student"])
-        super().compile(optimizer=optimizer, jit_compile=False if split else self.xla_settings["student"], **kwargs)
-        if split:  # one traced function per part, each with its own XLA setting; the optimizer step outside both
-            self._teacher_part = tf.function(self.teacher_outputs, jit_compile=self.xla_settings["teacher"])
-            self._student_part = tf.function(self._gradients, jit_compile=self.xla_settings["student"])
-        else:
-            self._teacher_part, self._student_part = self.teacher_outputs, self._gradients
-        if not self.stage_variables:
+        # Everything that can refuse is checked before the stage before ends and this one takes its place.
+        xla_settings = self._xla_settings(current, jit_compile, teacher_jit_compile)
+        if not current.variables:
             raise ValueError(
                 f"Stage '{current.name}' has no trainable variables: model '{self.student.name}' is frozen "
                 "(trainable=False). Set student.trainable = True before training it."
             )
+        if self.current_stage is not None and self.current_stage is not current:
+            self.current_stage.end()
+        self.current_stage, self.xla_settings = current, xla_settings
+        split = xla_settings["teacher"] not in (None, xla_settings["student"])
+        super().compile(optimizer=optimizer, jit_compile=False if split else xla_settings["student"], **kwargs)
+        if split:  # one traced function per part, each with its own XLA setting; the optimizer step outside both
+            self._teacher_part = tf.function(self.teacher_outputs, jit_compile=xla_settings["teacher"])
+            self._student_part = tf.function(self._gradients, jit_compile=xla_settings["student"])
+        else:
+            self._teacher_part, self._student_part = self.teacher_outputs, self._gradients
         with self.distribute_strategy.scope():  # optimizer slots live beside their (mirrored) variables
             self.optimizer.build(self.stage_variables)
 
@@ -186,7 +188,8 @@ class Distiller(SkipSymbolicBuild, keras.Model):
 
     # ------------------------------------------------------------------------------------------- the steps
     def teacher_outputs(self, images):
-        """What the current stage needs from the teacher, in float32: the hints (stage 1) or (logits,)."""
+        """What the current stage needs from the teacher, in float32: the hints (stage 1), (logits,) (stage 2), or
+        whatever the stage's `teacher_outputs` returns (the one-stage FitNet: the hints, then the logits with KD)."""
         if self.current_stage is None or not self.current_stage.needs_teacher:
             raise ValueError(f"Stage '{self.stage}' uses no teacher outputs.")
         return float32(self.current_stage.teacher_outputs(images))
@@ -207,7 +210,7 @@ class Distiller(SkipSymbolicBuild, keras.Model):
             memory_budget_bytes, mode, directory: where the rows go (`data.caching.choose_place`); an on-disk
                 cache is `<directory>/<name>.bin.<k>`.
             low_precision: keep the rows in float16; None: as the stage allows (`Stage.cache_in_float16`).
-            name: the cache's name (default: "<stage>_teacher_outputs").
+            name: the cache's name (default: "<Stage.cache_name>_teacher_outputs", e.g. the stage and its hints).
         """
         if self.current_stage is None or not self.current_stage.needs_teacher:
             raise ValueError(f"Stage '{self.stage}' uses no teacher outputs: nothing to cache.")
@@ -215,7 +218,7 @@ class Distiller(SkipSymbolicBuild, keras.Model):
             num_examples = sum(int(tf.shape(y)[0]) for _, y in ordered)
         if low_precision is None:
             low_precision = self.current_stage.cache_in_float16
-        name = name or f"{self.stage}_teacher_outputs"
+        name = name or f"{self.current_stage.cache_name}_teacher_outputs"
         forward = tf.function(self.teacher_outputs, reduce_retracing=True)
         return build_cache(forward, ordered, num_examples, low_precision, memory_budget_bytes, directory, mode,
                            name)

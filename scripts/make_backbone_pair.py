@@ -8,7 +8,7 @@ MobileNetV2 (alpha 1.0, 224x224x3) teacher trained on a folder of images, and a 
         --alpha=0.35 --student=plain8 --augmentation=pad_crop --epochs=20 --batch_size=64 --learning_rate=0.002
 
 The teacher is trained here from random weights (`weights=None`: ImageNet weights need a download) with this
-package's own streamed input pipeline and `Distiller(stage="ce")`, on the folder's train split (the split
+package's own streamed input pipeline and `Distiller(teacher).compile(stage="ce")`, on the folder's train split (the split
 `scripts/run.py` would draw with the same --seed), with the run's defaults: "tf" preprocessing (MobileNetV2's
 [-1, 1]) and random resized crops + flips. The student (`student_model`) is plain convolutions, 7 of them, about a
 quarter of the teacher's multiplications, named conv1..conv7 so that hints can name its layers (conv5 is 28x28,

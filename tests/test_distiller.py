@@ -193,6 +193,11 @@ def test_bad_configurations():
     for temperature in (0, float("inf"), float("nan"), True):
         with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
             KDStage(temperature=temperature)
+    hints = HintStage([HintPair(4, 2)])
+    distiller.compile("sgd", stage=hints)
+    with pytest.raises(ValueError, match="jit_compile"):  # refused before stage 1 ends: it is still compiled
+        distiller.compile("sgd", stage=KDStage(), jit_compile="yes")
+    assert distiller.stage == "hint" and len(hints.regressors) == 1
     stage = KDStage()
     distiller.compile("sgd", stage=stage)
     with pytest.raises(ValueError, match="already bound to the Distiller"):

@@ -107,6 +107,33 @@ def test_a_stage_without_its_loss_or_variables_cannot_be_built():
         Incomplete()
 
 
+def test_one_stage_per_pair_seeds_each_regressor_by_its_index_in_the_run_like_the_joint_stage():
+    teacher, student = teacher_and_student()
+    pairs = [HintPair(2, 1), HintPair(4, 2)]
+    joint, second = HintStage(pairs, seed=3), HintStage(pairs[1:], seed=3, first_pair=1)
+    joint.bind(Distiller(student, teacher))
+    second.bind(Distiller(student, teacher))
+    for a, b in zip(joint.regressors[1].get_weights(), second.regressors[0].get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_run_with_one_stage_per_pair_checkpoints_every_pairs_regressor_in_order():
+    """The layout of every run so far: a stage of pair k saves all the pairs' regressors, so a run recorded by an
+    earlier version resumes with each regressor in its place."""
+    from fitnets_tf.data import dataset_info
+    from fitnets_tf.harness import networks, pipeline
+
+    config = pipeline.RunConfig(model_dir="", hints=((2, 1), (4, 2)), hint_mode="sequential")
+    import tensorflow as tf
+
+    built = networks.build_networks(config, dataset_info("digits"), tf.distribute.get_strategy())
+    first, second = built.hint_stages
+    every = [*first.regressors, *second.regressors]
+    for stage in (first, second):
+        assert stage.checkpoint_objects()["regressors"] == every
+    assert len(built.pairs) == 2 and len(every) == 2 and every[0] is not every[1]
+
+
 # ------------------------------------------------------------------------------------------ one-stage FitNet
 def numpy_log_softmax(z):
     z = z - z.max(axis=1, keepdims=True)
@@ -155,6 +182,9 @@ def test_the_one_stage_fitnet_trains_the_whole_student_and_the_regressor_from_th
     assert set(stage.checkpoint_objects()) == {"regressors"}
     distiller.compile(keras.optimizers.Adam(1e-2), stage="ce")
     assert stage.regressors == []
+    with pytest.raises(ValueError, match="cannot run again"):  # its regressors are gone: it is not bound again
+        distiller.compile(keras.optimizers.Adam(1e-2), stage=stage)
+    assert distiller.stage == "ce"
 
 
 def test_the_one_stage_fitnet_with_beta_zero_is_the_student_on_cross_entropy():

@@ -86,7 +86,8 @@ def hint_stages(config, pairs):
     (unbound; `pairs` are `HintPair`s or "auto")."""
     c = config
     if c.hint_mode == "sequential" and not isinstance(pairs, str):
-        return [HintStage([pair], spatial_mean=c.hint_spatial_mean, seed=c.seed) for pair in pairs]
+        return [HintStage([pair], spatial_mean=c.hint_spatial_mean, seed=c.seed, first_pair=i)
+                for i, pair in enumerate(pairs)]
     return [HintStage(pairs, spatial_mean=c.hint_spatial_mean, seed=c.seed)]
 
 
@@ -137,6 +138,12 @@ def build_networks(config, info, strategy):
                 stage.bind(fitnet)
         except ValueError as error:
             raise ConfigError(f"`hints`: {error}") from None
+        if len(stages) > 1:
+            # One stage per pair: each checkpoints every pair's regressor, in order, as runs always have (a run
+            # checkpointed by an earlier version resumes).
+            every = [r for stage in stages for r in stage.regressors]
+            for stage in stages:
+                stage.checkpointed_regressors = every
     networks = Networks(teacher, student, fitnet, teacher_spec, student_spec, tuple(stages))
     source = ("set by `hints`" if c.hints else "chosen automatically" if pairs == "auto"
               else "the default pair of the architectures")

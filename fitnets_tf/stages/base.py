@@ -45,9 +45,15 @@ class Stage(abc.ABC):
 
     distiller = None
 
+    discarded = False
+
     def bind(self, distiller):
         """Binds the stage to `distiller`'s models (once; again with the same Distiller does nothing) and builds
-        what it owns (`build`)."""
+        what it owns (`build`). A stage that ended (`end`) and lost what it owned is refused."""
+        if self.discarded:
+            raise ValueError(
+                f"Stage '{self.name}' cannot run again: its regressors were discarded when the next stage started "
+                "(Algorithm 1). Build a new stage (and a new Distiller to start the student afresh).")
         if self.distiller is distiller:
             return
         if self.distiller is not None:
@@ -89,6 +95,11 @@ class Stage(abc.ABC):
     def callbacks(self):
         """Callbacks `Distiller.fit` runs before the user's (e.g. stage 2's lambda schedule)."""
         return []
+
+    @property
+    def cache_name(self):
+        """The default name of its teacher-output cache (`Distiller.cache_teacher_outputs`)."""
+        return self.name
 
     def checkpoint_objects(self):
         """{name: trackable}: what the stage trains besides the student, saved in its checkpoints (regressors)."""

@@ -14,6 +14,7 @@ Logs: `loss` (= `hint_loss`) and `hint_loss`.
 
 import dataclasses
 import logging
+import re
 from typing import Union
 
 import keras
@@ -52,12 +53,14 @@ class HintPairs:
         distiller: the `Distiller` whose student and teacher (in its precision) the pairs resolve on.
         regressor_initializer: initializer (name) of the regressors' weights.
         seed: makes the regressors' initial weights reproducible (pair i: seed * 1000 + 900 + i).
+        first_pair: the index of the first of `pairs` among all the run's pairs (one stage per pair, in sequence):
+            pair i's seed and name follow its index in the run.
 
     Attributes: `pairs` (the resolved `HintPair`s), `regressors`, `report` (per pair: the references, both shapes,
     the regressor and why), `pairing` (why the automatic pair was chosen, or None).
     """
 
-    def __init__(self, pairs, distiller, regressor_initializer="glorot_uniform", seed=None):
+    def __init__(self, pairs, distiller, regressor_initializer="glorot_uniform", seed=None, first_pair=0):
         self.student, self.teacher, self.image_shape = distiller.student, distiller.teacher, distiller.image_shape
         self.pairing = None
         if isinstance(pairs, str):
@@ -66,10 +69,10 @@ class HintPairs:
         if not pairs:
             raise ValueError("Stage 'hint' needs hint pairs. Received: pairs=()")
         self.pairs, self.regressors, self.report = [], [], []
-        for i, pair in enumerate(pairs):
+        for i, pair in enumerate(pairs, start=first_pair):
             if not isinstance(pair, HintPair):
                 raise ValueError(f"pairs must be HintPairs or 'auto'. Received: {pair!r}")
-            self._add_pair(pair, i, len(pairs), regressor_initializer, seed)
+            self._add_pair(pair, i, first_pair + len(pairs), regressor_initializer, seed)
 
     def _auto_pair(self, pairs):
         """pairs="auto": the paper's middle-layer pair (`taps.auto_pair`), as a one-element list."""
@@ -130,6 +133,8 @@ class HintStage(Stage):
         spatial_mean: the original code's hint reduction (see `losses.hint_loss`); False is the paper's Eq. 3.
         regressor_initializer: initializer (name) of the regressors' weights.
         seed: makes the regressors' initial weights reproducible.
+        first_pair: the index of its first pair among all the run's pairs when each pair is its own stage (the
+            original code's sequence): the regressors' seeds and names follow it.
 
     Once bound (`Distiller.compile`): `hint_pairs` (resolved), `regressors`, `pair_report`, `guided_model` (the
     student truncated at the guided layer(s)) and `hint_model` (the teacher, in its precision, truncated at the
@@ -141,17 +146,22 @@ class HintStage(Stage):
     cache_in_float16 = True
     monitor = ("val_hint_loss", "min")
 
-    def __init__(self, pairs="auto", spatial_mean=False, regressor_initializer="glorot_uniform", seed=None):
+    def __init__(self, pairs="auto", spatial_mean=False, regressor_initializer="glorot_uniform", seed=None,
+                 first_pair=0):
         self.pairs = pairs if isinstance(pairs, str) else tuple(pairs)
         self.spatial_mean = bool(spatial_mean)
         self.regressor_initializer = regressor_initializer
         self.seed = seed
+        self.first_pair = first_pair
         self.resolved = None
         self.regressors = []
         self.discarded = False
+        # What `checkpoint_objects` saves as "regressors": this stage's, or (set by the caller for one stage per
+        # pair) every pair's in order, the checkpoint layout of runs that trained their pairs in sequence.
+        self.checkpointed_regressors = None
 
     def build(self, distiller):
-        self.resolved = HintPairs(self.pairs, distiller, self.regressor_initializer, self.seed)
+        self.resolved = HintPairs(self.pairs, distiller, self.regressor_initializer, self.seed, self.first_pair)
         self.regressors = list(self.resolved.regressors)
         guided = [p.guided for p in self.resolved.pairs]
         hints = [p.hint for p in self.resolved.pairs]
@@ -161,12 +171,11 @@ class HintStage(Stage):
         self.hint_model = taps.tap_model(distiller.teacher_forward, hints, "teacher_hints", distiller.image_shape)
         self.hint_loss_tracker = keras.metrics.Mean(name="hint_loss")
 
-    def bind(self, distiller):
-        if self.discarded:
-            raise ValueError(
-                f"Stage '{self.name}' cannot run again: its regressors were discarded when the next stage started "
-                "(Algorithm 1). Build a new stage (and a new Distiller to start the student afresh).")
-        super().bind(distiller)
+    @property
+    def cache_name(self):
+        """The default name of its teacher-output cache: the stage and its hint layers."""
+        hints = "_".join(p.hint for p in self.hint_pairs) if self.resolved is not None else ""
+        return re.sub(r"[^A-Za-z0-9]+", "_", f"{self.name}_{hints}").strip("_")
 
     @property
     def hint_pairs(self):
@@ -210,9 +219,11 @@ class HintStage(Stage):
         self.hint_loss_tracker.update_state(terms["hint_loss"])
 
     def checkpoint_objects(self):
-        return {"regressors": list(self.regressors)}
+        regressors = self.checkpointed_regressors if self.checkpointed_regressors is not None else self.regressors
+        return {"regressors": list(regressors)}
 
     def end(self):
         """Algorithm 1, line 3: after stage 1 only W*_Guided is kept; the regressors are dropped."""
         self.regressors = []
+        self.resolved.regressors = []
         self.discarded = True

@@ -34,8 +34,8 @@ class OneStageFitNetStage(Stage):
     Args:
         pairs: `HintPair`s (their hint terms summed), or "auto" (the middle layers, as stage 1).
         beta: weight of the per-element mean squared hint error (RepDistiller and mdistiller: 100).
-        kd_lambda: weight of the soft KD term H(P_T^tau, P_S^tau); 0 (their FitNet) leaves the teacher's logits
-            out and computes no KD term.
+        kd_lambda: weight of the soft KD term H(P_T^tau, P_S^tau) (the paper's form, no tau^2: RepDistiller's
+            `-a` weighs KL x tau^2); 0 (their FitNet) leaves the teacher's logits out and computes no KD term.
         temperature: tau of the soft term (with kd_lambda > 0).
         regressor_initializer, seed: the regressors' initial weights, as stage 1's.
     """
@@ -54,7 +54,9 @@ class OneStageFitNetStage(Stage):
         self.temperature = check_temperature(temperature)
         self.regressor_initializer = regressor_initializer
         self.seed = seed
+        self.resolved = None
         self.regressors = []
+        self.discarded = False
 
     @property
     def cache_in_float16(self):  # hints alone may be rounded to float16; not the logits of the KD term
@@ -67,12 +69,15 @@ class OneStageFitNetStage(Stage):
         guided = [p.guided for p in self.resolved.pairs]
         self.hint_model = taps.tap_model(distiller.teacher_forward, [p.hint for p in self.resolved.pairs],
                                          "teacher_hints", distiller.image_shape)
-        # One forward pass of the student gives the guided output(s) and the logits when both are in one graph.
+        # For a functional student one model gives the guided output(s) and the logits from one call (a guided layer
+        # inside a nested model is a cut copy of that model applied to the same input, so its prefix runs twice);
+        # other students are called twice, for the guided output(s) and for the logits.
         self.guided_model = taps.tap_model(distiller.student, guided, "student_guided", distiller.image_shape)
         self.student_outputs = None
         logits = distiller.student_logits
         if isinstance(self.guided_model, keras.Model) and taps.is_functional(logits):
-            self.student_outputs = keras.Model(self.guided_model.inputs,
+            self.student_outputs = keras.Model(self.guided_model.inputs[0] if len(self.guided_model.inputs) == 1
+                                               else self.guided_model.inputs,
                                                [*self.guided_model.outputs, logits.outputs[0]],
                                                name="student_guided_and_logits")
         self.trackers = {name: keras.metrics.Mean(name=name)
@@ -81,11 +86,11 @@ class OneStageFitNetStage(Stage):
 
     @property
     def hint_pairs(self):
-        return list(self.resolved.pairs)
+        return list(self.resolved.pairs) if self.resolved is not None else []
 
     @property
     def pair_report(self):
-        return list(self.resolved.report)
+        return list(self.resolved.report) if self.resolved is not None else []
 
     @property
     def variables(self):
@@ -103,7 +108,7 @@ class OneStageFitNetStage(Stage):
         return hints
 
     def per_example_losses(self, images, labels, teacher_outputs, training):
-        count = len(self.regressors)
+        count = len(self.resolved.pairs)
         if self.student_outputs is not None:
             outputs = as_tuple(self.student_outputs(images, training=training))
             guided, logits = outputs[:count], outputs[count]
@@ -137,4 +142,7 @@ class OneStageFitNetStage(Stage):
         return {"regressors": list(self.regressors)}
 
     def end(self):
+        """Its regressors are dropped when another stage starts; compiling it again is refused."""
         self.regressors = []
+        self.resolved.regressors = []
+        self.discarded = True
