@@ -119,7 +119,8 @@ class Distiller(SkipSymbolicBuild, keras.Model):
                 before ends (stage 1 discards its regressors, Algorithm 1).
             jit_compile: XLA for the student's part of the step (forward, loss, gradients): True, False or "auto"
                 (what the benchmark measured faster on this device, `fitnets_tf.xla.XLA_AUTO`).
-            teacher_jit_compile: XLA for the teacher's forward pass, the same choices; None: as `jit_compile`.
+            teacher_jit_compile: XLA for the teacher's forward pass, the same choices; None: the setting of
+                `jit_compile`, resolved for the teacher ("auto": compiled where the benchmark found it faster).
                 When the two differ the step runs two functions, the teacher's and the student's, each compiled
                 or not (`xla_settings` records what was chosen); when they agree Keras compiles the whole step.
         """
@@ -155,16 +156,17 @@ class Distiller(SkipSymbolicBuild, keras.Model):
         """{"student": bool, "teacher": bool or None (stage without teacher)}: the settings resolved."""
         distributed = self.distribute_strategy.num_replicas_in_sync > 1
         regressors = getattr(stage, "regressors", ())
-        student_ok = all(layer.supports_jit for layer in self.student._flatten_layers()) and all(
-            layer.supports_jit for regressor in regressors for layer in regressor._flatten_layers())
-        student = xla.resolve_jit_compile(jit_compile, "student", distributed, student_ok)
+        layers = [*self.student._flatten_layers(), *(l for r in regressors for l in r._flatten_layers())]
+        student = xla.resolve_jit_compile(jit_compile, "student", distributed,
+                                          all(layer.supports_jit for layer in layers), xla.slow_on_cpu(layers))
         if not stage.needs_teacher:
             return {"student": student, "teacher": None}
-        if teacher_jit_compile is None:
-            return {"student": student, "teacher": student}
-        teacher_ok = all(layer.supports_jit for layer in self.teacher_forward._flatten_layers())
+        setting = jit_compile if teacher_jit_compile is None else teacher_jit_compile
+        teacher_layers = list(self.teacher_forward._flatten_layers())
         return {"student": student,
-                "teacher": xla.resolve_jit_compile(teacher_jit_compile, "teacher", distributed, teacher_ok)}
+                "teacher": xla.resolve_jit_compile(setting, "teacher", distributed,
+                                                   all(layer.supports_jit for layer in teacher_layers),
+                                                   xla.slow_on_cpu(teacher_layers))}
 
     @property
     def stage(self):

@@ -21,6 +21,17 @@ XLA_AUTO = {
     "CPU": {"student": True, "teacher": False},
     "GPU": {"student": True, "teacher": True},
 }
+# Layers XLA compiles slowly on a CPU: a MobileNetV2 (alpha 0.35, 32x32, batch 64) CE step took 3.5-6.7x longer
+# compiled, after a compile of about 70 s against 40 s of tracing (`python scripts/xla_depthwise.py`; docs/benchmark.md).
+SLOW_ON_CPU = ("DepthwiseConv2D", "SeparableConv2D")
+
+
+def slow_on_cpu(layers):
+    """The name of the first layer among `layers` that XLA compiles slowly on a CPU (`SLOW_ON_CPU`), or None."""
+    for layer in layers:
+        if type(layer).__name__ in SLOW_ON_CPU:
+            return layer.name
+    return None
 
 
 def device_type():
@@ -35,7 +46,7 @@ def op_determinism_enabled():
     return bool(is_op_determinism_enabled())
 
 
-def resolve_jit_compile(setting, part, distributed=False, supported=True):
+def resolve_jit_compile(setting, part, distributed=False, supported=True, slow_layer=None):
     """The XLA setting (a bool) of one part of a step.
 
     Off, whatever the setting, where Keras turns its own `jit_compile=True` off too: with TensorFlow's op
@@ -47,6 +58,7 @@ def resolve_jit_compile(setting, part, distributed=False, supported=True):
         part: "student" (its forward, loss and gradients) or "teacher" (its forward pass).
         distributed: the step runs under a tf.distribute strategy with several replicas ("auto" is then off).
         supported: every layer involved supports XLA (`layer.supports_jit`).
+        slow_layer: the name of a layer XLA compiles slowly on a CPU (`slow_on_cpu`): "auto" is then off on a CPU.
     """
     if setting not in JIT_CHOICES or isinstance(setting, int) and not isinstance(setting, bool):
         raise ValueError(f"jit_compile must be True, False or 'auto'. Received: {setting!r}")
@@ -60,4 +72,11 @@ def resolve_jit_compile(setting, part, distributed=False, supported=True):
         return False
     if setting != "auto":
         return bool(setting)
-    return False if distributed else XLA_AUTO[device_type()][part]
+    if distributed:
+        return False
+    device = device_type()
+    if device == "CPU" and slow_layer is not None and XLA_AUTO[device][part]:
+        logging.info("[fitnets] XLA for the %s is off: layer '%s' (%s) runs slower compiled on a CPU.", part,
+                     slow_layer, "depthwise or separable convolution")
+        return False
+    return XLA_AUTO[device][part]

@@ -262,7 +262,8 @@ def test_teacher_outputs_cached_on_disk_give_the_in_memory_losses_and_are_keyed_
     disk = distiller.cache_teacher_outputs(ordered, 32, mode="disk", directory=str(tmp_path))
     assert (memory.placement.place, disk.placement.place) == ("memory", "disk")
     assert [a.dtype for a in disk.arrays] == [np.float16 if stage == "hint" else np.float32]
-    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".0") == [f"{stage}_teacher_outputs.bin.0"]
+    name = "hint_pool1" if stage == "hint" else "kd"  # a stage-1 cache is named by its hints (pair 4 <- 2: pool1)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".0") == [f"{name}_teacher_outputs.bin.0"]
     logs = [distiller.evaluate(c.attach(indexed), verbose=0, return_dict=True) for c in (memory, disk)]
     assert logs[0] == logs[1]  # the same rows, from memory or from the file
     for key, value in plain.items():  # and the teacher's own outputs, float16 rounding of the hints aside

@@ -78,6 +78,7 @@ def probe(path, cases):
     return results
 
 
+@pytest.mark.slow  # the probe is a fresh process (an abort must fail the test, not kill the suite)
 def test_every_wrong_shape_or_dtype_names_the_expected_input_and_never_aborts(served):
     assert set(served) == set(BAD_INPUTS) | set(GOOD_INPUTS)
     for name in BAD_INPUTS:
@@ -106,6 +107,7 @@ def test_the_signature_declares_the_input_contract_as_saved_model_cli_shows_it(t
     assert spec == tf.TensorSpec([None, 8, 8, 1], tf.uint8, name="images")
 
 
+@pytest.mark.slow  # the same fresh process
 def test_good_batches_of_any_size_are_served(served):
     results = served
     assert results["four"]["shapes"] == {"probabilities": [4, 10], "class_id": [4], "class_name": [4]}

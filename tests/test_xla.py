@@ -87,3 +87,33 @@ def test_a_deterministic_run_trains_without_xla():
     finally:
         from tensorflow.python.framework import config as tf_config  # no public way back
         tf_config.disable_op_determinism()
+
+
+def test_auto_leaves_xla_off_on_a_cpu_for_depthwise_convolutions_and_says_why(monkeypatch, caplog):
+    import logging
+
+    monkeypatch.setattr(xla, "device_type", lambda: "CPU")
+    caplog.set_level(logging.INFO)
+    assert xla.resolve_jit_compile("auto", "student", slow_layer="block_1_depthwise") is False
+    assert "layer 'block_1_depthwise'" in caplog.text and "slower compiled on a CPU" in caplog.text
+    assert xla.resolve_jit_compile(True, "student", slow_layer="block_1_depthwise") is True  # asked for: kept
+    assert xla.resolve_jit_compile("auto", "student") is True
+    monkeypatch.setattr(xla, "device_type", lambda: "GPU")
+    assert xla.resolve_jit_compile("auto", "student", slow_layer="block_1_depthwise") is True
+
+
+def test_a_distiller_finds_depthwise_layers_in_nested_students_and_teachers(monkeypatch):
+    monkeypatch.setattr(xla, "device_type", lambda: "CPU")
+    backbone = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), alpha=0.35, classes=5,
+                                              classifier_activation=None)
+    inputs = keras.Input((32, 32, 3))
+    mobile = keras.Model(inputs, backbone(inputs), name="mobile")  # the backbone nested in the user's model
+    plain = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(4, 3, name="c1"),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(5)], name="plain")
+    trainer = Distiller(mobile)
+    trainer.compile(keras.optimizers.SGD(0.1), stage="ce")
+    assert trainer.xla_settings == {"student": False, "teacher": None}
+    distiller = Distiller(plain, mobile)
+    distiller.compile(keras.optimizers.SGD(0.1), stage="kd")  # teacher_jit_compile None: "auto" per model
+    assert distiller.xla_settings == {"student": True, "teacher": False}
+    assert xla.slow_on_cpu(plain._flatten_layers()) is None

@@ -110,6 +110,7 @@ def test_mnist_nets_match_the_papers_sizes():
     assert count_parameters(built("mnist_teacher")) == pytest.approx(361e3, rel=0.01)
 
 
+@pytest.mark.slow  # scripts/count.py in a subprocess
 def test_count_script_prints_json():
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     result = subprocess.run(
