@@ -160,7 +160,10 @@ class DiskArray:
             self._file = None
 
     def __del__(self):
-        self.close()
+        try:
+            self.close()
+        except (AttributeError, TypeError, OSError):  # at interpreter exit `os` may already be torn down
+            pass
 
 
 def _read_header(path):
