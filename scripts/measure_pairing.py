@@ -45,8 +45,11 @@ def main(directory):
         if not done:
             continue
         p = pairs[arm, done[0]]
+        kind = p["regressor"]
+        if kind == "conv":  # the paper's rule: a "valid" kernel k = N_g - N_h + 1
+            kind += f" {p['guided_shape'][0] - p['hint_shape'][0] + 1}x{p['guided_shape'][1] - p['hint_shape'][1] + 1}"
         pair = (f"{p['guided']} {tuple(p['guided_shape'])} <- {p['hint'].split('/')[-1]} {tuple(p['hint_shape'])}, "
-                f"{p['regressor']}")
+                f"{kind}")
         values = [found[arm, s]["fitnet"] for s in done]
         diffs = [found[arm, s]["fitnet"] - found["explicit", s]["fitnet"] for s in done if ("explicit", s) in found]
         rows.append([f"FitNet, {arm} pair", pair, ", ".join(f"{v:.2f}" for v in values), mean_std(values),
