@@ -37,13 +37,10 @@ from fitnets_tf.schedules import KDLambdaSchedule
 from fitnets_tf.stages import STAGE_CLASSES, HintPair, KDLambdaCallback, make_stage
 from fitnets_tf.stages.base import float32
 from fitnets_tf.stages.hints import REGRESSOR_SHARE
-from fitnets_tf.teacher_cache import DEFAULT_MEMORY_BUDGET, build_cache
+from fitnets_tf.teacher_cache import DEFAULT_MEMORY_BUDGET, IMAGES, TEACHER_OUTPUTS, build_cache, cached_batch
 
 STAGES = tuple(STAGE_CLASSES)  # ("hint", "kd", "ce", "one_stage"); a stage registered later is in STAGE_CLASSES only
 HINT_MODES = ("sequential", "joint")
-# A batch that carries the teacher's outputs (`cache_teacher_outputs`): x = {IMAGES: images, TEACHER_OUTPUTS: (...)}.
-IMAGES = "images"
-TEACHER_OUTPUTS = "teacher_outputs"
 
 __all__ = ["Distiller", "HintPair", "KDLambdaCallback", "KDLambdaSchedule", "REGRESSOR_SHARE", "global_batch_size",
            "cached_batch", "HINT_MODES", "STAGES"]
@@ -287,15 +284,6 @@ class Distiller(SkipSymbolicBuild, keras.Model):
             kwargs["shuffle"] = False
         callbacks = [*self.current_stage.callbacks(), *(callbacks or [])]
         return super().fit(*args, callbacks=callbacks, **kwargs)
-
-
-def cached_batch(images, teacher_outputs):
-    """The inputs of a batch that carries the teacher's outputs: {"images": images, "teacher_outputs": tuple}.
-
-    The mark is explicit, so a model's own inputs (a tuple of two tensors for a two-input model) are never taken
-    for cached outputs.
-    """
-    return {IMAGES: images, TEACHER_OUTPUTS: tuple(teacher_outputs)}
 
 
 def global_batch_size(per_example):

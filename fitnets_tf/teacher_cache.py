@@ -19,6 +19,20 @@ from fitnets_tf.data import caching
 
 logger = logging.getLogger(__name__)
 
+# A batch that carries the teacher's outputs: x = {IMAGES: images, TEACHER_OUTPUTS: (...)} (`cached_batch`).
+IMAGES = "images"
+TEACHER_OUTPUTS = "teacher_outputs"
+
+
+def cached_batch(images, teacher_outputs):
+    """The inputs of a batch that carries the teacher's outputs: {"images": images, "teacher_outputs": tuple}.
+
+    The mark is explicit, so a model's own inputs (a tuple of two tensors for a two-input model) are never taken
+    for cached outputs.
+    """
+    return {IMAGES: images, TEACHER_OUTPUTS: tuple(teacher_outputs)}
+
+
 FLOAT16_MAX = 65504.0
 DEFAULT_MEMORY_BUDGET = 512 * caching.MB
 
@@ -36,8 +50,7 @@ class TeacherOutputCache:
 
     def attach(self, batches):
         """Batches of (index [b], images, labels) -> batches of ({"images", "teacher_outputs"}, labels) whose
-        float32 outputs are this cache's rows `index` (`distiller.cached_batch`)."""
-        from fitnets_tf.distiller import cached_batch  # the distiller imports this module
+        float32 outputs are this cache's rows `index` (`cached_batch`)."""
 
         dtypes = [tf.as_dtype(a.dtype) for a in self.arrays]
         shapes = [tuple(a.shape[1:]) for a in self.arrays]
