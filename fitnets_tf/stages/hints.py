@@ -125,7 +125,23 @@ class HintPairs:
         return tuple(taps.output_shapes(cut, self.image_shape)[0])
 
 
-class HintStage(Stage):
+class ResolvedPairs:
+    """What a stage with hint pairs reports once bound (`resolved` is its `HintPairs`, None before)."""
+
+    resolved = None
+
+    @property
+    def hint_pairs(self):
+        """The resolved pairs (after binding)."""
+        return list(self.resolved.pairs) if self.resolved is not None else []
+
+    @property
+    def pair_report(self):
+        """Per pair: the resolved references, both shapes, the regressor and why (after binding)."""
+        return list(self.resolved.report) if self.resolved is not None else []
+
+
+class HintStage(ResolvedPairs, Stage):
     """Stage 1: the guided sub-model(s) and their regressor(s) learn the teacher's hint(s).
 
     Args:
@@ -176,16 +192,6 @@ class HintStage(Stage):
         """The default name of its teacher-output cache: the stage and its hint layers."""
         hints = "_".join(p.hint for p in self.hint_pairs) if self.resolved is not None else ""
         return re.sub(r"[^A-Za-z0-9]+", "_", f"{self.name}_{hints}").strip("_")
-
-    @property
-    def hint_pairs(self):
-        """The resolved pairs (after binding)."""
-        return list(self.resolved.pairs) if self.resolved is not None else []
-
-    @property
-    def pair_report(self):
-        """Per pair: the resolved references, both shapes, the regressor and why (after binding)."""
-        return list(self.resolved.report) if self.resolved is not None else []
 
     @property
     def variables(self):

@@ -22,13 +22,13 @@ import numpy as np
 
 from fitnets_tf import losses, taps
 from fitnets_tf.stages.base import Stage, as_tuple
-from fitnets_tf.stages.hints import HintPairs
+from fitnets_tf.stages.hints import HintPairs, ResolvedPairs
 from fitnets_tf.stages.kd import check_temperature
 
 BETA = 100.0  # RepDistiller's `-b 100` and mdistiller's FITNET.LOSS.FEAT_WEIGHT
 
 
-class OneStageFitNetStage(Stage):
+class OneStageFitNetStage(ResolvedPairs, Stage):
     """The student and the regressor(s) on CE + beta x the hint loss (+ optional KD), all from the first step.
 
     Args:
@@ -83,14 +83,6 @@ class OneStageFitNetStage(Stage):
         self.trackers = {name: keras.metrics.Mean(name=name)
                          for name in ("ce_loss", "hint_loss") + (("kd_loss",) if self.kd_lambda else ())}
         self.accuracy_metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-
-    @property
-    def hint_pairs(self):
-        return list(self.resolved.pairs) if self.resolved is not None else []
-
-    @property
-    def pair_report(self):
-        return list(self.resolved.report) if self.resolved is not None else []
 
     @property
     def variables(self):
