@@ -125,7 +125,8 @@ flags.DEFINE_string("workdir", None, "Directory for the exported SavedModels (de
 flags.DEFINE_bool("real_size", False, "Instead of the benchmark above, the real-size section (see "
                   "scripts/benchmarking/real_size.py): images/s of the streamed JPEG training pipeline alone against "
                   "the 224x224 stage-2 step of scripts/make_backbone_pair.py's pair (MobileNetV2 1.0 teacher, "
-                  "7-conv student), with the step's parts and keras.distillation, XLA off. It uses "
+                  "7-conv student), with the step's parts and keras.distillation, each compiled as a run compiles it "
+                  "(--real_size_jit_compile, --real_size_teacher_jit_compile). It uses "
                   f"--{', --'.join(REAL_SIZE_FLAGS)}, each defaulting to the run's setting (batch "
                   f"{_REAL_SIZE.batch_size}, {_REAL_SIZE.pipeline_batches} batches per pipeline sample, teacher in "
                   f"{_REAL_SIZE.teacher_precision}); other flags are refused.")
@@ -134,6 +135,10 @@ flags.DEFINE_string("real_size_folder", _REAL_SIZE.folder, "--real_size: a folde
                     "scripts/make_image_folder.py) into --workdir, or a temporary directory.")
 flags.DEFINE_integer("real_size_images", _REAL_SIZE.images, "--real_size without --real_size_folder: how many "
                      "images to write.")
+flags.DEFINE_enum("real_size_jit_compile", _REAL_SIZE.jit_compile, list(real_size.XLA_SETTINGS),
+                  "--real_size: XLA for the student's part, as scripts/run.py's --jit_compile (auto: XLA per model).")
+flags.DEFINE_enum("real_size_teacher_jit_compile", _REAL_SIZE.teacher_jit_compile, list(real_size.XLA_SETTINGS),
+                  "--real_size: XLA for the teacher's forward pass, as scripts/run.py's --teacher_jit_compile.")
 
 
 def _value(name):
@@ -168,13 +173,16 @@ def _module_flags():
 
 def real_size_config_from_flags():
     """The `RealSizeConfig` of --real_size; ValueError for a flag given that the mode does not use."""
-    own = {"real_size", "real_size_folder", "real_size_images", "output"}
+    own = {"real_size", "real_size_folder", "real_size_images", "real_size_jit_compile",
+           "real_size_teacher_jit_compile", "output"}
     unused = sorted(f.name for f in _module_flags() if f.present and f.name not in own | set(REAL_SIZE_FLAGS))
     if unused:
         raise ValueError(f"--real_size does not use --{', --'.join(unused)}; it takes --{', --'.join(REAL_SIZE_FLAGS)}"
-                         ", --real_size_folder and --real_size_images.")
+                         ", --real_size_folder, --real_size_images and --real_size_[teacher_]jit_compile.")
     given = {name: FLAGS[name].value for name in REAL_SIZE_FLAGS if FLAGS[name].present}
-    return dataclasses.replace(_REAL_SIZE, folder=FLAGS.real_size_folder, images=FLAGS.real_size_images, **given)
+    return dataclasses.replace(_REAL_SIZE, folder=FLAGS.real_size_folder, images=FLAGS.real_size_images,
+                               jit_compile=FLAGS.real_size_jit_compile,
+                               teacher_jit_compile=FLAGS.real_size_teacher_jit_compile, **given)
 
 
 def main(argv):

@@ -439,13 +439,23 @@ def test_real_size_section_measures_the_pipeline_and_each_stage2_step(real_size)
     assert data["augmentation"]["kind"] == "random_resized_crop" and data["augmentation"]["flip"] is True
     assert section["models"]["teacher"]["architecture"] == "tiny_teacher"
     assert section["models"]["student"]["multiplications"] > 0
-    assert section["xla"] is False and section["teacher_precision"] == "float32"
+    assert section["teacher_precision"] == "float32"
+    # the run's default settings on a CPU: the student's part compiled, the teacher's forward not, Keras's off
+    assert section["xla"] == {"jit_compile": "auto", "teacher_jit_compile": "auto",
+                              "stage2": {"student": True, "teacher": False}, "keras_kd": False}
+    expected_xla = {"ce": {"student": True}, "teacher_forward": {"teacher": False},
+                    "kd": {"student": True, "teacher": False}, "keras_kd": {"step": False}}
     for step in REAL_SIZE_STEPS:
-        result = section["measurements"][f"{step}/xla_off"]
+        result = section["measurements"][f"{step}/run"]
         assert result["error"] is None, (step, result["error"])
-        assert result["step"] == step and result["xla"] is False
+        assert result["step"] == step and result["xla"] == expected_xla[step]
         assert result["images_per_call"] == 4 and len(result["samples_s"]) == 2
-        assert section["images_per_second"][step] == pytest.approx(4 / np.median(result["samples_s"]))
+        assert section["images_per_second"][f"{step}/run"] == pytest.approx(4 / np.median(result["samples_s"]))
+    # the lever: stage 2 once more with XLA off everywhere
+    off = section["measurements"]["kd/xla_off"]
+    assert off["error"] is None and off["xla"] == {"student": False, "teacher": False}
+    assert set(section["measurements"]) == {*(f"{step}/run" for step in REAL_SIZE_STEPS), "kd/xla_off"}
+    assert section["xla_per_model"]["ratio"] == pytest.approx(paired(section, ["kd/xla_off"], ["kd/run"]))
     assert set(section["targets"]) == {"pipeline_vs_stage2", "vs_keras_distillation", "stage2_overhead"}
     assert report["environment"]["cpu_count"]
 
@@ -458,13 +468,13 @@ def test_real_size_roofline_counts_the_stage2_steps(real_size):
     teacher = section["models"]["teacher"]["multiplications"]
     expected = {"ce": 3 * student, "teacher_forward": teacher, "kd": 3 * student + teacher,
                 "keras_kd": 3 * student + teacher}
-    assert set(steps) == {f"{step}/xla_off" for step in REAL_SIZE_STEPS}
-    for step, macs in expected.items():
-        entry = steps[f"{step}/xla_off"]
+    assert set(steps) == {*(f"{step}/run" for step in REAL_SIZE_STEPS), "kd/xla_off"}
+    for name, entry in steps.items():
+        macs = expected[m[name]["step"]]
         assert entry["macs_per_call"] == 4 * macs
-        assert entry["gmac_per_second"] == pytest.approx(4 * macs / m[f"{step}/xla_off"]["seconds_per_call"] / 1e9)
+        assert entry["gmac_per_second"] == pytest.approx(4 * macs / m[name]["seconds_per_call"] / 1e9)
     stage2, peaks = section["roofline"]["stage2"], section["roofline"]["peaks"]
-    assert stage2["candidate"] == "kd/xla_off" and stage2["teacher_precision"] == section["teacher_precision"]
+    assert stage2["candidate"] == "kd/run" and stage2["teacher_precision"] == section["teacher_precision"]
     floor = (4 * 3 * student / (peaks["float32"]["gmac_per_second"] * 1e9)
              + 4 * teacher / (peaks[stage2["teacher_precision"]]["gmac_per_second"] * 1e9))
     assert stage2["floor_s"] == pytest.approx(floor)
@@ -507,26 +517,26 @@ def test_real_size_targets_are_computed_from_the_measurements(real_size):
     section = report["real_size"]
     m, pipe, targets = section["measurements"], section["input_pipeline"], section["targets"]
     feed = 8 / np.median(pipe["samples_s"])
-    step = 4 / np.median(m["kd/xla_off"]["samples_s"])
+    step = 4 / np.median(m["kd/run"]["samples_s"])
     target = targets["pipeline_vs_stage2"]
     assert target["ratio"] == pytest.approx(feed / step)
     assert target["pipeline_images_per_second"] == pytest.approx(feed)
     assert target["stage2_images_per_second"] == pytest.approx(step)
     assert target["limit"] == 1.0 and target["passed"] is bool(feed / step >= 1.0)
     feed_cpu = np.median(pipe["cpu_samples_s"]) / 8
-    step_cpu = np.median(m["kd/xla_off"]["cpu_samples_s"]) / 4
+    step_cpu = np.median(m["kd/run"]["cpu_samples_s"]) / 4
     assert target["ratio_cpu"] == pytest.approx(step_cpu / feed_cpu)
     assert section["pipeline_share_of_cpu"] == pytest.approx(feed_cpu / (feed_cpu + step_cpu))
 
     keras_kd = targets["vs_keras_distillation"]
-    expected = paired(section, ["keras_kd/xla_off"], ["kd/xla_off"])
+    expected = paired(section, ["keras_kd/run"], ["kd/run"])
     assert keras_kd["ratio"] == pytest.approx(expected) and len(keras_kd["ratio_per_round"]) == 2
     assert keras_kd["limit"] == 1.0 and keras_kd["passed"] is (expected >= 1.0)
     overhead = targets["stage2_overhead"]
-    expected = paired(section, ["kd/xla_off"], ["ce/xla_off", "teacher_forward/xla_off"])
+    expected = paired(section, ["kd/run"], ["ce/run", "teacher_forward/run"])
     assert overhead["ratio"] == pytest.approx(expected)
     assert overhead["ratio_cpu"] == pytest.approx(
-        paired(section, ["kd/xla_off"], ["ce/xla_off", "teacher_forward/xla_off"], "cpu_samples_s"))
+        paired(section, ["kd/run"], ["ce/run", "teacher_forward/run"], "cpu_samples_s"))
     assert overhead["limit"] == 1.10 and overhead["passed"] is (expected <= 1.10)
 
 
@@ -535,13 +545,15 @@ def test_real_size_section_is_printed(real_size):
     text = format_report(report)
     assert text.startswith("Real size") or "WARNING: load average" in text
     assert "Steps:" not in text  # the CIFAR-sized tables are not part of the mode
-    for name in ("input_pipeline", *REAL_SIZE_STEPS):
+    for name in ("input_pipeline", *(f"{step}/run" for step in REAL_SIZE_STEPS), "kd/xla_off"):
         assert f"\n{name} " in text
+    assert "jit_compile=auto, teacher_jit_compile=auto" in text and "student on, teacher off" in text
+    assert "XLA per model: stage 2 with XLA off everywhere takes" in text
     for name, t in report["real_size"]["targets"].items():
         line = next(line for line in text.splitlines() if line.startswith(name))
         assert {True: "PASS", False: "FAIL"}[t["passed"]] in line
     assert "% of the CPU work per training image" in text
-    assert "Roofline:" in text and "Stage 2 (kd/xla_off): floor" in text and "Roofline targets" in text
+    assert "Roofline:" in text and "Stage 2 (kd/run): floor" in text and "Roofline targets" in text
 
 
 def test_real_size_loads_the_backbone_script_without_its_flags():

@@ -59,9 +59,10 @@ class TruncatedStudentStep:
         return {"hint_loss": self.loss_tracker.result()}
 
 
-def keras_distiller(teacher, student, temperature, optimizer):
+def keras_distiller(teacher, student, temperature, optimizer, jit_compile=False):
     """Keras's own `keras.distillation.Distiller` with `LogitsDistillation(temperature)` on the pair, compiled with
-    XLA off: student loss sparse CE on logits, weight 0.5, and an accuracy metric.
+    `jit_compile` (Keras resolves "auto", its default: off on a CPU): student loss sparse CE on logits, weight
+    0.5, and an accuracy metric.
 
     It freezes the teacher (`teacher.trainable = False`); ours never trains it either. `teacher` must return
     logits (KD on probabilities would be another loss).
@@ -77,7 +78,7 @@ def keras_distiller(teacher, student, temperature, optimizer):
         optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        jit_compile=False,
+        jit_compile=jit_compile,
     )
     return keras_kd
 

@@ -19,8 +19,12 @@ Measured (the machinery of the CIFAR benchmark's modules):
                    teacher precision, optimizer with its RMSProp floor);
   keras_kd         Keras's `keras.distillation.Distiller` with `LogitsDistillation` on the same pair (given the
                    teacher's logits: KD on its softmax output would be another loss), the same optimizer.
-The four steps run on one fixed batch (the pipeline's first batch after its measurement), XLA off (what "auto"
-resolves to on a CPU), round-robin with `time_interleaved`.
+The four steps run on one fixed batch (the pipeline's first batch after its measurement), round-robin with
+`time_interleaved`, each at the run's settings ("<step>/run"): ours compiled as `scripts/run.py` compiles them
+(`jit_compile` and `teacher_jit_compile`, "auto" by default: XLA per model, `fitnets_tf.xla`; on a CPU the
+MobileNetV2 teacher's depthwise convolutions keep its forward pass uncompiled and the 7-conv student's part is
+compiled), Keras's distiller at its own default (`jit_compile="auto"`: off on a CPU). When the run's settings
+compile any part, stage 2 is timed once more with XLA off everywhere ("kd/xla_off"): what XLA per model buys.
 
 Targets, with pass/fail:
   pipeline_vs_stage2:    images/s of the pipeline / images/s of the stage-2 step >= 1: the pipeline never starves
@@ -29,7 +33,7 @@ Targets, with pass/fail:
                          image over the pipeline's plus the step's) is reported beside it;
   vs_keras_distillation: t(keras_kd) / t(kd), paired per round (`paired_ratio`) >= 1;
   stage2_overhead:       t(kd) / (t(ce) + t(teacher_forward)), paired per round, <= 1.10.
-And the roofline of the four steps (`roofline`: MACs, GMAC/s, share of this CPU's peak measured by a matmul right
+And `xla_per_model`: t(kd/xla_off) / t(kd/run), paired per round (no limit: what the lever buys). And the roofline of the four steps (`roofline`: MACs, GMAC/s, share of this CPU's peak measured by a matmul right
 after them, stage 2's floor, the issue's informational targets).
 """
 
@@ -51,26 +55,29 @@ from benchmarking.models import keras_distiller
 from benchmarking.pipeline import measure_pipeline
 from benchmarking.run import environment
 from benchmarking.targets import ratio_target
-from benchmarking.timing import stage2_bodies, step_candidate
+from benchmarking.timing import paired_ratio, stage2_bodies, traced_call, xla_key
 from fitnets_tf import taps
 from fitnets_tf.data import Augmentation, Preprocessor, build_input, load_splits
 from fitnets_tf.distiller import Distiller
 from fitnets_tf.stages import KDStage
 from fitnets_tf.harness.config import RunConfig
-from fitnets_tf.harness.timing import time_interleaved
+from fitnets_tf.harness.timing import Candidate, time_interleaved
 from fitnets_tf.models.counting import count_multiplications, count_parameters
 from fitnets_tf.optimizers import build_optimizer
 from fitnets_tf.precision import compute_policy
 
 SCRIPTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # scripts/
 STEPS = ("ce", "teacher_forward", "kd", "keras_kd")  # stage 2's candidates, consecutive in each round
+RUN = "run"  # the candidates' label at the run's settings: "<step>/run"
 PREPROCESSING = "tf"  # MobileNetV2's convention (keras.applications.mobilenet_v2.preprocess_input)
 PIPELINE_VS_STAGE2_LIMIT = 1.0
+XLA_SETTINGS = {"auto": "auto", "true": True, "false": False}  # the command line's words -> compile()'s values
 DESCRIPTIONS = {
     "pipeline_vs_stage2": "input pipeline images/s (alone) / stage-2 step images/s >= 1: the pipeline never starves "
                           "the step",
     "vs_keras_distillation": "images/s of kd / images/s of keras.distillation >= 1",
     "stage2_overhead": "t(kd) / (t(ce) + t(teacher_forward)) <= 1.10",
+    "xla_per_model": "t(kd with XLA off) / t(kd at the run's settings): what XLA per model buys (no limit)",
 }
 
 
@@ -86,7 +93,8 @@ class RealSizeConfig:
         batch_size: images per step and per pipeline batch.
         pipeline_batches: batches per timed sample of the pipeline.
         rounds, warmup, calls_per_sample: as `BenchmarkConfig`'s.
-        mixed_precision, teacher_precision, optimizer, temperature, kd_lambda: the run's defaults (`RunConfig`).
+        mixed_precision, teacher_precision, optimizer, temperature, kd_lambda, jit_compile, teacher_jit_compile:
+            the run's defaults (`RunConfig`); the XLA settings as on the command line ("auto", "true", "false").
         rmsprop_max_scaling: the run's RMSProp floor (`build_optimizer`), for every trainer alike.
         learning_rate: the benchmark's (small: untrained nets stay finite; timing does not depend on it).
         seed: the weights, the folder's split, the shuffles and the augmentation.
@@ -108,6 +116,8 @@ class RealSizeConfig:
     learning_rate: float = BenchmarkConfig.learning_rate
     temperature: float = RunConfig.temperature
     kd_lambda: float = RunConfig.kd_lambda
+    jit_compile: str = RunConfig.jit_compile
+    teacher_jit_compile: str = RunConfig.teacher_jit_compile
     seed: int = RunConfig.seed
     workdir: Optional[str] = None
 
@@ -116,7 +126,7 @@ class RealSizeConfig:
         positive = {"images": self.images, "image_size": self.image_size, "batch_size": self.batch_size,
                     "pipeline_batches": self.pipeline_batches, "rounds": self.rounds,
                     "calls_per_sample": self.calls_per_sample}
-        check_settings(self, positive)
+        check_settings(self, positive, {"jit_compile": XLA_SETTINGS, "teacher_jit_compile": XLA_SETTINGS})
         if self.folder is not None and not os.path.isdir(self.folder):
             raise ValueError(f"folder must be a directory of class subfolders. Received: folder={self.folder!r}")
 
@@ -189,24 +199,63 @@ def training_stream(folder, image_size, batch_size, seed):
 
 
 def build_trainers(config: RealSizeConfig, teacher, student, x, y):
-    """ce, kd (stage 2 at `config`'s settings) and Keras's distiller on the pair, each with its own optimizer and
-    XLA off, each after one eager step on (x, y) (its optimizer slots and metric variables)."""
+    """{name: trainer} at `config`'s settings, each with its own optimizer and after one eager step on (x, y) (its
+    optimizer slots and metric variables): "ce" and "kd" (stage 2) compiled as a run compiles them, Keras's
+    distiller ("keras_kd") at its own default XLA setting, and "kd_xla_off" (stage 2 with XLA off everywhere) when
+    the run's settings compile a part of stage 2."""
 
     def optimizer():
         return build_optimizer(config.optimizer, config.learning_rate,
                                rmsprop_max_scaling=config.rmsprop_max_scaling)
 
+    xla = {"jit_compile": XLA_SETTINGS[config.jit_compile],
+           "teacher_jit_compile": XLA_SETTINGS[config.teacher_jit_compile]}
     ce = Distiller(student, name="ce_distiller")
-    ce.compile(optimizer(), stage="ce", jit_compile=False)
-    kd = Distiller(student, teacher, teacher_precision=config.teacher_precision, name="kd_distiller")
-    kd.compile(optimizer(), stage=KDStage(temperature=config.temperature, kd_lambda=config.kd_lambda),
-               jit_compile=False)
+    ce.compile(optimizer(), stage="ce", jit_compile=xla["jit_compile"])
+
+    def stage2(name, **settings):
+        kd = Distiller(student, teacher, teacher_precision=config.teacher_precision, name=name)
+        kd.compile(optimizer(), stage=KDStage(temperature=config.temperature, kd_lambda=config.kd_lambda), **settings)
+        return kd
+
+    trainers = {"ce": ce, "kd": stage2("kd_distiller", **xla)}
+    kd = trainers["kd"]
     keras_teacher = (kd.teacher_logits if kd.teacher_forward is teacher
                      else taps.logits_model(teacher, "teacher", tuple(teacher.input_shape[1:])))
-    keras_kd = keras_distiller(keras_teacher, student, config.temperature, optimizer())
-    for trainer in (ce, kd, keras_kd):
+    trainers["keras_kd"] = keras_distiller(keras_teacher, student, config.temperature, optimizer(),
+                                           jit_compile="auto")
+    if any(kd.xla_settings.values()):
+        trainers["kd_xla_off"] = stage2("kd_xla_off_distiller", jit_compile=False, teacher_jit_compile=False)
+    for trainer in trainers.values():
         trainer.train_step((x, y))
-    return ce, kd, keras_kd
+    return trainers
+
+
+def step_candidates(trainers, x, y, batch_size):
+    """The timed candidates: each of `STEPS` at the run's settings ("<step>/run", its XLA settings in `info`),
+    then "kd/xla_off" when `trainers` has it. The teacher's forward runs as stage 2 runs it."""
+    kd = trainers["kd"]
+    bodies = stage2_bodies(trainers["ce"], kd.teacher_logits, kd, trainers["keras_kd"], x, y)
+    settings = {  # the XLA of each candidate's traced function, and what it stands for
+        "ce": (bool(trainers["ce"].jit_compile), {"student": trainers["ce"].xla_settings["student"]}),
+        "teacher_forward": (bool(kd.xla_settings["teacher"]), {"teacher": kd.xla_settings["teacher"]}),
+        "kd": (bool(kd.jit_compile), dict(kd.xla_settings)),  # split: the outer step off, each part its own
+        "keras_kd": (bool(trainers["keras_kd"].jit_compile), {"step": bool(trainers["keras_kd"].jit_compile)}),
+    }
+    candidates = []
+    for step in STEPS:
+        jit, xla = settings[step]
+        body, args = bodies[step]
+        candidates.append(Candidate(f"{step}/{RUN}", traced_call(body, args, jit), batch_size,
+                                    info={"step": step, "kind": "forward" if step == "teacher_forward"
+                                          else "train_step", "xla": xla}))
+    if "kd_xla_off" in trainers:
+        off = trainers["kd_xla_off"]
+        candidates.append(Candidate(f"kd/{xla_key(False)}", traced_call(lambda a, b: off.train_step((a, b)), (x, y),
+                                                                        False),
+                                    batch_size, info={"step": "kd", "kind": "train_step",
+                                                      "xla": dict(off.xla_settings)}))
+    return candidates
 
 
 def _per_image(result, key):
@@ -215,14 +264,16 @@ def _per_image(result, key):
 
 
 def summarize(pipeline, results):
-    """Images/s, CPU seconds per image and the three targets, from the pipeline's and the steps' measurements."""
+    """Images/s, CPU seconds per image and the targets, from the pipeline's and the steps' measurements."""
     rates = {"input_pipeline": pipeline["images_per_second"],
-             **{step: results[f"{step}/xla_off"]["images_per_second"] for step in STEPS}}
+             **{name: r["images_per_second"] for name, r in results.items() if "step" in r and not r["error"]}}
     cpu = {"input_pipeline": _per_image(pipeline, "cpu_seconds_per_call"),
-           **{step: _per_image(results[f"{step}/xla_off"], "cpu_seconds_per_call") for step in STEPS}}
-    feed, step = rates["input_pipeline"], rates["kd"]
+           **{name: _per_image(r, "cpu_seconds_per_call") for name, r in results.items()
+              if "step" in r and not r["error"]}}
+    stage2 = f"kd/{RUN}"
+    feed, step = rates["input_pipeline"], rates.get(stage2)
     ratio = feed / step if feed and step else None
-    feed_cpu, step_cpu = cpu["input_pipeline"], cpu["kd"]
+    feed_cpu, step_cpu = cpu["input_pipeline"], cpu.get(stage2)
     targets = {"pipeline_vs_stage2": {
         "description": DESCRIPTIONS["pipeline_vs_stage2"],
         "pipeline_images_per_second": feed,
@@ -233,10 +284,13 @@ def summarize(pipeline, results):
         "passed": None if ratio is None else bool(ratio >= PIPELINE_VS_STAGE2_LIMIT),
     }}
     for name in ("vs_keras_distillation", "stage2_overhead"):
-        targets[name] = {"description": DESCRIPTIONS[name], **ratio_target(results, name, False)}
+        targets[name] = {"description": DESCRIPTIONS[name],
+                         **ratio_target(results, name, candidate=lambda step: f"{step}/{RUN}")}
+    lever = paired_ratio(results, [f"kd/{xla_key(False)}"], [stage2])
     share = feed_cpu / (feed_cpu + step_cpu) if feed_cpu and step_cpu else None
     return {"images_per_second": rates, "cpu_seconds_per_image": cpu, "pipeline_share_of_cpu": share,
-            "targets": targets}
+            "targets": targets,
+            "xla_per_model": None if lever is None else {"description": DESCRIPTIONS["xla_per_model"], **lever}}
 
 
 def measure(config: RealSizeConfig, folder, build_pair, log=print):
@@ -261,24 +315,27 @@ def measure(config: RealSizeConfig, folder, build_pair, log=print):
               for role, model in (("teacher", teacher), ("student", student))}
     log(f"[benchmark] real size: {teacher.name} (teacher, {models['teacher']['multiplications'] / 1e6:.0f}M mults) "
         f"and {student.name} (student, {models['student']['multiplications'] / 1e6:.0f}M mults), batch "
-        f"{config.batch_size}, policy {keras.mixed_precision.global_policy().name}, XLA off")
-    ce, kd, keras_kd = build_trainers(config, teacher, student, x, y)
-    bodies = stage2_bodies(ce, kd.teacher_logits, kd, keras_kd, x, y)
-    candidates = [step_candidate(step, *bodies[step], False, config.batch_size) for step in STEPS]
-    log(f"[benchmark] real size: timing {', '.join(STEPS)} and this CPU's peak ({roofline.MATMUL_SIZE}^2 matmuls): "
+        f"{config.batch_size}, policy {keras.mixed_precision.global_policy().name}, jit_compile={config.jit_compile}, "
+        f"teacher_jit_compile={config.teacher_jit_compile}")
+    trainers = build_trainers(config, teacher, student, x, y)
+    kd = trainers["kd"]
+    candidates = step_candidates(trainers, x, y, config.batch_size)
+    log(f"[benchmark] real size: timing {', '.join(c.name for c in candidates)} and this CPU's peak "
+        f"({roofline.MATMUL_SIZE}^2 matmuls): "
         f"first calls (tracing), {config.warmup} warm-up call(s), then {config.rounds} interleaved rounds")
     results = time_interleaved(candidates + roofline.peak_candidates(), config.rounds, config.warmup)
     peaks = roofline.peaks_from(results)
     work = roofline.stage2_work(models["student"]["multiplications"], models["teacher"]["multiplications"],
                                 keras.mixed_precision.global_policy().compute_dtype, kd.teacher_precision)
-    section_roofline = roofline.roofline(results, work, peaks, roofline.cpu_facts(), "kd/xla_off")
+    section_roofline = roofline.roofline(results, work, peaks, roofline.cpu_facts(), f"kd/{RUN}")
     return {
         "config": dataclasses.asdict(config),
         "data": data,
         "models": models,
         "policy": keras.mixed_precision.global_policy().name,
         "teacher_precision": kd.teacher_precision,
-        "xla": False,
+        "xla": {"jit_compile": config.jit_compile, "teacher_jit_compile": config.teacher_jit_compile,
+                "stage2": dict(kd.xla_settings), "keras_kd": bool(trainers["keras_kd"].jit_compile)},
         "input_pipeline": pipeline,
         "measurements": results,
         **summarize(pipeline, results),

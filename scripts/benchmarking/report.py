@@ -157,14 +157,14 @@ def real_size_lines(section):
     fmt, table, verdict = _fmt, text_table, _verdict
     data, models, cfg = section["data"], section["models"], section["config"]
     rows = []
-    for name, r in (("input_pipeline", section["input_pipeline"]),
-                    *((r["step"], r) for r in section["measurements"].values())):
+    for name, r in (("input_pipeline", section["input_pipeline"]), *section["measurements"].items()):
+        if name != "input_pipeline" and "step" not in r:
+            continue  # the roofline's matmuls: in its own table
         per_call = r["seconds_per_call"]
         spread = (f"{1e3 * r['min_s']:.1f}-{1e3 * r['max_s']:.1f}" if r.get("min_s") is not None else "-")
-        rows.append([name, fmt(per_call and 1e3 * per_call, ".1f"), spread, r["images_per_call"],
-                     fmt(r["images_per_second"], ",.1f"),
-                     fmt(section["cpu_seconds_per_image"][name] and 1e3 * section["cpu_seconds_per_image"][name],
-                         ".2f"),
+        cpu = section["cpu_seconds_per_image"].get(name)
+        rows.append([name, _xla_words(r.get("xla")), fmt(per_call and 1e3 * per_call, ".1f"), spread,
+                     r["images_per_call"], fmt(r["images_per_second"], ",.1f"), fmt(cpu and 1e3 * cpu, ".2f"),
                      fmt(r.get("first_call_s"), ".2f"), r["error"] or ""])
     folder = data["folder"] or "a temporary folder"
 
@@ -174,16 +174,17 @@ def real_size_lines(section):
         return f"{m['architecture']}{nested} ({role}, {m['multiplications'] / 1e6:,.0f}M mults)"
 
     out = [f"Real size: {model('teacher')} / {model('student')}, {'x'.join(map(str, data['image_shape']))}, "
-           f"batch {data['batch_size']}, {section['policy']}, teacher in {section['teacher_precision']}, XLA off; "
-           f"median of {cfg['rounds']} rounds",
+           f"batch {data['batch_size']}, {section['policy']}, teacher in {section['teacher_precision']}, "
+           f"jit_compile={cfg['jit_compile']}, teacher_jit_compile={cfg['teacher_jit_compile']} (\"<step>/run\": as a "
+           f"run compiles it); median of {cfg['rounds']} rounds",
            f"Data: {data['train_examples']} training images of {folder} "
            f"({'generated' if data['generated'] else 'given'}), JPEG decode + resize + {data['augmentation']['kind']}"
            f"{' + flip' if data['augmentation']['flip'] else ''} + '{data['preprocessing']}' preprocessing; the "
            "pipeline alone, back to back, after its first epoch "
            f"({section['input_pipeline']['first_epoch_images_per_second']:,.1f} images/s); the steps interleaved on "
            "one batch",
-           table(["candidate", "ms/call", "min-max ms", "images/call", "images/s", "CPU ms/image", "first call s",
-                  "error"], rows), ""]
+           table(["candidate", "XLA", "ms/call", "min-max ms", "images/call", "images/s", "CPU ms/image",
+                  "first call s", "error"], rows), ""]
     trows = []
     for name, sign in (("pipeline_vs_stage2", ">="), ("vs_keras_distillation", ">="), ("stage2_overhead", "<=")):
         t = section["targets"][name]
@@ -194,8 +195,22 @@ def real_size_lines(section):
             table(["target", "ratio", "of medians", "CPU-time", "limit", "result"], trows),
             f"The input pipeline is {fmt(share and 100 * share, '.0f')}% of the CPU work per training image "
             "(pipeline / (pipeline + stage-2 step)): run together on shared cores, that part comes out of the step's "
-            "time.", ""]
-    return out
+            "time."]
+    lever = section.get("xla_per_model")
+    if lever:
+        out.append(f"XLA per model: stage 2 with XLA off everywhere takes {lever['ratio']:.2f}x the time of stage 2 at "
+                   f"the run's settings (paired per round; CPU time {fmt(lever['ratio_cpu'], '.2f')}x).")
+    return out + [""]
+
+
+def _xla_words(xla):
+    """A candidate's XLA settings in a few words: "on"/"off", or "student on, teacher off"."""
+    if xla is None:
+        return "-"
+    if isinstance(xla, bool):
+        return "on" if xla else "off"
+    parts = [f"{part} {'on' if on else 'off'}" for part, on in xla.items() if on is not None]
+    return ", ".join(parts) if parts else "-"
 
 
 def _percent(value):

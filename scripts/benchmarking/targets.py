@@ -37,14 +37,15 @@ _LIMITS = {"stage2_overhead": (OVERHEAD_LIMIT, False), "stage1_overhead": (OVERH
            "vs_keras_distillation": (1.0, True)}
 
 
-def ratio_target(results, name, jit):
+def ratio_target(results, name, jit=False, candidate=None):
     """One XLA setting of a ratio target of `_RATIO_TERMS` ("stage2_overhead", "stage1_overhead",
-    "vs_keras_distillation"): the `paired_ratio` of its candidates "<step>/xla_on|off" (None values when one is
-    missing or failed), its `limit` and `passed` (None when nothing could be measured)."""
+    "vs_keras_distillation"): the `paired_ratio` of its candidates "<step>/xla_on|off" (or `candidate(step)`, the
+    name of each step's candidate; None values when one is missing or failed), its `limit` and `passed` (None when
+    nothing could be measured)."""
     numerator, denominator = _RATIO_TERMS[name]
     limit, higher_is_better = _LIMITS[name]
-    key = xla_key(jit)
-    ratio = paired_ratio(results, [f"{s}/{key}" for s in numerator], [f"{s}/{key}" for s in denominator])
+    candidate = candidate or (lambda step: f"{step}/{xla_key(jit)}")
+    ratio = paired_ratio(results, [candidate(s) for s in numerator], [candidate(s) for s in denominator])
     entry = ratio or {"ratio": None, "ratio_per_round": [], "ratio_of_medians": None, "ratio_of_minima": None,
                       "ratio_cpu": None}
     passed = None
