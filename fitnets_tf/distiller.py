@@ -155,7 +155,8 @@ class Distiller(SkipSymbolicBuild, keras.Model):
         regressors = getattr(stage, "regressors", ())
         layers = [*self.student._flatten_layers(), *(l for r in regressors for l in r._flatten_layers())]
         student = xla.resolve_jit_compile(jit_compile, "student", distributed,
-                                          all(layer.supports_jit for layer in layers), xla.slow_on_cpu(layers))
+                                          all(layer.supports_jit for layer in layers), xla.slow_on_cpu(layers),
+                                          self.image_shape)
         if not stage.needs_teacher:
             return {"student": student, "teacher": None}
         setting = jit_compile if teacher_jit_compile is None else teacher_jit_compile

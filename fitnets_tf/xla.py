@@ -4,7 +4,9 @@ A distillation step is two computations of different shape: the teacher's forwar
 the student's forward and backward passes. XLA does not speed both up alike on every device, so each has its own
 setting: `True`, `False` or "auto". "auto" is what `scripts/benchmark.py` measured faster on this kind of device
 (`XLA_AUTO`; the benchmark's "xla" table compares each part with XLA on and off, paired per round), and off under a
-tf.distribute strategy, as Keras decides for its own "auto" (XLA does not compile the replicas' all-reduces).
+tf.distribute strategy, as Keras decides for its own "auto" (XLA does not compile the replicas' all-reduces). On a
+CPU "auto" also leaves a part uncompiled when it has depthwise or separable convolutions (`SLOW_ON_CPU`) and the
+student's part when its images are larger than 64x64 (`SMALL_IMAGE_PIXELS`): both ran slower compiled here.
 """
 
 from absl import logging
@@ -24,6 +26,11 @@ XLA_AUTO = {
 # Layers XLA compiles slowly on a CPU: a MobileNetV2 (alpha 0.35, 32x32, batch 64) CE step took 3.5-6.7x longer
 # compiled, after a compile of about 70 s against 40 s of tracing (`python scripts/xla_depthwise.py`; docs/benchmark.md).
 SLOW_ON_CPU = ("DepthwiseConv2D", "SeparableConv2D")
+# The largest images (height x width) for which "auto" compiles the student's part on a CPU. The student's CE step,
+# XLA off / on, paired per round on this 2-core AVX2 CPU (`python scripts/xla_student.py`; docs/benchmark.md):
+# maxout FitNets 2.21x (digits, 8x8), 1.97x (MNIST, 28x28), 1.36x (FitNet 1, 32x32); plain ReLU convs 0.99x (8 convs,
+# 32x32), 1.05x (7 convs, 56x56), 0.83x (112x112), 0.65x (224x224): above 64x64 the compiled step was slower.
+SMALL_IMAGE_PIXELS = 64 * 64
 
 
 def slow_on_cpu(layers):
@@ -46,7 +53,7 @@ def op_determinism_enabled():
     return bool(is_op_determinism_enabled())
 
 
-def resolve_jit_compile(setting, part, distributed=False, supported=True, slow_layer=None):
+def resolve_jit_compile(setting, part, distributed=False, supported=True, slow_layer=None, image_shape=None):
     """The XLA setting (a bool) of one part of a step.
 
     Off, whatever the setting, where Keras turns its own `jit_compile=True` off too: with TensorFlow's op
@@ -59,6 +66,8 @@ def resolve_jit_compile(setting, part, distributed=False, supported=True, slow_l
         distributed: the step runs under a tf.distribute strategy with several replicas ("auto" is then off).
         supported: every layer involved supports XLA (`layer.supports_jit`).
         slow_layer: the name of a layer XLA compiles slowly on a CPU (`slow_on_cpu`): "auto" is then off on a CPU.
+        image_shape: the (height, width, channels) of the images; "auto" leaves the student's part uncompiled on a
+            CPU for images of more than `SMALL_IMAGE_PIXELS` pixels.
     """
     if setting not in JIT_CHOICES or isinstance(setting, int) and not isinstance(setting, bool):
         raise ValueError(f"jit_compile must be True, False or 'auto'. Received: {setting!r}")
@@ -78,5 +87,12 @@ def resolve_jit_compile(setting, part, distributed=False, supported=True, slow_l
     if device == "CPU" and slow_layer is not None and XLA_AUTO[device][part]:
         logging.info("[fitnets] XLA for the %s is off: layer '%s' (%s) runs slower compiled on a CPU.", part,
                      slow_layer, "depthwise or separable convolution")
+        return False
+    if (device == "CPU" and part == "student" and XLA_AUTO[device][part] and image_shape is not None
+            and len(image_shape) >= 2 and None not in image_shape[:2]
+            and image_shape[0] * image_shape[1] > SMALL_IMAGE_PIXELS):
+        logging.info("[fitnets] XLA for the %s is off: its %dx%d images are larger than the %d pixels up to which "
+                     "a compiled step ran faster on a CPU (scripts/xla_student.py).", part, image_shape[0],
+                     image_shape[1], SMALL_IMAGE_PIXELS)
         return False
     return XLA_AUTO[device][part]

@@ -60,11 +60,11 @@ def teacher_model(num_classes, alpha=1.0, image_shape=IMAGE_SHAPE):
     return keras.Model(inputs, backbone(inputs), name="teacher")
 
 
-def student_model(num_classes, seed=1):
+def student_model(num_classes, seed=1, image_shape=IMAGE_SHAPE):
     """A thin plain-conv student: 7 convs (16-24-24-48-48-96-96 channels; 4 of stride 2), global pooling, a
     dense layer: about 1/4 of MobileNetV2 1.0's multiplications at 224x224."""
     init = keras.initializers.GlorotUniform(seed=seed)
-    x = inputs = keras.Input(IMAGE_SHAPE)
+    x = inputs = keras.Input(image_shape)
     for i, (filters, stride) in enumerate([(16, 2), (24, 2), (24, 1), (48, 2), (48, 1), (96, 2), (96, 1)]):
         x = keras.layers.Conv2D(filters, 3, strides=stride, padding="same", activation="relu",
                                 kernel_initializer=init, name=f"conv{i + 1}")(x)

@@ -451,11 +451,14 @@ def test_real_size_section_measures_the_pipeline_and_each_stage2_step(real_size)
         assert result["step"] == step and result["xla"] == expected_xla[step]
         assert result["images_per_call"] == 4 and len(result["samples_s"]) == 2
         assert section["images_per_second"][f"{step}/run"] == pytest.approx(4 / np.median(result["samples_s"]))
-    # the lever: stage 2 once more with XLA off everywhere
-    off = section["measurements"]["kd/xla_off"]
-    assert off["error"] is None and off["xla"] == {"student": False, "teacher": False}
-    assert set(section["measurements"]) == {*(f"{step}/run" for step in REAL_SIZE_STEPS), "kd/xla_off"}
-    assert section["xla_per_model"]["ratio"] == pytest.approx(paired(section, ["kd/xla_off"], ["kd/run"]))
+    # the levers: the student's step at its other setting, stage 2 with XLA off everywhere (the run's is split)
+    levers = {"ce/xla_off": {"student": False}, "kd/xla_off": {"student": False, "teacher": False}}
+    assert set(section["measurements"]) == {*(f"{step}/run" for step in REAL_SIZE_STEPS), *levers}
+    assert set(section["levers"]) == set(levers)
+    for name, xla in levers.items():
+        assert section["measurements"][name]["error"] is None and section["measurements"][name]["xla"] == xla
+        step = name.split("/")[0]
+        assert section["levers"][name]["ratio"] == pytest.approx(paired(section, [name], [f"{step}/run"]))
     assert set(section["targets"]) == {"pipeline_vs_stage2", "vs_keras_distillation", "stage2_overhead"}
     assert report["environment"]["cpu_count"]
 
@@ -468,7 +471,7 @@ def test_real_size_roofline_counts_the_stage2_steps(real_size):
     teacher = section["models"]["teacher"]["multiplications"]
     expected = {"ce": 3 * student, "teacher_forward": teacher, "kd": 3 * student + teacher,
                 "keras_kd": 3 * student + teacher}
-    assert set(steps) == {*(f"{step}/run" for step in REAL_SIZE_STEPS), "kd/xla_off"}
+    assert set(steps) == {*(f"{step}/run" for step in REAL_SIZE_STEPS), "ce/xla_off", "kd/xla_off"}
     for name, entry in steps.items():
         macs = expected[m[name]["step"]]
         assert entry["macs_per_call"] == 4 * macs
@@ -545,10 +548,10 @@ def test_real_size_section_is_printed(real_size):
     text = format_report(report)
     assert text.startswith("Real size") or "WARNING: load average" in text
     assert "Steps:" not in text  # the CIFAR-sized tables are not part of the mode
-    for name in ("input_pipeline", *(f"{step}/run" for step in REAL_SIZE_STEPS), "kd/xla_off"):
+    for name in ("input_pipeline", *(f"{step}/run" for step in REAL_SIZE_STEPS), "ce/xla_off", "kd/xla_off"):
         assert f"\n{name} " in text
     assert "jit_compile=auto, teacher_jit_compile=auto" in text and "student on, teacher off" in text
-    assert "XLA per model: stage 2 with XLA off everywhere takes" in text
+    assert "XLA levers:" in text
     for name, t in report["real_size"]["targets"].items():
         line = next(line for line in text.splitlines() if line.startswith(name))
         assert {True: "PASS", False: "FAIL"}[t["passed"]] in line

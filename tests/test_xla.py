@@ -101,6 +101,32 @@ def test_auto_leaves_xla_off_on_a_cpu_for_depthwise_convolutions_and_says_why(mo
     assert xla.resolve_jit_compile("auto", "student", slow_layer="block_1_depthwise") is True
 
 
+def test_auto_leaves_the_students_xla_off_on_a_cpu_for_images_larger_than_64x64(monkeypatch):
+    said = []
+    monkeypatch.setattr(xla.logging, "info", lambda message, *args: said.append(message % args))
+    monkeypatch.setattr(xla, "device_type", lambda: "CPU")
+    assert xla.resolve_jit_compile("auto", "student", image_shape=(64, 64, 3)) is True  # 4,096 pixels: compiled
+    assert said == []
+    assert xla.resolve_jit_compile("auto", "student", image_shape=(65, 64, 3)) is False
+    assert len(said) == 1 and "65x64 images are larger than the 4096 pixels" in said[0]
+    assert xla.resolve_jit_compile(True, "student", image_shape=(224, 224, 3)) is True  # asked for: kept
+    assert xla.resolve_jit_compile("auto", "student", image_shape=(None, None, 3)) is True  # unknown size
+    monkeypatch.setattr(xla, "device_type", lambda: "GPU")
+    assert xla.resolve_jit_compile("auto", "student", image_shape=(224, 224, 3)) is True
+    assert xla.resolve_jit_compile("auto", "teacher", image_shape=(224, 224, 3)) is True
+
+    # The Distiller passes its image shape: a 96x96 pair runs stage 2 as one uncompiled step, not split in two.
+    monkeypatch.setattr(xla, "device_type", lambda: "CPU")
+
+    def net(name):
+        return keras.Sequential([keras.Input((96, 96, 3)), keras.layers.Conv2D(4, 3, strides=4, name="c1"),
+                                 keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(5)], name=name)
+
+    distiller = Distiller(net("student"), net("teacher"))
+    distiller.compile(keras.optimizers.SGD(0.1), stage="kd")
+    assert distiller.xla_settings == {"student": False, "teacher": False} and distiller.jit_compile is False
+
+
 def test_a_distiller_finds_depthwise_layers_in_nested_students_and_teachers(monkeypatch):
     monkeypatch.setattr(xla, "device_type", lambda: "CPU")
     backbone = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), alpha=0.35, classes=5,

@@ -205,8 +205,9 @@ class RunConfig:
         unrecorded=0.0)
     seed: int = setting(0, "Seed of weights, data split and shuffling.")
     jit_compile: str = setting(
-        "auto", "XLA for the student's part of each train step: auto (what scripts/benchmark.py measured faster on "
-                "this kind of device, fitnets_tf/xla.py), true or false.",
+        "auto", "XLA for the student's part of each train step: auto (what was measured faster on this kind of "
+                "device, fitnets_tf/xla.py: on a CPU compiled for images up to 64x64 without depthwise "
+                "convolutions), true or false.",
         runtime=True, choices=AUTO_TRUE_FALSE)
     teacher_jit_compile: str = setting(
         "auto", "XLA for the frozen teacher's forward pass in stages 1 and 2: auto (what the benchmark measured "

@@ -21,10 +21,8 @@ Measured (the machinery of the CIFAR benchmark's modules):
                    teacher's logits: KD on its softmax output would be another loss), the same optimizer.
 The four steps run on one fixed batch (the pipeline's first batch after its measurement), round-robin with
 `time_interleaved`, each at the run's settings ("<step>/run"): ours compiled as `scripts/run.py` compiles them
-(`jit_compile` and `teacher_jit_compile`, "auto" by default: XLA per model, `fitnets_tf.xla`; on a CPU the
-MobileNetV2 teacher's depthwise convolutions keep its forward pass uncompiled and the 7-conv student's part is
-compiled), Keras's distiller at its own default (`jit_compile="auto"`: off on a CPU). When the run's settings
-compile any part, stage 2 is timed once more with XLA off everywhere ("kd/xla_off"): what XLA per model buys.
+(`jit_compile` and `teacher_jit_compile`, "auto" by default: XLA per model, `fitnets_tf.xla`), Keras's distiller
+at its own default (`jit_compile="auto"`: off on a CPU); beside them the XLA levers (below).
 
 Targets, with pass/fail:
   pipeline_vs_stage2:    images/s of the pipeline / images/s of the stage-2 step >= 1: the pipeline never starves
@@ -33,7 +31,9 @@ Targets, with pass/fail:
                          image over the pipeline's plus the step's) is reported beside it;
   vs_keras_distillation: t(keras_kd) / t(kd), paired per round (`paired_ratio`) >= 1;
   stage2_overhead:       t(kd) / (t(ce) + t(teacher_forward)), paired per round, <= 1.10.
-And `xla_per_model`: t(kd/xla_off) / t(kd/run), paired per round (no limit: what the lever buys). And the roofline of the four steps (`roofline`: MACs, GMAC/s, share of this CPU's peak measured by a matmul right
+And the levers (no limit; what each setting buys): the student's CE step at its other XLA setting and stage 2 with XLA
+off everywhere ("kd/xla_off") and with the student's part alone compiled ("kd/xla_student"), each that is not the
+run's own, timed in the same rounds; `levers` holds t(lever) / t(<step>/run), paired per round. And the roofline of the four steps (`roofline`: MACs, GMAC/s, share of this CPU's peak measured by a matmul right
 after them, stage 2's floor, the issue's informational targets).
 """
 
@@ -69,6 +69,9 @@ from fitnets_tf.precision import compute_policy
 SCRIPTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # scripts/
 STEPS = ("ce", "teacher_forward", "kd", "keras_kd")  # stage 2's candidates, consecutive in each round
 RUN = "run"  # the candidates' label at the run's settings: "<step>/run"
+# Stage 2's XLA levers timed beside the run's settings: {label: (student's part compiled, teacher's forward compiled)}.
+# The teacher's forward compiled is left out: MobileNetV2's depthwise convolutions compile for minutes and run slower.
+STAGE2_LEVERS = {"xla_off": (False, False), "xla_student": (True, False)}
 PREPROCESSING = "tf"  # MobileNetV2's convention (keras.applications.mobilenet_v2.preprocess_input)
 PIPELINE_VS_STAGE2_LIMIT = 1.0
 XLA_SETTINGS = {"auto": "auto", "true": True, "false": False}  # the command line's words -> compile()'s values
@@ -77,7 +80,6 @@ DESCRIPTIONS = {
                           "the step",
     "vs_keras_distillation": "images/s of kd / images/s of keras.distillation >= 1",
     "stage2_overhead": "t(kd) / (t(ce) + t(teacher_forward)) <= 1.10",
-    "xla_per_model": "t(kd with XLA off) / t(kd at the run's settings): what XLA per model buys (no limit)",
 }
 
 
@@ -201,8 +203,9 @@ def training_stream(folder, image_size, batch_size, seed):
 def build_trainers(config: RealSizeConfig, teacher, student, x, y):
     """{name: trainer} at `config`'s settings, each with its own optimizer and after one eager step on (x, y) (its
     optimizer slots and metric variables): "ce" and "kd" (stage 2) compiled as a run compiles them, Keras's
-    distiller ("keras_kd") at its own default XLA setting, and "kd_xla_off" (stage 2 with XLA off everywhere) when
-    the run's settings compile a part of stage 2."""
+    distiller ("keras_kd") at its own default XLA setting; and the levers, each under its candidate's name: the
+    student's CE step at its other XLA setting ("ce/xla_on|off") and stage 2 at each of `STAGE2_LEVERS` that is
+    not the run's."""
 
     def optimizer():
         return build_optimizer(config.optimizer, config.learning_rate,
@@ -224,8 +227,16 @@ def build_trainers(config: RealSizeConfig, teacher, student, x, y):
                      else taps.logits_model(teacher, "teacher", tuple(teacher.input_shape[1:])))
     trainers["keras_kd"] = keras_distiller(keras_teacher, student, config.temperature, optimizer(),
                                            jit_compile="auto")
-    if any(kd.xla_settings.values()):
-        trainers["kd_xla_off"] = stage2("kd_xla_off_distiller", jit_compile=False, teacher_jit_compile=False)
+    # The levers: the student's step at its other XLA setting, stage 2 with XLA off everywhere and with the
+    # student's part alone compiled, each unless it is what the run's settings resolved to.
+    other = not ce.xla_settings["student"]
+    lever = Distiller(student, name=f"ce_{xla_key(other)}_distiller")
+    lever.compile(optimizer(), stage="ce", jit_compile=other)
+    trainers[f"ce/{xla_key(other)}"] = lever
+    for name, (on_student, on_teacher) in STAGE2_LEVERS.items():
+        if kd.xla_settings != {"student": on_student, "teacher": on_teacher}:
+            trainers[f"kd/{name}"] = stage2(f"kd_{name}_distiller", jit_compile=on_student,
+                                            teacher_jit_compile=on_teacher)
     for trainer in trainers.values():
         trainer.train_step((x, y))
     return trainers
@@ -249,12 +260,14 @@ def step_candidates(trainers, x, y, batch_size):
         candidates.append(Candidate(f"{step}/{RUN}", traced_call(body, args, jit), batch_size,
                                     info={"step": step, "kind": "forward" if step == "teacher_forward"
                                           else "train_step", "xla": xla}))
-    if "kd_xla_off" in trainers:
-        off = trainers["kd_xla_off"]
-        candidates.append(Candidate(f"kd/{xla_key(False)}", traced_call(lambda a, b: off.train_step((a, b)), (x, y),
-                                                                        False),
-                                    batch_size, info={"step": "kd", "kind": "train_step",
-                                                      "xla": dict(off.xla_settings)}))
+    for name, trainer in trainers.items():
+        if "/" in name:  # a lever
+            step = name.split("/")[0]
+            candidates.append(Candidate(name, traced_call(lambda a, b, t=trainer: t.train_step((a, b)), (x, y),
+                                                          bool(trainer.jit_compile)),
+                                        batch_size, info={"step": step, "kind": "train_step",
+                                                          "xla": dict(trainer.xla_settings) if step == "kd"
+                                                          else {"student": trainer.xla_settings["student"]}}))
     return candidates
 
 
@@ -286,11 +299,18 @@ def summarize(pipeline, results):
     for name in ("vs_keras_distillation", "stage2_overhead"):
         targets[name] = {"description": DESCRIPTIONS[name],
                          **ratio_target(results, name, candidate=lambda step: f"{step}/{RUN}")}
-    lever = paired_ratio(results, [f"kd/{xla_key(False)}"], [stage2])
+    levers = {}
+    for name in results:
+        step = name.split("/")[0]
+        if name.endswith(f"/{RUN}") or step not in ("ce", "kd") or results[name]["error"]:
+            continue
+        ratio = paired_ratio(results, [name], [f"{step}/{RUN}"])
+        if ratio is not None:
+            levers[name] = {"description": f"t({name}) / t({step}/{RUN}), paired per round: > 1 means the run's "
+                                           "settings are faster", "xla": results[name]["xla"], **ratio}
     share = feed_cpu / (feed_cpu + step_cpu) if feed_cpu and step_cpu else None
     return {"images_per_second": rates, "cpu_seconds_per_image": cpu, "pipeline_share_of_cpu": share,
-            "targets": targets,
-            "xla_per_model": None if lever is None else {"description": DESCRIPTIONS["xla_per_model"], **lever}}
+            "targets": targets, "levers": levers}
 
 
 def measure(config: RealSizeConfig, folder, build_pair, log=print):

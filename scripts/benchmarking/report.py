@@ -196,10 +196,13 @@ def real_size_lines(section):
             f"The input pipeline is {fmt(share and 100 * share, '.0f')}% of the CPU work per training image "
             "(pipeline / (pipeline + stage-2 step)): run together on shared cores, that part comes out of the step's "
             "time."]
-    lever = section.get("xla_per_model")
-    if lever:
-        out.append(f"XLA per model: stage 2 with XLA off everywhere takes {lever['ratio']:.2f}x the time of stage 2 at "
-                   f"the run's settings (paired per round; CPU time {fmt(lever['ratio_cpu'], '.2f')}x).")
+    levers = section.get("levers") or {}
+    if levers:
+        out += ["XLA levers: t(lever) / t(the same step at the run's settings), paired per round (> 1: the run's "
+                "settings are faster)",
+                table(["lever", "XLA", "ratio", "of medians", "CPU-time"],
+                      [[name, _xla_words(lever["xla"]), fmt(lever["ratio"], ".3f"), fmt(lever["ratio_of_medians"], ".3f"),
+                        fmt(lever["ratio_cpu"], ".3f")] for name, lever in levers.items()])]
     return out + [""]
 
 
