@@ -142,3 +142,20 @@ def test_a_distiller_finds_depthwise_layers_in_nested_students_and_teachers(monk
     distiller.compile(keras.optimizers.SGD(0.1), stage="kd")  # teacher_jit_compile None: "auto" per model
     assert distiller.xla_settings == {"student": True, "teacher": False}
     assert xla.slow_on_cpu(plain._flatten_layers()) is None
+
+
+def test_the_xla_student_script_builds_each_student_at_its_size_and_prints_a_paired_ratio(capsys):
+    """scripts/xla_student.py, the evidence behind `SMALL_IMAGE_PIXELS`: each student at the size its name says, and
+    one tiny timing (a round of one call per setting) printed as a row."""
+    from benchmarking.real_size import load_script  # scripts/benchmarking/ (pytest puts scripts/ on the path)
+
+    script = load_script("xla_student")
+    for name in script.STUDENTS:
+        model, shape = script.build_student(name)
+        assert tuple(model.input_shape[1:]) == shape and shape[0] == int(name.rsplit("_", 1)[1])
+    script.FLAGS(["xla_student.py", "--students=digits_fitnet_8", "--rounds=1", "--calls_per_sample=1", "--batch=8"])
+    script.main([])
+    header, row = capsys.readouterr().out.strip().splitlines()[-2:]
+    assert header.startswith("student") and "off/on (paired)" in header
+    fields = row.split()
+    assert fields[:3] == ["digits_fitnet_8", "8", "8"] and float(fields[5]) > 0
