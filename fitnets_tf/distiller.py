@@ -115,7 +115,8 @@ class Distiller(SkipSymbolicBuild, keras.Model):
                 `fitnets_tf.stages.STAGE_CLASSES`) for that stage with its default settings. The stage compiled
                 before ends (stage 1 discards its regressors, Algorithm 1).
             jit_compile: XLA for the student's part of the step (forward, loss, gradients): True, False or "auto"
-                (what the benchmark measured faster on this device, `fitnets_tf.xla.XLA_AUTO`).
+                (what was measured faster on this device, `fitnets_tf.xla.resolve_jit_compile`: `XLA_AUTO`, and
+                on a CPU off for depthwise layers and for images larger than `SMALL_IMAGE_PIXELS`).
             teacher_jit_compile: XLA for the teacher's forward pass, the same choices; None: the setting of
                 `jit_compile`, resolved for the teacher ("auto": compiled where the benchmark found it faster).
                 When the two differ the step runs two functions, the teacher's and the student's, each compiled

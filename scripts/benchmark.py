@@ -26,8 +26,9 @@ The real-size section instead (`scripts/benchmarking/real_size.py`): a folder of
 images written first, or --real_size_folder) through the streamed training pipeline (decode, resize, random resized
 crop, flip, batch 32), images/s alone against the stage-2 step of the MobileNetV2 1.0 teacher + 7-conv student pair
 (scripts/make_backbone_pair.py), with the student's CE step, the teacher's forward pass and keras.distillation on
-the same batch, XLA off; targets pipeline_vs_stage2 >= 1, vs_keras_distillation >= 1, stage2_overhead <= 1.10; and
-the same roofline of those steps. Run it with nothing else on the machine.
+the same batch, each at the run's settings (--real_size_jit_compile, --real_size_teacher_jit_compile; "auto" as
+scripts/run.py), beside the XLA levers; targets pipeline_vs_stage2 >= 1, vs_keras_distillation >= 1,
+stage2_overhead <= 1.10; and the same roofline of those steps. Run it with nothing else on the machine.
 """
 
 import dataclasses

@@ -571,6 +571,41 @@ def test_real_size_loads_the_backbone_script_without_its_flags():
 
 
 def test_real_size_refuses_flags_it_does_not_use():
-    result = run_script("--real_size", "--tiny", timeout=120)
+    # its own XLA flags are taken (not refused as unused) and named in the message
+    result = run_script("--real_size", "--tiny", "--real_size_jit_compile=false", timeout=120)
     assert result.returncode == 2
-    assert "--real_size does not use --tiny" in result.stderr
+    assert "--real_size does not use --tiny;" in result.stderr
+    assert "--real_size_[teacher_]jit_compile" in result.stderr and "real_size_jit_compile," not in result.stderr
+
+
+@pytest.mark.parametrize("size,settings,run_xla,levers", [
+    # the tiny pair at 64x64, XLA asked off: the run is uncompiled, the levers compile the student
+    (64, dict(jit_compile="false", teacher_jit_compile="false"), {"student": False, "teacher": False},
+     {"ce/xla_on": {"student": True}, "kd/xla_student": {"student": True, "teacher": False}}),
+    # 72x72 at "auto" on a CPU: larger than 64x64, so the same uncompiled run (as the 224x224 pair's default)
+    (72, {}, {"student": False, "teacher": False},
+     {"ce/xla_on": {"student": True}, "kd/xla_student": {"student": True, "teacher": False}}),
+    # 64x64 at "auto": the student's part compiled, the step split; the levers turn XLA off
+    (64, {}, {"student": True, "teacher": False},
+     {"ce/xla_off": {"student": False}, "kd/xla_off": {"student": False, "teacher": False}}),
+])
+def test_real_size_levers_are_the_settings_the_run_does_not_use(monkeypatch, size, settings, run_xla, levers):
+    from fitnets_tf import xla
+
+    monkeypatch.setattr(xla, "device_type", lambda: "CPU")
+    config = real_size_lib.RealSizeConfig(image_size=size, batch_size=2, **settings)
+    teacher, student = tiny_pair(3, size)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((2, size, size, 3)).astype("float32"), np.array([0, 2])
+    trainers = real_size_lib.build_trainers(config, teacher, student, x, y)
+    assert trainers["kd"].xla_settings == run_xla
+    candidates = {c.name: c.info for c in real_size_lib.step_candidates(trainers, x, y, 2)}
+    assert set(candidates) == {*(f"{step}/run" for step in REAL_SIZE_STEPS), *levers}
+    for name, xla_settings in levers.items():
+        assert candidates[name]["xla"] == xla_settings and candidates[name]["step"] == name.split("/")[0]
+    assert candidates["kd/run"]["xla"] == run_xla
+
+
+def test_real_size_refuses_an_xla_setting_it_does_not_know():
+    with pytest.raises(ValueError, match="jit_compile must be one of"):
+        real_size_lib.RealSizeConfig(jit_compile="maybe").validate()

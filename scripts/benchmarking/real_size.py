@@ -33,8 +33,9 @@ Targets, with pass/fail:
   stage2_overhead:       t(kd) / (t(ce) + t(teacher_forward)), paired per round, <= 1.10.
 And the levers (no limit; what each setting buys): the student's CE step at its other XLA setting and stage 2 with XLA
 off everywhere ("kd/xla_off") and with the student's part alone compiled ("kd/xla_student"), each that is not the
-run's own, timed in the same rounds; `levers` holds t(lever) / t(<step>/run), paired per round. And the roofline of the four steps (`roofline`: MACs, GMAC/s, share of this CPU's peak measured by a matmul right
-after them, stage 2's floor, the issue's informational targets).
+run's own, timed in the same rounds; `levers` holds t(lever) / t(<step>/run), paired per round. And the roofline of
+every timed step (`roofline`: MACs, GMAC/s, share of this CPU's peak measured by a matmul right after them, stage
+2's floor, the issue's informational targets).
 """
 
 import contextlib
@@ -229,14 +230,17 @@ def build_trainers(config: RealSizeConfig, teacher, student, x, y):
                                            jit_compile="auto")
     # The levers: the student's step at its other XLA setting, stage 2 with XLA off everywhere and with the
     # student's part alone compiled, each unless it is what the run's settings resolved to.
+    # A lever whose settings resolve to the run's (op determinism, a layer without XLA) would time the run again.
     other = not ce.xla_settings["student"]
     lever = Distiller(student, name=f"ce_{xla_key(other)}_distiller")
     lever.compile(optimizer(), stage="ce", jit_compile=other)
-    trainers[f"ce/{xla_key(other)}"] = lever
+    if lever.xla_settings != ce.xla_settings:
+        trainers[f"ce/{xla_key(other)}"] = lever
     for name, (on_student, on_teacher) in STAGE2_LEVERS.items():
         if kd.xla_settings != {"student": on_student, "teacher": on_teacher}:
-            trainers[f"kd/{name}"] = stage2(f"kd_{name}_distiller", jit_compile=on_student,
-                                            teacher_jit_compile=on_teacher)
+            lever = stage2(f"kd_{name}_distiller", jit_compile=on_student, teacher_jit_compile=on_teacher)
+            if lever.xla_settings != kd.xla_settings:
+                trainers[f"kd/{name}"] = lever
     for trainer in trainers.values():
         trainer.train_step((x, y))
     return trainers
@@ -244,7 +248,8 @@ def build_trainers(config: RealSizeConfig, teacher, student, x, y):
 
 def step_candidates(trainers, x, y, batch_size):
     """The timed candidates: each of `STEPS` at the run's settings ("<step>/run", its XLA settings in `info`),
-    then "kd/xla_off" when `trainers` has it. The teacher's forward runs as stage 2 runs it."""
+    then each lever of `trainers` ("ce/xla_on|off", "kd/xla_off", "kd/xla_student"). The teacher's forward runs as
+    stage 2 runs it."""
     kd = trainers["kd"]
     bodies = stage2_bodies(trainers["ce"], kd.teacher_logits, kd, trainers["keras_kd"], x, y)
     settings = {  # the XLA of each candidate's traced function, and what it stands for

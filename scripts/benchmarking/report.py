@@ -201,8 +201,9 @@ def real_size_lines(section):
         out += ["XLA levers: t(lever) / t(the same step at the run's settings), paired per round (> 1: the run's "
                 "settings are faster)",
                 table(["lever", "XLA", "ratio", "of medians", "CPU-time"],
-                      [[name, _xla_words(lever["xla"]), fmt(lever["ratio"], ".3f"), fmt(lever["ratio_of_medians"], ".3f"),
-                        fmt(lever["ratio_cpu"], ".3f")] for name, lever in levers.items()])]
+                      [[name, _xla_words(lever["xla"]), fmt(lever["ratio"], ".3f"),
+                        fmt(lever["ratio_of_medians"], ".3f"), fmt(lever["ratio_cpu"], ".3f")]
+                       for name, lever in levers.items()])]
     return out + [""]
 
 
