@@ -229,8 +229,8 @@ def build_trainers(config: RealSizeConfig, teacher, student, x, y):
     trainers["keras_kd"] = keras_distiller(keras_teacher, student, config.temperature, optimizer(),
                                            jit_compile="auto")
     # The levers: the student's step at its other XLA setting, stage 2 with XLA off everywhere and with the
-    # student's part alone compiled, each unless it is what the run's settings resolved to.
-    # A lever whose settings resolve to the run's (op determinism, a layer without XLA) would time the run again.
+    # student's part alone compiled; a lever that resolves to the run's own settings (op determinism, a layer without
+    # XLA) would time the run again, and is left out.
     other = not ce.xla_settings["student"]
     lever = Distiller(student, name=f"ce_{xla_key(other)}_distiller")
     lever.compile(optimizer(), stage="ce", jit_compile=other)
