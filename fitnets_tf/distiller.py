@@ -34,16 +34,13 @@ from fitnets_tf import taps, xla
 from fitnets_tf.keras_workarounds import SkipSymbolicBuild, rank_one_logs
 from fitnets_tf.precision import resolve_teacher_precision, teacher_in_precision
 from fitnets_tf.schedules import KDLambdaSchedule
-from fitnets_tf.stages import STAGE_CLASSES, HintPair, KDLambdaCallback, make_stage
+from fitnets_tf.stages import HintPair, KDLambdaCallback, make_stage
 from fitnets_tf.stages.base import float32
 from fitnets_tf.stages.hints import REGRESSOR_SHARE
 from fitnets_tf.teacher_cache import DEFAULT_MEMORY_BUDGET, IMAGES, TEACHER_OUTPUTS, build_cache, cached_batch
 
-STAGES = tuple(STAGE_CLASSES)  # ("hint", "kd", "ce", "one_stage"); a stage registered later is in STAGE_CLASSES only
-HINT_MODES = ("sequential", "joint")
-
 __all__ = ["Distiller", "HintPair", "KDLambdaCallback", "KDLambdaSchedule", "REGRESSOR_SHARE", "global_batch_size",
-           "cached_batch", "HINT_MODES", "STAGES"]
+           "cached_batch"]
 
 logger = logging.getLogger(__name__)
 
@@ -153,8 +150,7 @@ class Distiller(SkipSymbolicBuild, keras.Model):
     def _xla_settings(self, stage, jit_compile, teacher_jit_compile):
         """{"student": bool, "teacher": bool or None (stage without teacher)}: the settings resolved."""
         distributed = self.distribute_strategy.num_replicas_in_sync > 1
-        regressors = getattr(stage, "regressors", ())
-        layers = [*self.student._flatten_layers(), *(l for r in regressors for l in r._flatten_layers())]
+        layers = [*self.student._flatten_layers(), *(l for own in stage.own_layers for l in own._flatten_layers())]
         student = xla.resolve_jit_compile(jit_compile, "student", distributed,
                                           all(layer.supports_jit for layer in layers), xla.slow_on_cpu(layers),
                                           self.image_shape)

@@ -5,6 +5,7 @@ refusals; a new stage is one `Stage` subclass the Distiller runs with its shared
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from fitnets_tf import Distiller, HintPair, HintStage, KDStage, OneStageFitNetStage, losses
 from fitnets_tf.stages import STAGE_CLASSES, Stage, make_stage
@@ -95,6 +96,25 @@ def test_a_new_stage_is_one_class(monkeypatch):
     assert changed(t0, teacher) == set() and changed(s0, student) == set(s0)
 
 
+def test_the_layers_a_stage_adds_are_checked_for_xla_with_the_students():
+    class WithOwnLayer(SoftTargetsStage):
+        def build(self, distiller):
+            super().build(distiller)
+            self.extra = keras.layers.Dense(2)
+            self.extra.supports_jit = False
+
+        @property
+        def own_layers(self):
+            return [self.extra]
+
+    teacher, student = teacher_and_student()
+    distiller = Distiller(student, teacher)
+    distiller.compile("sgd", stage=SoftTargetsStage(), jit_compile=True)
+    assert distiller.xla_settings["student"] is True
+    distiller.compile("sgd", stage=WithOwnLayer(), jit_compile=True)
+    assert distiller.xla_settings["student"] is False  # a layer of the stage does not support XLA
+
+
 def test_a_stage_without_its_loss_or_variables_cannot_be_built():
     class Incomplete(Stage):
         name = "incomplete"
@@ -148,9 +168,10 @@ def test_the_one_stage_loss_is_ce_plus_beta_times_the_per_element_mse_plus_optio
     distiller.compile(keras.optimizers.SGD(0.0), stage=stage)
     x, y = data(16)
     logs = distiller.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
-    # The reference, in NumPy, from the models' own outputs.
-    hint = np.asarray(stage.hint_model(x))
-    regressed = np.asarray(stage.regressors[0](stage.guided_model(x)))
+    # The reference, in NumPy, from sub-models built here: HintPair(4, 2) is the student's 4th convolution and the
+    # teacher's 2nd, each with the max-pooling that follows it ("pool1" in both networks).
+    hint, guided = (np.asarray(sub_model(model, "pool1")(x)) for model in (teacher, student))
+    regressed = np.asarray(stage.regressors[0](guided))
     logits = np.asarray(student(x))
     ce = -numpy_log_softmax(logits)[np.arange(16), y]
     mse_per_example = ((hint - regressed) ** 2).reshape(16, -1).mean(axis=1)  # RepDistiller's nn.MSELoss
@@ -165,6 +186,31 @@ def test_the_one_stage_loss_is_ce_plus_beta_times_the_per_element_mse_plus_optio
     # hint_loss is logged as stage 1 logs it: Eq. 3's L_HT, half the sum of squares.
     assert logs["hint_loss"] == pytest.approx((0.5 * ((hint - regressed) ** 2).reshape(16, -1).sum(1)).mean(),
                                               rel=1e-4)
+
+
+def sub_model(model, layer_name):
+    return keras.Model(model.inputs, model.get_layer(layer_name).output)
+
+
+def test_one_step_of_the_one_stage_fitnet_is_sgd_on_the_gradient_of_its_reference_loss():
+    """The update of the student and the regressor against tf.GradientTape on the loss written out here."""
+    teacher, student = teacher_and_student(seed=3)
+    distiller = Distiller(student, teacher)
+    stage = OneStageFitNetStage([HintPair(4, 2)], beta=np.float32(100.0), seed=0)
+    distiller.compile(keras.optimizers.SGD(0.05), stage=stage)
+    regressor = stage.regressors[0]
+    x, y = data(16, seed=4)
+    hint = sub_model(teacher, "pool1")(x)
+    guided_model = sub_model(student, "pool1")
+    variables = [*student.trainable_variables, *regressor.trainable_variables]
+    with tf.GradientTape() as tape:
+        ce = keras.losses.sparse_categorical_crossentropy(y, student(x), from_logits=True)
+        mse = tf.reduce_mean(tf.square(hint - regressor(guided_model(x))))  # over the batch, as nn.MSELoss
+        loss = tf.reduce_mean(ce) + 100.0 * mse
+    expected = [v.numpy() - 0.05 * g.numpy() for v, g in zip(variables, tape.gradient(loss, variables))]
+    distiller.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
+    for variable, value in zip(variables, expected):
+        np.testing.assert_allclose(variable.numpy(), value, rtol=1e-4, atol=1e-6, err_msg=variable.path)
 
 
 def test_the_one_stage_fitnet_trains_the_whole_student_and_the_regressor_from_the_first_step_never_the_teacher():

@@ -23,7 +23,6 @@ import os
 from typing import Optional, Tuple
 
 from fitnets_tf import data as data_lib
-from fitnets_tf.distiller import HINT_MODES
 from fitnets_tf.errors import ConfigError, check
 from fitnets_tf.harness import litert
 from fitnets_tf.models import zoo
@@ -38,6 +37,8 @@ from fitnets_tf.regressor import REGRESSOR_KINDS
 BASELINES = ("ce", "kd", "ce_glorot", "kd_glorot", "one_stage")
 GLOROT_SUFFIX = "_glorot"  # a baseline "<method>_glorot" starts from Glorot-uniform weights
 BASELINE_INITIALIZER = "glorot_uniform"
+# With several hint pairs: one stage 1 per pair in order (the original code), or one joint stage for all.
+HINT_MODES = ("sequential", "joint")
 # A switch whose "auto" lets the run decide from what it finds (the data, the device).
 AUTO_TRUE_FALSE = ("auto", "true", "false")
 

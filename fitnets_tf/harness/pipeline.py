@@ -210,12 +210,12 @@ class Run:
         for name in c.baselines:
             glorot = name.endswith(GLOROT_SUFFIX)
             method = name[:-len(GLOROT_SUFFIX)] if glorot else name
+            stage = networks_lib.baseline_stage(c, method, self.networks.pairs)
             with self.strategy.scope():
                 student = (networks_lib.glorot_student(c, self.networks.student_spec) if glorot
                            else networks_lib.new_student(c, self.networks.student_spec))
-                distiller = (Distiller(student) if method == "ce"
-                             else networks_lib.distiller(c, student, self.teacher, self.info))
-            stage = networks_lib.baseline_stage(c, method, self.networks.pairs)
+                distiller = networks_lib.distiller(c, student, self.teacher if stage.needs_teacher else None,
+                                                   self.info)
             results[f"baseline_{name}"] = self._stage(f"baseline_{name}", distiller, stage, epochs)
             self._save_model(student, f"baseline_{name}")
             self.baseline_models[name] = student

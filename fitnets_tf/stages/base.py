@@ -76,6 +76,12 @@ class Stage(abc.ABC):
     def variables(self):
         """The variables this stage trains (a list of `keras.Variable`)."""
 
+    @property
+    def own_layers(self):
+        """The layers the stage adds to the student and trains with it (stage 1's regressors): the Distiller checks
+        them, with the student's, for XLA (`compile`'s `jit_compile="auto"`)."""
+        return []
+
     def teacher_outputs(self, images):
         """What the stage needs from the frozen teacher for `images`: a tuple of tensors, in any precision."""
         return ()

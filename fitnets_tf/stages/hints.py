@@ -194,6 +194,10 @@ class HintStage(ResolvedPairs, Stage):
         return re.sub(r"[^A-Za-z0-9]+", "_", f"{self.name}_{hints}").strip("_")
 
     @property
+    def own_layers(self):
+        return list(self.regressors)
+
+    @property
     def variables(self):
         """The student up to the guided layer(s) (W_Guided) and the regressor(s) (W_r)."""
         variables = list(self.guided_model.trainable_variables)

@@ -17,8 +17,11 @@ means in their configs (100), whatever the hint's size.
 Logs: `loss`, `ce_loss`, `hint_loss` (L_HT, as stage 1 logs it), `kd_loss` when lambda > 0, and `accuracy`.
 """
 
+import numbers
+
 import keras
 import numpy as np
+import tensorflow as tf
 
 from fitnets_tf import losses, taps
 from fitnets_tf.stages.base import Stage, as_tuple
@@ -46,7 +49,7 @@ class OneStageFitNetStage(ResolvedPairs, Stage):
     def __init__(self, pairs="auto", beta=BETA, kd_lambda=0.0, temperature=3.0,
                  regressor_initializer="glorot_uniform", seed=None):
         for setting, value in (("beta", beta), ("kd_lambda", kd_lambda)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) or value < 0:
                 raise ValueError(f"{setting} must be a finite number >= 0. Received: {setting}={value!r}")
         self.pairs = pairs if isinstance(pairs, str) else tuple(pairs)
         self.beta = float(beta)
@@ -65,7 +68,6 @@ class OneStageFitNetStage(ResolvedPairs, Stage):
     def build(self, distiller):
         self.resolved = HintPairs(self.pairs, distiller, self.regressor_initializer, self.seed)
         self.regressors = list(self.resolved.regressors)
-        self.hint_sizes = [float(np.prod(r["hint_shape"])) for r in self.resolved.report]
         guided = [p.guided for p in self.resolved.pairs]
         self.hint_model = taps.tap_model(distiller.teacher_forward, [p.hint for p in self.resolved.pairs],
                                          "teacher_hints", distiller.image_shape)
@@ -83,6 +85,10 @@ class OneStageFitNetStage(ResolvedPairs, Stage):
         self.trackers = {name: keras.metrics.Mean(name=name)
                          for name in ("ce_loss", "hint_loss") + (("kd_loss",) if self.kd_lambda else ())}
         self.accuracy_metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+    @property
+    def own_layers(self):
+        return list(self.regressors)
 
     @property
     def variables(self):
@@ -109,10 +115,11 @@ class OneStageFitNetStage(ResolvedPairs, Stage):
             logits = self.distiller.student_logits(images, training=training)
         ce = losses.cross_entropy(labels, logits)
         hint, weighted = 0.0, 0.0
-        for regressor, g, h, n in zip(self.regressors, guided, teacher_outputs[:count], self.hint_sizes):
+        for regressor, g, h in zip(self.regressors, guided, teacher_outputs[:count]):
             term = losses.hint_loss(h, regressor(g, training=training))
             hint += term
-            weighted += (self.beta * 2.0 / n) * term  # beta x the mean squared error per element
+            size = tf.cast(tf.reduce_prod(tf.shape(h)[1:]), term.dtype)  # n = H * W * C, known or not until now
+            weighted += (self.beta * 2.0 / size) * term  # beta x the mean squared error per element
         total = ce + weighted
         terms = {"ce_loss": ce, "hint_loss": hint}
         if self.kd_lambda:

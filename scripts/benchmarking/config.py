@@ -3,6 +3,7 @@
 import dataclasses
 from typing import Optional
 
+from fitnets_tf.harness.config import RunConfig
 from fitnets_tf.optimizers import OPTIMIZERS
 from fitnets_tf.precision import MIXED_PRECISION, TEACHER_PRECISIONS
 
@@ -78,10 +79,10 @@ class BenchmarkConfig:
     xla: str = "both"
     mixed_precision: str = "float32"
     teacher_precision: str = "auto"
-    optimizer: str = "rmsprop"
+    optimizer: str = RunConfig.optimizer
     learning_rate: float = 1e-4
-    temperature: float = 3.0
-    kd_lambda: float = 4.0
+    temperature: float = RunConfig.temperature
+    kd_lambda: float = RunConfig.kd_lambda
     data: str = "synthetic"
     pipeline_examples: int = 10000
     pipeline_batches: int = 20
