@@ -15,7 +15,7 @@ import tensorflow as tf
 JIT_CHOICES = (True, False, "auto")
 PARTS = ("student", "teacher")
 
-# What the benchmark measured faster, per device type and part (README, "Speed").
+# What the benchmark measured faster, per device type and part (docs/benchmark.md).
 #   CPU: `scripts/benchmark.py` (cifar_teacher -> fitnet1, batch 128, AVX512 CPU, 2 cores): the teacher's forward
 #        pass is slower compiled (float32 and bfloat16); the student's step is faster compiled.
 #   GPU: not measured here; Keras's own "auto" (XLA on for a GPU) is kept for both parts.

@@ -5,8 +5,9 @@
 #             FitNet, KD alone and the one-stage FitNet rows, the teacher in float32 (docs/results.md);
 #   bfloat16  the same seeds and the same trained teacher, its forward pass in bfloat16, FitNet and KD alone
 #             (docs/benchmark.md, "The three-seed evidence"): the accuracy cost of `teacher_precision=auto`.
-# Needs Debian's dataset-fashion-mnist. About 80 min of teacher, then ~50 min a seed for the first sweep and ~35 for
-# the second, on 2 idle cores. The tables: runs/experiments/methods_fmnist_{f32,bf16}/methods.md
+# Needs Debian's dataset-fashion-mnist. Measured on 2 cores (AVX2, 2026-12-07): the teacher 117 min (24 epochs, early
+# stopping), then ~100 min a seed for the first sweep; the second is FitNet and KD alone only (not yet measured).
+# The tables: runs/experiments/methods_fmnist_{f32,bf16}/methods.md
 #   bash scripts/measure_methods.sh
 set -e
 cd "$(dirname "$0")/.."

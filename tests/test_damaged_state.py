@@ -4,9 +4,6 @@ next run. Nothing the user trained is lost."""
 
 import json
 import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
@@ -18,6 +15,23 @@ from fitnets_tf.io_utils import (TMP_PREFIX, atomic_save, read_json_state, remov
                                  remove_leftover_temporaries, scratch_prefix)
 
 DAMAGE = {"garbage": b"\x00{not json", "empty": b"", "a list": b"[]"}
+
+
+def _a_pid_no_process_has():
+    """The highest pid below the kernel's limit that no process has (as a process that ended has none)."""
+    try:
+        with open("/proc/sys/kernel/pid_max") as f:
+            pid_max = int(f.read())
+    except OSError:
+        pid_max = 32768
+    for pid in range(pid_max - 1, 1, -1):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        except PermissionError:
+            continue
+    raise AssertionError("every pid is taken")
 
 
 @pytest.mark.parametrize("damage", list(DAMAGE))
@@ -68,8 +82,7 @@ def test_leftovers_of_killed_writes_and_dead_runs_scratch_are_removed(tmp_path):
     assert os.listdir(model_dir / "litert") == []
 
     temp = tmp_path / "tmp"
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead_pid = int(dead.stdout)
+    dead_pid = _a_pid_no_process_has()
     (temp / f"fitnets-litert-{dead_pid}-q1w2").mkdir(parents=True)
     (temp / f"{scratch_prefix('export')}mine").mkdir()  # this process is alive: kept
     (temp / "fitnets-litert-notapid-x").mkdir()  # not ours: kept

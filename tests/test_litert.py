@@ -79,7 +79,7 @@ def test_int8_file_reads_raw_pixels_and_stays_close_to_keras(files, images):
         assert agreement >= 0.97
     else:
         # GCN + ZCA in int8 is lossy: the whitened inputs have heavy tails that 8 bits resolve coarsely
-        # (measured: 96% agreement, probabilities up to 0.41 apart). The README says so.
+        # (measured: 96% agreement, probabilities up to 0.41 apart). docs/serving.md says so.
         assert agreement >= 0.85
 
 

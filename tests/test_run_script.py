@@ -555,7 +555,7 @@ def test_the_scripts_show_the_librarys_progress_and_keep_other_libraries_info_hi
 
 
 def test_teacher_precision_script_compares_a_runs_teacher_with_float32(digits_run):
-    """scripts/teacher_precision.py on the digits run: the README's bfloat16-teacher figures come from it."""
+    """scripts/teacher_precision.py on the digits run: docs/benchmark.md's bfloat16-teacher figures come from it."""
     model_dir, _ = digits_run
     script = os.path.join(ROOT, "scripts", "teacher_precision.py")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")

@@ -114,7 +114,7 @@ def build_models(config: BenchmarkConfig, x, y):
     )
 
     def optimizer():
-        # Keras's RMSprop (rmsprop_max_scaling=0), as the README's benchmark figures were measured.
+        # Keras's RMSprop (rmsprop_max_scaling=0), as docs/benchmark.md's figures were measured.
         return build_optimizer(config.optimizer, config.learning_rate)
 
     def kd_stage():
