@@ -12,6 +12,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from benchmarking import real_size as real_size_lib  # scripts/benchmarking/ (pytest puts scripts/ on the path)
 from benchmarking import roofline
@@ -21,7 +22,6 @@ from benchmarking.serving import litert_targets
 from fitnets_tf.data.idx import DEBIAN_FASHION_MNIST_DIR
 from fitnets_tf.harness.timing import Candidate, time_interleaved
 from fitnets_tf.precision import resolve_teacher_precision
-from fitnets_tf.xla import resolve_jit_compile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "benchmark.py")
@@ -131,8 +131,8 @@ def test_low_precision_teacher_and_default_stage2_are_measured(tiny_report):
     (auto_name,) = [name for name in m if name.startswith("kd_auto/")]
     auto = m[auto_name]
     assert auto["error"] is None and _positive(auto["seconds_per_call"])
-    assert auto["xla_settings"] == {"student": resolve_jit_compile("auto", "student"),
-                                    "teacher": resolve_jit_compile("auto", "teacher")}
+    on_gpu = bool(tf.config.list_logical_devices("GPU"))  # on a CPU: the student compiled, the teacher not
+    assert auto["xla_settings"] == {"student": True, "teacher": on_gpu}
     assert auto["teacher_precision"] == resolve_teacher_precision("auto")
     # Keras's outer step is compiled only when both parts are: split parts compile themselves.
     assert auto["xla"] is (auto["xla_settings"]["student"] and auto["xla_settings"]["teacher"])

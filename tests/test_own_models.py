@@ -113,13 +113,22 @@ def test_several_inputs_or_outputs_in_model_files_are_refused_before_the_run_wri
 
 
 @pytest.mark.slow
-def test_a_run_with_a_nested_softmax_teacher_a_saved_student_and_a_folder(tmp_path, caplog):
+def test_a_run_with_a_nested_softmax_teacher_a_saved_student_and_a_folder(tmp_path, caplog, monkeypatch):
     data = write_images(tmp_path / "images")
     teacher_path = save_teacher(tmp_path / "teacher.keras")
     student_path = save_student(tmp_path / "student.keras")
     teacher_before = [w.copy() for w in keras.saving.load_model(teacher_path).get_weights()]
+    student_saved = keras.saving.load_model(student_path).get_weights()
     model_dir = tmp_path / "run"
     caplog.set_level(logging.INFO, logger="absl")
+    handed = {}  # {stage name: the student's weights when the stage was handed over}
+    train_stage = pipeline.train_stage
+
+    def recording(name, distiller, stage, *args, **kwargs):
+        handed[name] = [w.copy() for w in distiller.student.get_weights()]
+        return train_stage(name, distiller, stage, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "train_stage", recording)
     rows = pipeline.run(pipeline.RunConfig(model_dir=str(model_dir), dataset=data, teacher_path=teacher_path,
                                            student_path=student_path, **TINY))
     assert {r["model"] for r in rows} == {"teacher", "fitnet", "baseline_ce"}
@@ -135,6 +144,9 @@ def test_a_run_with_a_nested_softmax_teacher_a_saved_student_and_a_folder(tmp_pa
                                       "regressor": detail["regressor"]}]
     assert "[fitnets] hint pair (chosen automatically): guided" in caplog.text  # logged (absl) for the user
     # The baseline started from the saved student's weights, like the FitNet; the teacher file is untouched.
+    for name in ("fitnet_stage1", "baseline_ce"):
+        assert len(handed[name]) == len(student_saved), name
+        assert all(np.array_equal(a, b) for a, b in zip(handed[name], student_saved)), name
     assert rows[0]["architecture"] == "my_teacher"
     for a, b in zip(teacher_before, keras.saving.load_model(teacher_path).get_weights()):
         np.testing.assert_array_equal(a, b)

@@ -4,6 +4,7 @@ complete once built."""
 import json
 import os
 
+import numpy as np
 import pytest
 
 from fitnets_tf.harness import pipeline
@@ -85,13 +86,31 @@ def test_a_run_is_complete_after_construction(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_one_stage_baseline_trains_on_the_fitnets_pairs_and_resumes(tmp_path):
+def test_the_one_stage_baseline_trains_on_the_fitnets_pairs_and_resumes(tmp_path, monkeypatch):
     """`baselines=one_stage`: RepDistiller's one-stage FitNet beside the two-stage one, from the same initial
     weights and on the same resolved pair; its regressor is in its checkpoints, so a rerun finds it finished."""
     model_dir = str(tmp_path / "run")
     config = pipeline.RunConfig(model_dir=model_dir, **{**TINY, "teacher_epochs": 1, "hint_epochs": 1, "kd_epochs": 1,
                                                          "baseline_epochs": 2, "baselines": ("one_stage",)})
+    calls = []  # (stage name, the student's weights when the stage was handed over, the stage, skipped)
+    train_stage = pipeline.train_stage
+
+    def recording(name, distiller, stage, *args, **kwargs):
+        weights = [w.copy() for w in distiller.student.get_weights()]
+        result = train_stage(name, distiller, stage, *args, **kwargs)
+        calls.append((name, weights, stage, bool(result.get("skipped"))))
+        return result
+
+    monkeypatch.setattr(pipeline, "train_stage", recording)
     rows = pipeline.run(config)
+    first = {name: (weights, stage, skipped) for name, weights, stage, skipped in calls}
+    (hint_weights, hint_stage, _), (one_weights, one_stage, _) = first["fitnet_stage1"], first["baseline_one_stage"]
+    assert len(hint_weights) == len(one_weights)  # the same initial weights as the FitNet's stage 1:
+    assert all(np.array_equal(a, b) for a, b in zip(hint_weights, one_weights))
+    resolved = [[(r["guided"], r["hint"], r["regressor"]) for r in stage.pair_report]
+                for stage in (hint_stage, one_stage)]
+    assert resolved[0] == resolved[1] and len(resolved[0]) == 1  # the same resolved pair and regressor kind
+    assert not any(skipped for skipped in (s for _, _, _, s in calls))
     assert {r["model"] for r in rows} == {"teacher", "fitnet", "baseline_one_stage"}
     history = done(model_dir, "baseline_one_stage")["history"]
     assert {"loss", "ce_loss", "hint_loss", "accuracy", "val_accuracy"} <= set(history) and len(history["loss"]) == 2
@@ -106,5 +125,7 @@ def test_the_one_stage_baseline_trains_on_the_fitnets_pairs_and_resumes(tmp_path
     assert len(trained) == len(student.trainable_variables) + 2
     results = json.load(open(os.path.join(model_dir, "results.json")))
     assert results["config"]["one_stage_beta"] == 100.0
+    calls.clear()
     rerun = pipeline.run(config)
     assert [r["model"] for r in rerun] == [r["model"] for r in rows]
+    assert calls and all(skipped for _, _, _, skipped in calls)  # every stage found finished, none trained again

@@ -86,7 +86,7 @@ from tests.test_distiller import changed, data, layer_of, snapshot, teacher_and_
 
 @pytest.mark.parametrize("stage", ["hint", "kd"])
 def test_a_bfloat16_teacher_trains_a_float32_student_like_a_float32_teacher(stage):
-    losses, moved = {}, {}
+    losses, moved, first = {}, {}, {}
     for precision in ("float32", "bfloat16"):
         teacher, student = teacher_and_student()
         _trained_like(teacher)
@@ -96,6 +96,7 @@ def test_a_bfloat16_teacher_trains_a_float32_student_like_a_float32_teacher(stag
         x, y = data()
         outputs = distiller.teacher_outputs(tf.constant(x))
         assert all(t.dtype == tf.float32 for t in outputs)
+        first[precision] = outputs[0].numpy()
         t0, s0 = snapshot(teacher), snapshot(student)
         history = distiller.fit(x, y, batch_size=64, epochs=1, verbose=0, shuffle=False)
         assert changed(t0, teacher) == set()  # the teacher never changes, in any precision
@@ -103,6 +104,10 @@ def test_a_bfloat16_teacher_trains_a_float32_student_like_a_float32_teacher(stag
         losses[precision] = history.history["loss"][0]
         moved[precision] = {layer_of(p) for p in changed(s0, student)}
     assert np.isfinite(losses["bfloat16"])
+    # The teacher's forward really ran in bfloat16 (its outputs, cast back to float32, are not the float32 ones), and
+    # the student trained all the same.
+    assert not np.array_equal(first["bfloat16"], first["float32"])
+    assert losses["bfloat16"] != losses["float32"]
     assert losses["bfloat16"] == pytest.approx(losses["float32"], rel=0.02)
     assert moved["bfloat16"] == moved["float32"]  # stage 1 still moves exactly the guided prefix
 
@@ -146,8 +151,19 @@ def test_precision_differences_reports_what_the_lower_precision_changes():
     low = precision_differences(teacher, dataset, "float16", hint="pool1", temperature=3.0)
     reference = _softened(teacher(x, training=False))
     copy = teacher_in_precision(teacher, "float16")
-    expected = np.abs(reference - _softened(copy(x, training=False))).max()  # over all 48 images at once
+    # The copy is checked on its own first (so a wrong copy cannot hide on both sides): it computes in float16, with
+    # the teacher's float32 weights, and its logits are near the teacher's but not equal to them.
+    computing = {layer.dtype_policy.compute_dtype for layer in copy._flatten_layers() if layer.weights}
+    assert computing == {"float16"}
+    assert all(np.array_equal(a, b) for a, b in zip(copy.get_weights(), teacher.get_weights()))
+    logits, low_logits = teacher(x, training=False).numpy(), copy(x, training=False).numpy()
+    assert not np.array_equal(logits, low_logits)
+    np.testing.assert_allclose(low_logits, logits, atol=0.02 * np.abs(logits).max())
+    low_softened = _softened(low_logits)
+    expected = np.abs(reference - low_softened).max()  # over all 48 images at once
+    assert expected > 0
     assert low["precision"] == "float16" and low["examples"] == 48
     assert low["max_probability_difference"] == pytest.approx(expected, rel=1e-3, abs=1e-7)
+    assert low["class_changes"] == int(np.sum(logits.argmax(-1) != low_logits.argmax(-1)))
     assert 0 < low["max_hint_difference"] < 0.01 * low["max_hint_magnitude"]
     assert low["max_hint_magnitude"] > 0

@@ -43,12 +43,26 @@ def test_chance_notes_name_the_stuck_model_and_the_trainable_reference(tmp_path)
     assert chance_notes(_rows({"teacher": 0.9, "fitnet": 0.8}), 10) == []
 
 
-def test_learning_curves_plot_every_stage_with_an_accuracy(tmp_path):
+def test_learning_curves_plot_every_stage_with_an_accuracy(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    drawn = []
+    plot = matplotlib.axes.Axes.plot
+
+    def recording_plot(self, x, y, *args, **kwargs):
+        drawn.append((kwargs.get("label"), list(x), list(y)))
+        return plot(self, x, y, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", recording_plot)
     path = str(tmp_path / "curves.png")
     histories = {"teacher": {"accuracy": [0.5, 0.7], "val_accuracy": [0.4, 0.6]},
                  "fitnet_stage1": {"hint_loss": [3.0, 2.0]},
                  "fitnet_stage2": {"accuracy": [0.3, 0.5, 0.6]}}
     assert plot_learning_curves(histories, {"fitnet_stage2": 2}, path)
+    # Validation accuracy where there is one, else training accuracy; stage 2 after the 2 epochs before it; no curve
+    # for a stage without an accuracy (stage 1's hint loss).
+    assert sorted(drawn) == [("fitnet_stage2 (train)", [3, 4, 5], [30.0, 50.0, 60.0]),
+                             ("teacher (validation)", [1, 2], [40.0, 60.0])]
     with open(path, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert os.path.getsize(path) > 5000

@@ -340,14 +340,14 @@ def test_a_different_experiment_in_the_same_model_dir_is_refused(digits_run):
     ("mnist.cfg", "mnist"), ("svhn.cfg", "svhn_cropped"), ("cifar10.cfg", "cifar10"), ("cifar100.cfg", "cifar100"),
 ])
 def test_paper_flagfiles_parse_and_fail_fast_without_data(flagfile, dataset, tmp_path):
-    start = time.time()
     model_dir = tmp_path / "run"
     result = run_script(f"--flagfile={os.path.join(ROOT, 'flags', flagfile)}", f"--model_dir={model_dir}",
                         f"--data_dir={tmp_path / 'empty'}")
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and f"tfds build {dataset}" in errors[0], result.stderr[-2000:]
-    assert time.time() - start < 60  # TFDS's offline retries take minutes; this must not
+    # The message is the not-prepared one (download=False: no download was tried). That no network is reached on the
+    # way is checked in process, where tests/data/conftest.py fails any connection (tests/data/test_sources_tfds.py).
     assert not model_dir.exists()  # nothing written for a run that cannot start
 
 

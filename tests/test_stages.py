@@ -253,6 +253,11 @@ def test_the_one_stage_fitnet_refuses_bad_settings():
         with pytest.raises(ValueError, match="kd_lambda must be a finite number >= 0"):
             OneStageFitNetStage(kd_lambda=bad)
     teacher, student = teacher_and_student()
+    before, paths = snapshot(student), [v.path for v in student.weights]
+    stage = OneStageFitNetStage([HintPair(4, 2)])
     with pytest.raises(ValueError, match="needs a teacher"):
-        Distiller(student).compile("sgd", stage=OneStageFitNetStage([HintPair(4, 2)]))
-    assert {layer_of(v.path) for v in student.trainable_variables}  # the student is untouched by the refusals
+        Distiller(student).compile("sgd", stage=stage)
+    assert [v.path for v in student.weights] == paths and not changed(before, student)  # nothing added or moved
+    assert stage.distiller is None and stage.regressors == []  # the refused stage was not half bound:
+    Distiller(student, teacher).compile("sgd", stage=stage)  # it compiles where a teacher is given
+    assert stage.regressors and stage.regressors[0].built

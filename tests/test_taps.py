@@ -251,7 +251,14 @@ def test_a_pair_the_paper_rule_cannot_map_gets_the_auto_regressor():
     distiller, stage = hinted(student, teacher, [HintPair("c7", f"{BACKBONE}/block_1_expand_relu", "auto")])
     assert stage.pair_report[0]["regressor"] == "resize" and "larger" in stage.pair_report[0][
         "regressor_reason"]
-    run_stage(distiller, stage, epochs=1)
+    t0, s0 = snapshot(teacher), snapshot(student)
+    r0 = snapshot(stage.regressors[0])
+    history = run_stage(distiller, stage, epochs=3)
+    # It trains: the regressor's every weight and exactly the student up to c7 move, and the hint loss falls.
+    assert r0 and changed(r0, stage.regressors[0]) == set(r0)
+    assert {layer_of(p) for p in changed(s0, student)} == {f"c{i}" for i in range(1, 8)}
+    assert changed(t0, teacher) == set()
+    assert history.history["hint_loss"][-1] < history.history["hint_loss"][0]
 
 
 def test_teacher_and_student_input_shapes_must_agree():
@@ -329,4 +336,6 @@ def test_an_automatic_regressor_never_outweighs_a_quarter_of_the_student():
     assert report["regressor"] == "resize" and "more than the limit" in report["regressor_reason"]
     (regressor,) = stage.regressors
     assert regressor.count_params() <= REGRESSOR_SHARE * student.count_params()
-    run_stage(distiller, stage, epochs=1)
+    r0 = snapshot(regressor)
+    history = run_stage(distiller, stage, epochs=1)
+    assert changed(r0, regressor) == set(r0) and np.isfinite(history.history["hint_loss"]).all()  # it trains

@@ -55,8 +55,18 @@ def test_an_interrupted_stage_resumes_at_its_last_epoch_with_the_optimizer_state
     saved = {v.path: v.numpy() for v in model.weights}
 
     fresh = student(seed=9)  # a new process: other initial weights, restored from the checkpoint
+    assert any(not np.array_equal(saved[v.path], v.numpy()) for v in fresh.weights)
+    starts = []
+
+    class RecordStart(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            starts.append({v.path: v.numpy() for v in fresh.weights})
+
     distiller = Distiller(fresh)
-    result = train_stage("s", distiller, "ce", keras.optimizers.Adam(1e-2), batches(x, y), 4, str(tmp_path), verbose=0)
+    result = train_stage("s", distiller, "ce", keras.optimizers.Adam(1e-2), batches(x, y), 4, str(tmp_path),
+                         callbacks=[RecordStart()], verbose=0)
+    # The resumed epochs started from the interrupted stage's weights, not from the fresh ones.
+    assert starts and all(np.array_equal(starts[0][path], value) for path, value in saved.items())
     assert result["resumed_from"] == 2 and result["epochs"] == 4
     assert len(result["history"]["loss"]) == 4
     # 4 epochs of 2 steps (batch 32 over 48 examples): the optimizer's step count came back with the checkpoint.

@@ -12,8 +12,9 @@ from tests.test_distiller import changed, data, snapshot, teacher_and_student
 
 def test_auto_follows_the_measured_table_and_is_off_under_distribution(monkeypatch):
     monkeypatch.setattr(xla, "device_type", lambda: "CPU")
-    assert xla.resolve_jit_compile("auto", "teacher") is xla.XLA_AUTO["CPU"]["teacher"]
-    assert xla.resolve_jit_compile("auto", "student") is xla.XLA_AUTO["CPU"]["student"]
+    # What the benchmark measured on CPUs (docs/benchmark.md), written out: the student compiled, the teacher not.
+    assert xla.resolve_jit_compile("auto", "teacher") is False
+    assert xla.resolve_jit_compile("auto", "student") is True
     monkeypatch.setattr(xla, "device_type", lambda: "GPU")
     assert xla.resolve_jit_compile("auto", "teacher") is True
     assert xla.resolve_jit_compile("auto", "student", distributed=True) is False

@@ -1,4 +1,3 @@
-import time
 
 import numpy as np
 import pytest
@@ -94,10 +93,8 @@ def test_use_extra_refused_without_extra_split(fake_tfds_dir):
 def test_absent_data_fails_fast_with_a_fix(name, tmp_path):
     empty = tmp_path / "empty_tfds"
     empty.mkdir()
-    start = time.monotonic()
-    with pytest.raises(DataNotFoundError) as caught:
+    with pytest.raises(DataNotFoundError) as caught:  # at once: any network connection fails this test (conftest)
         load_splits(name, data_dir=str(empty), download=False)
-    assert time.monotonic() - start < 30
     message = str(caught.value)
     assert isinstance(caught.value, FileNotFoundError)
     assert name in message and str(empty) in message
