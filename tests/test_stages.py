@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from fitnets_tf import Distiller, HintPair, HintStage, KDStage, OneStageFitNetStage, losses
 from fitnets_tf.stages import STAGE_CLASSES, Stage, make_stage
-from tests.test_distiller import changed, data, layer_of, snapshot, teacher_and_student
+from tests.test_distiller import changed, data, snapshot, teacher_and_student
 
 
 @pytest.mark.parametrize("stage,names", [
