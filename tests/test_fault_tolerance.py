@@ -80,7 +80,7 @@ def test_kill_9_in_both_stages_then_resume_gives_the_uninterrupted_result(tmp_pa
     np.testing.assert_allclose(stage2["history"]["loss"], reference_history["history"]["loss"], rtol=1e-6)
 
 
-# A teacher stage long enough (~1 s per epoch here) to still be running when a second process reaches the lock.
+# A teacher stage long enough (~1 s per epoch here) to be interrupted in the middle.
 LONG = ["--teacher_epochs=60", "--verbose=2"]
 TF_LOG_PREFIXES = ("I0000", "W0000", "E0000", "WARNING: All log messages before absl::InitializeLog()")
 # The run's own progress lines: absl INFO ("I1127 21:07:48.123456 140 training.py:352] [fitnets] ...") on stderr.
@@ -107,6 +107,7 @@ def test_a_busy_model_dir_is_refused_and_a_killed_runs_lock_does_not_block_its_r
     try:
         wait_for(lambda: os.path.exists(os.path.join(model_dir, "checkpoints", "teacher", "ckpt-1.index")), first,
                  "the first teacher checkpoint")
+        first.send_signal(signal.SIGSTOP)  # alive and holding the lock however long the second takes to start
         second = subprocess.run(command(model_dir) + LONG, env=env(), capture_output=True, text=True, timeout=300)
         assert first.poll() is None  # refused while the first run was alive
     finally:
