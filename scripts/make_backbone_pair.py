@@ -41,7 +41,8 @@ flags.DEFINE_enum("augmentation", "random_resized_crop", ["random_resized_crop",
                   "training augmentation (with flips): ImageNet-style crops, or CIFAR-style 4-pixel padded crops "
                   "(for small images, where an 8%-area crop leaves a few pixels).")
 flags.DEFINE_enum("student", "strided7", ["strided7", "plain8"], "The student: 'strided7' (7 convs, 4 of stride 2: "
-                  "for 224x224) or 'plain8' (8 convs, two max-pools: the example of docs/own_models.md, for small images).")
+                  "for 224x224) or 'plain8' (8 convs, two max-pools: docs/own_models.md's example, for small "
+                  "images).")
 flags.mark_flags_as_required(["folder", "out"])
 FLAGS = flags.FLAGS
 

@@ -1,7 +1,8 @@
 #!/bin/bash
 # The automatic hint pair against the explicit one, and against the former automatic rule, on real data (issue 21,
 # item 6; docs/own_models.md, "Automatic pairing measured"): Fashion-MNIST written as a 10,000-image 32x32 RGB folder,
-# a MobileNetV2 alpha 0.35 teacher trained per seed (a folder's split depends on --seed), the 8-conv student of docs/own_models.md;
+# a MobileNetV2 alpha 0.35 teacher trained per seed (a folder's split depends on --seed), the 8-conv student of
+# docs/own_models.md;
 # per seed three FitNets from the same initial weights, differing only in the hint pair:
 #   explicit  c5 <- block_3_expand_relu (16x16 <- 8x8, the paper's 9x9 conv regressor), and KD alone as reference;
 #   auto      no --hints: the automatic pair (fitnets_tf.taps.auto_pair) and `auto` regressor;

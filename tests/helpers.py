@@ -93,3 +93,21 @@ def write_images(root, classes=3, per_class=12, size=32, seed=0):
             image[y * 16:y * 16 + 16, x * 16:x * 16 + 16] = 220
             (root / f"class{c}" / f"{i}.png").write_bytes(tf.io.encode_png(image).numpy())
     return f"folder:{root}"
+
+
+def record_stage_starts(monkeypatch):
+    """Wraps `pipeline.train_stage` for this test: returns a list that gets, per stage handed over, a dict with its
+    `name`, the `stage` object, the student's `weights` at that moment and whether the stage was `skipped`."""
+    from fitnets_tf.harness import pipeline
+
+    calls = []
+    train_stage = pipeline.train_stage
+
+    def recording(name, distiller, stage, *args, **kwargs):
+        weights = [w.copy() for w in distiller.student.get_weights()]
+        result = train_stage(name, distiller, stage, *args, **kwargs)
+        calls.append({"name": name, "stage": stage, "weights": weights, "skipped": bool(result.get("skipped"))})
+        return result
+
+    monkeypatch.setattr(pipeline, "train_stage", recording)
+    return calls

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from fitnets_tf.harness import pipeline
-from helpers import write_images
+from helpers import record_stage_starts, write_images
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPE = (32, 32, 3)
@@ -121,14 +121,7 @@ def test_a_run_with_a_nested_softmax_teacher_a_saved_student_and_a_folder(tmp_pa
     student_saved = keras.saving.load_model(student_path).get_weights()
     model_dir = tmp_path / "run"
     caplog.set_level(logging.INFO, logger="absl")
-    handed = {}  # {stage name: the student's weights when the stage was handed over}
-    train_stage = pipeline.train_stage
-
-    def recording(name, distiller, stage, *args, **kwargs):
-        handed[name] = [w.copy() for w in distiller.student.get_weights()]
-        return train_stage(name, distiller, stage, *args, **kwargs)
-
-    monkeypatch.setattr(pipeline, "train_stage", recording)
+    calls = record_stage_starts(monkeypatch)
     rows = pipeline.run(pipeline.RunConfig(model_dir=str(model_dir), dataset=data, teacher_path=teacher_path,
                                            student_path=student_path, **TINY))
     assert {r["model"] for r in rows} == {"teacher", "fitnet", "baseline_ce"}
@@ -144,6 +137,7 @@ def test_a_run_with_a_nested_softmax_teacher_a_saved_student_and_a_folder(tmp_pa
                                       "regressor": detail["regressor"]}]
     assert "[fitnets] hint pair (chosen automatically): guided" in caplog.text  # logged (absl) for the user
     # The baseline started from the saved student's weights, like the FitNet; the teacher file is untouched.
+    handed = {call["name"]: call["weights"] for call in calls}
     for name in ("fitnet_stage1", "baseline_ce"):
         assert len(handed[name]) == len(student_saved), name
         assert all(np.array_equal(a, b) for a, b in zip(handed[name], student_saved)), name

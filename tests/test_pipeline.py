@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from fitnets_tf.harness import pipeline
+from tests.helpers import record_stage_starts
 
 TINY = dict(teacher_epochs=3, hint_epochs=3, kd_epochs=3, baseline_epochs=3, baselines=("ce",), batch_size=128,
             optimizer="adam", learning_rate=0.003, latency_runs=1, verbose=0, export=False, initializer="glorot_uniform",
@@ -92,25 +93,16 @@ def test_the_one_stage_baseline_trains_on_the_fitnets_pairs_and_resumes(tmp_path
     model_dir = str(tmp_path / "run")
     config = pipeline.RunConfig(model_dir=model_dir, **{**TINY, "teacher_epochs": 1, "hint_epochs": 1, "kd_epochs": 1,
                                                          "baseline_epochs": 2, "baselines": ("one_stage",)})
-    calls = []  # (stage name, the student's weights when the stage was handed over, the stage, skipped)
-    train_stage = pipeline.train_stage
-
-    def recording(name, distiller, stage, *args, **kwargs):
-        weights = [w.copy() for w in distiller.student.get_weights()]
-        result = train_stage(name, distiller, stage, *args, **kwargs)
-        calls.append((name, weights, stage, bool(result.get("skipped"))))
-        return result
-
-    monkeypatch.setattr(pipeline, "train_stage", recording)
+    calls = record_stage_starts(monkeypatch)
     rows = pipeline.run(config)
-    first = {name: (weights, stage, skipped) for name, weights, stage, skipped in calls}
-    (hint_weights, hint_stage, _), (one_weights, one_stage, _) = first["fitnet_stage1"], first["baseline_one_stage"]
-    assert len(hint_weights) == len(one_weights)  # the same initial weights as the FitNet's stage 1:
-    assert all(np.array_equal(a, b) for a, b in zip(hint_weights, one_weights))
-    resolved = [[(r["guided"], r["hint"], r["regressor"]) for r in stage.pair_report]
-                for stage in (hint_stage, one_stage)]
+    first = {call["name"]: call for call in calls}
+    hint_run, one_run = first["fitnet_stage1"], first["baseline_one_stage"]
+    assert len(hint_run["weights"]) == len(one_run["weights"])  # the same initial weights as the FitNet's stage 1:
+    assert all(np.array_equal(a, b) for a, b in zip(hint_run["weights"], one_run["weights"]))
+    resolved = [[(r["guided"], r["hint"], r["regressor"]) for r in run["stage"].pair_report]
+                for run in (hint_run, one_run)]
     assert resolved[0] == resolved[1] and len(resolved[0]) == 1  # the same resolved pair and regressor kind
-    assert not any(skipped for skipped in (s for _, _, _, s in calls))
+    assert not any(call["skipped"] for call in calls)
     assert {r["model"] for r in rows} == {"teacher", "fitnet", "baseline_one_stage"}
     history = done(model_dir, "baseline_one_stage")["history"]
     assert {"loss", "ce_loss", "hint_loss", "accuracy", "val_accuracy"} <= set(history) and len(history["loss"]) == 2
@@ -128,4 +120,4 @@ def test_the_one_stage_baseline_trains_on_the_fitnets_pairs_and_resumes(tmp_path
     calls.clear()
     rerun = pipeline.run(config)
     assert [r["model"] for r in rerun] == [r["model"] for r in rows]
-    assert calls and all(skipped for _, _, _, skipped in calls)  # every stage found finished, none trained again
+    assert calls and all(call["skipped"] for call in calls)  # every stage found finished, none trained again
