@@ -135,13 +135,16 @@ def test_a_rerun_with_other_settings_is_refused_before_training(methods_sweep):
     ("hint_location", {"early", "middle", "late", "early+middle", "middle+late", "early+late"}),
 ])
 def test_the_digits_variants_of_depth_and_hint_location_run_end_to_end(tmp_path, experiment, cells):
-    """The CI-sized variants: one seed, one epoch per stage; every cell trains and lands in the table and plot."""
+    """The CI-sized variants: one seed, one epoch per stage; every cell trains and lands in the table and plot.
+    Hints + KD only (the baselines' rows are the methods sweep's test): the cells are the point here."""
     sweep_dir = str(tmp_path / experiment)
-    result = run_script(f"--experiment={experiment}", f"--sweep_dir={sweep_dir}", "--seeds=0", *TINY, timeout=900)
+    result = run_script(f"--experiment={experiment}", f"--sweep_dir={sweep_dir}", "--seeds=0", *TINY, "--baselines=",
+                        timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     with open(os.path.join(sweep_dir, f"{experiment}.json")) as f:
         summary = json.load(f)
     assert {r["cell"] for r in summary["rows"] if r["method"] != "teacher (CE)"} == cells
+    assert {r["method"] for r in summary["rows"]} == {"teacher (CE)", "HT+KD"}
     for row in summary["rows"]:
         assert 0.0 <= row["test_accuracy"]["mean"] <= 1.0 and row["test_accuracy"]["n"] == 1
     with open(os.path.join(sweep_dir, f"{experiment}.png"), "rb") as f:

@@ -36,7 +36,8 @@ def test_two_workers_complete_a_digits_run_and_only_the_chief_writes(tmp_path):
                    TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
         workers.append(subprocess.Popen(
             [sys.executable, os.path.join(ROOT, "scripts", "run.py"), f"--model_dir={model_dir}",
-             "--strategy=multi_worker", *TINY], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+             "--strategy=multi_worker", *TINY, "--litert_export=fitnet,float32"], env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True))
     outputs = [w.communicate(timeout=900) for w in workers]
     for worker, (out, err) in zip(workers, outputs):
         assert worker.returncode == 0, err[-3000:]
@@ -44,5 +45,6 @@ def test_two_workers_complete_a_digits_run_and_only_the_chief_writes(tmp_path):
     assert results["replicas"] == 2
     assert {r["model"] for r in results["models"]} == {"teacher", "fitnet"}
     assert (model_dir / "export" / "saved_model.pb").exists() and (model_dir / "flags.cfg").exists()
+    assert (model_dir / "litert" / "fitnet_float32.tflite").exists()  # the chief's LiteRT file
     # The non-chief worker wrote its checkpoints and reports into a scratch directory it removed afterwards.
     assert os.listdir(tmp_path / "tmp1") == []

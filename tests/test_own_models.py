@@ -145,6 +145,10 @@ def test_a_run_with_a_nested_softmax_teacher_a_saved_student_and_a_folder(tmp_pa
     for a, b in zip(teacher_before, keras.saving.load_model(teacher_path).get_weights()):
         np.testing.assert_array_equal(a, b)
     assert (model_dir / "fitnet.keras").exists() and (model_dir / "export" / "saved_model.pb").exists()
+    # The default LiteRT files of a user's student beside a keras.applications teacher (converted to compare).
+    written = {(r["model"], r["format"]) for r in results["litert"]["artifacts"] if r["path"] is not None}
+    assert written == {("fitnet", "float32"), ("fitnet", "int8")}
+    assert {r["model"] for r in results["litert"]["artifacts"]} == {"teacher", "fitnet"}
 
 
 @pytest.mark.slow

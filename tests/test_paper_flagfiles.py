@@ -75,7 +75,9 @@ def test_svhn_flagfile_runs_end_to_end_with_the_extra_split(tmp_path):
     data_dir = str(tmp_path / "tfds")
     # No input cache: the TFDS split is read as a stream, shuffled in windows, as the real 604,388 images would be
     # (the default caches them on disk: 1.9 GB of uint8 images exceed the 512 MB budget).
-    config = _config("svhn.cfg", f"--model_dir={tmp_path / 'svhn'}", f"--data_dir={data_dir}", "--input_cache=none")
+    # The float32 LiteRT file only: the int8 one (calibration, tolerance check) is the CIFAR-10 test's.
+    config = _config("svhn.cfg", f"--model_dir={tmp_path / 'svhn'}", f"--data_dir={data_dir}", "--input_cache=none",
+                     "--litert_export=fitnet,float32")
     assert config.dataset == "svhn_cropped" and config.use_extra and config.hints == (("conv8", 2),)
     results = _run(config)
     assert results["input_cache"]["place"] == "none"
