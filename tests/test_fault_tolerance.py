@@ -37,13 +37,22 @@ def env():
     return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
 
+def saved_epoch(stage_dir):
+    """The epoch of the stage's newest committed checkpoint, 0 before the first. The checkpoint manager writes the
+    `checkpoint` file last (atomically), after ckpt-N.index: a kill between the two leaves ckpt-N uncommitted, and
+    the resume rightly starts from N - 1 (a race the index file alone had: once in a CI-like run)."""
+    if not os.path.exists(os.path.join(stage_dir, "checkpoint")):
+        return 0
+    return int(tf_latest_checkpoint(stage_dir).rsplit("-", 1)[1])
+
+
 def run_until_killed(model_dir, stage, epoch):
-    """Starts the run and kills it (SIGKILL) as soon as `stage` has saved the checkpoint of `epoch`."""
-    marker = os.path.join(model_dir, "checkpoints", stage, f"ckpt-{epoch}.index")
+    """Starts the run and kills it (SIGKILL) as soon as `stage` has committed the checkpoint of `epoch`."""
+    stage_dir = os.path.join(model_dir, "checkpoints", stage)
     process = subprocess.Popen(command(model_dir), env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while not os.path.exists(marker):
-        assert process.poll() is None, f"the run ended before {marker} appeared"
+    while saved_epoch(stage_dir) < epoch:
+        assert process.poll() is None, f"the run ended before {stage} saved epoch {epoch}"
         assert time.time() < deadline
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
@@ -105,7 +114,7 @@ def test_a_busy_model_dir_is_refused_and_a_killed_runs_lock_does_not_block_its_r
     first = subprocess.Popen(command(model_dir) + LONG, env=env(), stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     try:
-        wait_for(lambda: os.path.exists(os.path.join(model_dir, "checkpoints", "teacher", "ckpt-1.index")), first,
+        wait_for(lambda: saved_epoch(os.path.join(model_dir, "checkpoints", "teacher")) >= 1, first,
                  "the first teacher checkpoint")
         first.send_signal(signal.SIGSTOP)  # alive and holding the lock however long the second takes to start
         second = subprocess.run(command(model_dir) + LONG, env=env(), capture_output=True, text=True, timeout=300)
@@ -143,7 +152,7 @@ def test_ctrl_c_and_sigterm_stop_with_one_line_and_their_exit_code_leaving_a_res
     stage_dir = os.path.join(model_dir, "checkpoints", "teacher")
     process = subprocess.Popen(command(model_dir) + LONG, env=env(), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_as_in_a_terminal)
-    wait_for(lambda: os.path.exists(os.path.join(stage_dir, "ckpt-2.index")), process, "the second checkpoint")
+    wait_for(lambda: saved_epoch(stage_dir) >= 2, process, "the second checkpoint")
     process.send_signal(signum)
     _, err = process.communicate(timeout=120)
     code, words = STOPS[signum]
