@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from fitnets_tf.harness import pipeline
-from helpers import record_stage_starts, write_images
+from tests.helpers import record_stage_starts, write_images
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPE = (32, 32, 3)

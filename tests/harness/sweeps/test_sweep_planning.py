@@ -11,7 +11,7 @@ from fitnets_tf.errors import ConfigError
 from fitnets_tf.harness import pipeline
 from fitnets_tf.harness.sweeps import pairing, planning
 from fitnets_tf.models import build_network, zoo
-from helpers import write_images
+from tests.helpers import write_images
 
 
 @pytest.mark.parametrize("experiment,dataset,teacher,student", [
